@@ -1,0 +1,3 @@
+from fgbg.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,123 @@
+"""Placement sampling and alpha compositing: pure numpy.
+
+Shapes: bg uint8 (S, S, 3); fg uint8 (h, w, 4) RGBA; fg_bg uint8 (S, S, 3);
+mask uint8 (S, S) in {0, 255}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image
+
+from fgbg.assets import fg_mask
+
+PLACEMENT_TRIES = 32  # perspective placements redrawn until the fg fits above its foot
+
+
+class Placement(NamedTuple):
+    """Where an fg lands: top-left (x, y) and size (w, h) in pixels, and its scale."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    scale: float
+
+    @property
+    def foot(self) -> tuple[int, int]:
+        """(x, y) of the bottom centre of the fg's box, where it stands."""
+        return self.x + self.w // 2, self.y + self.h - 1
+
+
+def sample_rng(seed: int, key: str) -> np.random.Generator:
+    """A generator that depends only on (seed, key), never on run order."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return np.random.default_rng([seed, int.from_bytes(digest, "little")])
+
+
+def scaled_size(fg_hw: tuple[int, int], scale: float) -> tuple[int, int]:
+    h, w = fg_hw
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def sample_placement(
+    rng: np.random.Generator, fg_hw: tuple[int, int], size: int, scale_range: tuple[float, float]
+) -> Placement:
+    """Uniform scale in scale_range, then a uniform position keeping the fg inside the bg."""
+    scale = float(rng.uniform(*scale_range)) if scale_range[0] < scale_range[1] else scale_range[0]
+    w, h = scaled_size(fg_hw, scale)
+    x = int(rng.integers(0, size - w + 1))
+    y = int(rng.integers(0, size - h + 1))
+    return Placement(x, y, w, h, scale)
+
+
+def sample_perspective_placement(
+    rng: np.random.Generator,
+    fg_hw: tuple[int, int],
+    depth: np.ndarray,
+    scale_range: tuple[float, float],
+    ground_top: int = 0,
+) -> Placement:
+    """Foot point first, then a scale that follows the inverse depth there (near = larger).
+
+    Args:
+        depth: float32 (S, S) inverse depth in [0, 1] of the bg.
+        scale_range: (far, near) scale: inverse depth 0 maps to far, 1 to near.
+        ground_top: first row a foot may stand on (the horizon for the ground prior).
+    """
+    size = depth.shape[0]
+    lo, hi = scale_range
+    for _ in range(PLACEMENT_TRIES):
+        fx = int(rng.integers(0, size))
+        fy = int(rng.integers(ground_top, size))
+        scale = lo + (hi - lo) * float(depth[fy, fx])
+        w, h = scaled_size(fg_hw, scale)
+        if fy - h + 1 >= 0:
+            break
+    else:  # nothing fitted: stand on the bottom row, where the fg is largest and always fits
+        fy = size - 1
+    x = min(max(fx - w // 2, 0), size - w)
+    return Placement(x, fy - h + 1, w, h, scale)
+
+
+def resize_fg(fg: np.ndarray, w: int, h: int) -> np.ndarray:
+    """(h0, w0, 4) -> (h, w, 4), resampled with premultiplied alpha (no dark fringes)."""
+    if fg.shape[1] == w and fg.shape[0] == h:
+        return fg
+    img = Image.fromarray(fg, "RGBA").convert("RGBa").resize((w, h), Image.LANCZOS)
+    return np.asarray(img.convert("RGBA"))
+
+
+def alpha_blend(bg: np.ndarray, fg: np.ndarray, x: int, y: int) -> np.ndarray:
+    """Composite ``a*fg + (1-a)*bg`` with fg's top-left at (x, y), a = alpha / 255.
+
+    Pillow's paste does the blend (2x faster than numpy here) and is within 0.5 LSB of
+    the float reference (tested).
+
+    Args:
+        bg: uint8 (S, S, 3).
+        fg: uint8 (h, w, 4), inside the bg at (x, y).
+
+    Returns:
+        uint8 (S, S, 3), a new array.
+    """
+    out = Image.fromarray(bg)
+    fg_img = Image.fromarray(fg, "RGBA")
+    out.paste(fg_img, (x, y), fg_img)
+    return np.asarray(out)
+
+
+def paste_mask(fg: np.ndarray, x: int, y: int, size: int) -> np.ndarray:
+    """The fg's binary mask (alpha >= 128) on black at (x, y): uint8 (size, size) in {0, 255}."""
+    h, w = fg.shape[:2]
+    mask = np.zeros((size, size), np.uint8)
+    mask[y : y + h, x : x + w] = fg_mask(fg)
+    return mask
+
+
+def flip_fg(fg: np.ndarray) -> np.ndarray:
+    """Horizontal mirror of an (h, w, C) image."""
+    return np.ascontiguousarray(fg[:, ::-1])

@@ -1,0 +1,120 @@
+"""The command line as a user meets it: help, bad input, one-line errors, never a traceback."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fgbg.cli import main
+from fgbg.store import read_dataset_json
+
+SMALL_ARGS = ["--size", "64", "--fg-size", "32", "--placements", "2", "--workers", "1", "--quiet"]
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    return code, captured.out, captured.err
+
+
+def write_bad_files(fg):
+    """One file per bad-input class; returns {file name: words the message must contain}."""
+    (fg / "notes.png").write_text("this is not an image")
+    good = Image.new("RGBA", (40, 40), (255, 0, 0, 255))
+    good.save(fg / "whole.png")
+    data = (fg / "whole.png").read_bytes()
+    (fg / "truncated.png").write_bytes(data[: len(data) // 2])
+    (fg / "whole.png").unlink()
+    (fg / "empty.jpg").write_bytes(b"")
+    noise = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(fg / "busy.jpg")
+    Image.new("RGBA", (40, 40), (255, 0, 0, 0)).save(fg / "invisible.png")
+    return {
+        "notes.png": "not an image",
+        "truncated.png": "truncated or corrupt",
+        "empty.jpg": "empty",
+        "busy.jpg": "not plain",
+        "invisible.png": "fully transparent",
+    }
+
+
+def test_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    text = capsys.readouterr().out
+    for option in ["--placements", "--flip", "--size", "--fg-size", "--scale", "--perspective", "--depth",
+                   "--horizon", "--format", "--jpeg-quality", "--depth-bits", "--workers", "--seed",
+                   "--on-bad", "--overwrite", "--bg-fit"]:  # fmt: skip
+        assert option in text
+
+
+def test_every_bad_input_is_listed_and_nothing_is_generated(folders, tmp_path, capsys):
+    bg, fg = folders
+    expected = write_bad_files(fg)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "generate", "--bg", str(bg), "--fg", str(fg), "--out", str(out), *SMALL_ARGS)
+    assert code == 1
+    for name, words in expected.items():
+        lines = [line for line in err.splitlines() if name in line]
+        assert len(lines) == 1 and words in lines[0], (name, err)
+    assert "--on-bad skip" in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_on_bad_skip_warns_and_carries_on(folders, tmp_path, capsys):
+    bg, fg = folders
+    expected = write_bad_files(fg)
+    out = tmp_path / "out"
+    code, stdout, err = run(
+        capsys, "generate", "--bg", str(bg), "--fg", str(fg), "--out", str(out), "--on-bad", "skip", *SMALL_ARGS
+    )
+    assert code == 0, err
+    for name in expected:
+        assert name in err and "skipped" in err
+    meta = read_dataset_json(out)
+    assert meta["counts"]["fg"] == 3 and meta["counts"]["samples"] == 3 * 3 * 2 * 2
+    assert "samples" in stdout
+
+
+def test_bad_background_names_the_file(folders, tmp_path, capsys):
+    bg, fg = folders
+    (bg / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 nope")
+    code, _, err = run(capsys, "generate", "--bg", str(bg), "--fg", str(fg), "--out", str(tmp_path / "o"), *SMALL_ARGS)
+    assert code == 1 and "broken.jpg" in err
+
+
+def test_empty_folder_and_folder_without_usable_files(folders, tmp_path, capsys):
+    bg, fg = folders
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run(capsys, "generate", "--bg", str(bg), "--fg", str(empty), "--out", str(tmp_path / "o"), *SMALL_ARGS)
+    assert code == 1 and "no foreground images found" in err and str(empty) in err
+    only_bad = tmp_path / "only_bad"
+    only_bad.mkdir()
+    (only_bad / "x.png").write_text("nope")
+    code, _, err = run(
+        capsys, "generate", "--bg", str(bg), "--fg", str(only_bad), "--out", str(tmp_path / "o"), "--on-bad", "skip",
+        *SMALL_ARGS,
+    )  # fmt: skip
+    assert code == 1 and "no usable foreground" in err
+    code, _, err = run(capsys, "generate", "--bg", str(tmp_path / "missing"), "--fg", str(fg), "--out", str(tmp_path / "o"))
+    assert code == 1 and "not a folder" in err
+
+
+def test_fg_larger_than_bg_is_refused_before_any_work(folders, tmp_path, capsys):
+    bg, fg = folders
+    out = tmp_path / "o"
+    code, _, err = run(capsys, "generate", "--bg", str(bg), "--fg", str(fg), "--out", str(out), "--size", "64", "--fg-size", "80")
+    assert code == 1 and "larger than the bg" in err
+    assert not out.exists()
+
+
+def test_demo_runs_from_the_bundled_assets(tmp_path, capsys):
+    from fgbg.config import GenerateConfig
+    from fgbg.demo import run_demo
+
+    run_demo(tmp_path / "demo", workers=1, config=GenerateConfig(size=64, fg_size=32, placements=1))
+    out = capsys.readouterr().out
+    meta = read_dataset_json(tmp_path / "demo")
+    assert meta["counts"]["bg"] >= 8 and meta["counts"]["fg"] >= 12
+    assert str(tmp_path / "demo") in out and "samples" in out

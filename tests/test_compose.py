@@ -1,0 +1,73 @@
+import numpy as np
+
+from fgbg.compose import (
+    Placement,
+    alpha_blend,
+    paste_mask,
+    sample_perspective_placement,
+    sample_placement,
+    sample_rng,
+)
+from fgbg.depth.layered import ground_plane_prior
+
+
+def random_fg(rng, h=40, w=30):
+    fg = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
+    fg[..., 3] = rng.integers(0, 256, (h, w))  # every alpha value, soft edges included
+    return fg
+
+
+def test_alpha_blend_is_within_one_lsb_of_the_float_reference():
+    rng = np.random.default_rng(1)
+    bg = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    fg = random_fg(rng)
+    out = alpha_blend(bg, fg, 7, 11)
+    a = fg[..., 3:4] / 255.0
+    reference = a * fg[..., :3] + (1 - a) * bg[11:51, 7:37]
+    assert np.abs(out[11:51, 7:37] - reference).max() <= 1.0
+    outside = np.ones((64, 64), bool)
+    outside[11:51, 7:37] = False
+    np.testing.assert_array_equal(out[outside], bg[outside])  # untouched elsewhere
+    assert out is not bg and not np.shares_memory(out, bg)
+
+
+def test_mask_is_binary_and_exactly_the_placed_alpha():
+    rng = np.random.default_rng(2)
+    fg = random_fg(rng)
+    mask = paste_mask(fg, 5, 9, 64)
+    assert set(np.unique(mask)) <= {0, 255}
+    expected = np.zeros((64, 64), bool)
+    expected[9:49, 5:35] = fg[..., 3] >= 128
+    np.testing.assert_array_equal(mask == 255, expected)
+
+
+def test_same_key_same_placement_other_key_other_placement():
+    a = sample_placement(sample_rng(0, "b000_f000_0_00"), (40, 30), 64, (0.5, 1.0))
+    b = sample_placement(sample_rng(0, "b000_f000_0_00"), (40, 30), 64, (0.5, 1.0))
+    c = sample_placement(sample_rng(0, "b000_f000_1_00"), (40, 30), 64, (0.5, 1.0))
+    d = sample_placement(sample_rng(1, "b000_f000_0_00"), (40, 30), 64, (0.5, 1.0))
+    assert a == b and a != c and a != d
+
+
+def test_placement_keeps_the_fg_inside_the_bg():
+    for i in range(500):
+        p = sample_placement(sample_rng(0, f"k{i}"), (40, 30), 64, (0.5, 1.6))
+        assert 0 <= p.x and p.x + p.w <= 64 and 0 <= p.y and p.y + p.h <= 64
+
+
+def test_perspective_near_is_larger_and_stands_on_the_ground():
+    depth = ground_plane_prior(128, 0.4)
+    places = [
+        sample_perspective_placement(sample_rng(0, f"k{i}"), (40, 30), depth, (0.2, 1.0), ground_top=51)
+        for i in range(300)
+    ]
+    for p in places:
+        assert 0 <= p.x and p.x + p.w <= 128 and 0 <= p.y and p.y + p.h <= 128
+        assert p.foot[1] >= 51  # feet below the horizon
+    feet = np.array([p.foot[1] for p in places])
+    heights = np.array([p.h for p in places])
+    assert np.corrcoef(feet, heights)[0, 1] > 0.9  # lower in the image = nearer = larger
+
+
+def test_foot_is_bottom_centre():
+    assert Placement(10, 20, 31, 40, 1.0).foot == (25, 59)

@@ -1,0 +1,179 @@
+"""End to end: folders of real images -> store, read back with outside readers."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import webdataset as wds
+
+from fgbg import codecs
+from fgbg.config import GenerateConfig
+from fgbg.generate import GenerateError, generate
+from fgbg.render import asset_paths
+from fgbg.store import iter_samples, read_dataset_json
+
+from .conftest import SMALL
+
+
+def shard_hashes(out: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((out / "shards").glob("*.tar"))}
+
+
+def make(folders, out, workers=1, overwrite=False, **overrides):
+    config = GenerateConfig(**{**SMALL, **overrides})
+    return generate(*folders, out, config, workers=workers, overwrite=overwrite, progress=False)
+
+
+def test_webdataset_reads_every_planned_sample(folders, tmp_path):
+    summary = make(folders, tmp_path / "out")
+    meta = read_dataset_json(tmp_path / "out")
+    planned = 3 * 3 * 2 * SMALL["placements"]
+    assert summary.samples == meta["counts"]["samples"] == planned
+    urls = [str(tmp_path / "out" / f) for s in meta["shards"] for f in s["files"]]
+    samples = list(wds.WebDataset(urls, shardshuffle=False))
+    assert len(samples) == planned
+    assert {k for k in samples[0] if not k.startswith("__")} == {"fg_bg.jpg", "mask.png", "depth.png", "json"}
+    keys = [s["__key__"] for s in samples]
+    assert len(set(keys)) == planned and keys == sorted(keys)
+    manifest = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
+    assert [m["key"] for m in manifest] == keys
+    assert not (tmp_path / "out" / ".work").exists()
+
+
+def test_every_sample_obeys_the_mask_and_depth_rules(folders, tmp_path):
+    out = tmp_path / "out"
+    make(folders, out, scale_min=0.6, scale_max=1.0)
+    meta = read_dataset_json(out)
+    bgs = [codecs.decode_jpeg(p.read_bytes()) for p in asset_paths(out, "bg", 3)]
+    bg_depth = [codecs.decode_png(p.read_bytes()) for p in asset_paths(out, "bg_depth", 3)]
+    for key, m in iter_samples(out):
+        ann = json.loads(m["json"])
+        fg_bg = codecs.decode_jpeg(m["fg_bg.jpg"])
+        mask = codecs.decode_png(m["mask.png"])
+        depth = codecs.decode_png(m["depth.png"])
+        assert fg_bg.shape == (64, 64, 3) and mask.shape == depth.shape == (64, 64)
+        assert set(np.unique(mask)) <= {0, 255}
+        x, y, w, h = ann["x"], ann["y"], ann["w"], ann["h"]
+        assert (mask[:, :x] == 0).all() and (mask[:y] == 0).all()
+        assert (mask[:, x + w :] == 0).all() and (mask[y + h :] == 0).all()
+        assert (mask > 0).sum() == ann["mask_area"] > 0
+        # depth: fg pixels take the foot value, the rest is the bg's map at 8 bits
+        fx, fy = ann["foot"]
+        expected_bg = np.rint(bg_depth[ann["bg"]] / 65535 * 255).astype(np.uint8)
+        foot_value = expected_bg[fy, fx]
+        assert np.all(depth[mask > 0] == foot_value)
+        np.testing.assert_array_equal(depth[mask == 0], expected_bg[mask == 0])
+        assert ann["depth"] == pytest.approx(foot_value / 255, abs=1e-6)
+        # outside the box the composite is the bg (up to JPEG error)
+        outside = np.ones((64, 64), bool)
+        outside[y : y + h, x : x + w] = False
+        assert np.abs(fg_bg[outside].astype(int) - bgs[ann["bg"]][outside]).mean() < 6
+    assert meta["depth"]["source"] == "layered" and meta["depth"]["near"] == "bright"
+    assert meta["depth"]["bg_maps"] == {"ground-plane prior": 3}
+
+
+def test_one_worker_and_two_workers_give_identical_shards(folders, tmp_path):
+    make(folders, tmp_path / "one", workers=1)
+    make(folders, tmp_path / "two", workers=2)
+    one, two = shard_hashes(tmp_path / "one"), shard_hashes(tmp_path / "two")
+    assert len(one) > 1 and one == two
+    assert (tmp_path / "one" / "manifest.jsonl").read_bytes() == (tmp_path / "two" / "manifest.jsonl").read_bytes()
+    meta = read_dataset_json(tmp_path / "one")
+    assert {f: h for s in meta["shards"] for f, h in s["files"].items()} == {
+        f"shards/{k}": v for k, v in one.items()
+    }
+
+
+def test_sigkill_mid_run_then_rerun_gives_the_same_bytes(folders, tmp_path):
+    bg, fg = folders
+    args = ["--bg", str(bg), "--fg", str(fg), "--size", "160", "--fg-size", "80", "--placements", "60",
+            "--shard-size", "40", "--workers", "2", "--quiet"]  # fmt: skip
+    cmd = [sys.executable, "-m", "fgbg", "generate", *args]
+    subprocess.run([*cmd, "--out", str(tmp_path / "whole")], check=True, capture_output=True)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([*cmd, "--out", str(out)], start_new_session=True)
+    deadline = time.time() + 60
+    while len(list((out / ".work").glob("shard-*.json"))) < 3 and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(list((out / ".work").glob("shard-*.json")))
+    assert 3 <= done_before < 27, "the kill should land mid-run"
+    assert not (out / "dataset.json").exists()
+    rerun = subprocess.run([*cmd, "--out", str(out)], check=True, capture_output=True, text=True)
+    assert "kept from an earlier run" in rerun.stdout
+    assert shard_hashes(out) == shard_hashes(tmp_path / "whole")
+    assert (out / "manifest.jsonl").read_bytes() == (tmp_path / "whole" / "manifest.jsonl").read_bytes()
+    assert not list(out.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("fmt", ["folder", "zip"])
+def test_folder_and_zip_hold_the_same_samples_as_wds(folders, tmp_path, fmt):
+    make(folders, tmp_path / "wds")
+    make(folders, tmp_path / fmt, format=fmt)
+    a = dict(iter_samples(tmp_path / "wds"))
+    b = dict(iter_samples(tmp_path / fmt))
+    assert a.keys() == b.keys() and len(a) == 36
+    assert all(a[k] == b[k] for k in a)
+    meta = read_dataset_json(tmp_path / fmt)
+    assert [s["count"] for s in meta["shards"]] == [12, 12, 12]  # one shard per bg
+    kind_dirs = {p.name for p in (tmp_path / fmt).iterdir() if p.is_dir()}
+    assert {"fg_bg", "mask", "depth", "annotation", "assets"} <= kind_dirs
+
+
+def test_rerun_of_a_complete_store_does_nothing_and_other_config_is_refused(folders, tmp_path):
+    out = tmp_path / "out"
+    make(folders, out)
+    before = shard_hashes(out)
+    again = make(folders, out)
+    assert again.resumed_samples == again.samples and shard_hashes(out) == before
+    with pytest.raises(GenerateError, match="different config"):
+        make(folders, out, seed=1)
+    make(folders, out, seed=1, overwrite=True)
+    assert shard_hashes(out) != before
+
+
+def test_foreign_non_empty_out_is_refused(folders, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.docx").write_text("precious")
+    with pytest.raises(GenerateError, match="not an fgbg store"):
+        make(folders, out)
+    assert (out / "thesis.docx").exists()
+
+
+def test_sidecar_depth_and_16_bit_depth(folders, tmp_path):
+    from PIL import Image
+
+    bg, fg = folders
+    first = sorted(bg.glob("*.jpg"))[0]
+    ramp = np.tile(np.linspace(0, 65535, 300).astype(np.uint16)[None, :], (200, 1))  # near on the right
+    Image.fromarray(ramp).save(bg / (first.stem + ".depth.png"))
+    out = tmp_path / "out"
+    make(folders, out, depth_bits=16)
+    meta = read_dataset_json(out)
+    assert meta["depth"]["bg_maps"] == {"ground-plane prior": 2, "sidecar": 1}
+    assert meta["sources"]["bg"][0]["depth"] == "sidecar"
+    key, m = next(iter_samples(out))
+    depth = codecs.decode_png(m["depth.png"])
+    assert depth.dtype == np.uint16
+    mask = codecs.decode_png(m["mask.png"])
+    row = depth[0][mask[0] == 0]
+    assert np.all(np.diff(row.astype(int)) >= 0) and row[-1] > 60000  # the sidecar's ramp
+
+
+def test_perspective_store_scales_fg_with_foot_depth(folders, tmp_path):
+    out = tmp_path / "out"
+    make(folders, out, perspective=True, scale_min=0.3, scale_max=1.0, placements=10)
+    anns = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    scales = np.array([a["scale"] for a in anns])
+    depths = np.array([a["depth"] for a in anns])
+    assert np.allclose(scales, 0.3 + 0.7 * depths, atol=0.01)
+    assert read_dataset_json(out)["depth"]["perspective"] is True
