@@ -15,7 +15,8 @@ BgFit = Literal["crop", "stretch"]
 OnBad = Literal["fail", "skip"]
 
 FORMATS: tuple[str, ...] = ("wds", "folder", "zip")
-DEPTH_SOURCES: tuple[str, ...] = ("layered",)
+DEPTH_SOURCES: tuple[str, ...] = ("layered", "estimator", "estimator-per-bg")
+DEPTH_NORMS: tuple[str, ...] = ("bg", "dataset", "image")
 # With --perspective and a single --scale S, the farthest fg is drawn at this fraction of S.
 PERSPECTIVE_FAR_FRACTION = 0.3
 
@@ -32,6 +33,10 @@ class GenerateConfig:
     depth: str = "layered"  # depth source, see fgbg.depth
     horizon: float = 0.4  # ground-plane prior: horizon row as a fraction of the height
     depth_bits: int = 8  # 8 or 16-bit depth PNGs
+    depth_model: str = ""  # estimator sources: an .onnx file, a transformers folder or hub id
+    depth_preset: str = ""  # ONNX input convention: "midas-small", "depth-anything" or "" (auto)
+    depth_batch: int = 16  # images per network call
+    depth_norm: str = "bg"  # network depth scale: one per bg, one per store, or per image (the seeds')
     format: Format = "wds"
     jpeg_quality: int = 90  # fg_bg and bg JPEG quality
     bg_fit: BgFit = "crop"
@@ -75,6 +80,12 @@ def check_config(c: GenerateConfig) -> None:
         raise ValueError(f"--horizon is a fraction of the height in [0, 1), got {c.horizon}")
     if c.depth not in DEPTH_SOURCES:
         raise ValueError(f"--depth must be one of {', '.join(DEPTH_SOURCES)}, got {c.depth!r}")
+    if c.depth != "layered" and not c.depth_model:
+        raise ValueError(f"--depth {c.depth} needs a model: pass --depth-model PATH_OR_ID")
+    if c.depth_norm not in DEPTH_NORMS:
+        raise ValueError(f"--depth-norm must be one of {', '.join(DEPTH_NORMS)}, got {c.depth_norm!r}")
+    if c.depth_batch < 1:
+        raise ValueError(f"--depth-batch must be at least 1, got {c.depth_batch}")
     if c.depth_bits not in (8, 16):
         raise ValueError(f"--depth-bits must be 8 or 16, got {c.depth_bits}")
     if c.format not in FORMATS:

