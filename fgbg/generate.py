@@ -46,7 +46,7 @@ from fgbg.store.layout import (
 from fgbg.store.write import write_shard
 
 # What a store owns at its root: the only names --overwrite ever deletes.
-OWNED = [DATASET_JSON, MANIFEST, SHARDS_DIR, ASSETS_DIR, WORK_DIR, "stats.json", "README.md", "previews"]
+OWNED = [DATASET_JSON, MANIFEST, SHARDS_DIR, ASSETS_DIR, WORK_DIR, "stats.json", ".stats_cache", "README.md", "previews"]
 OWNED += sorted({kind for kind, _ in MEMBERS.values()})
 
 
@@ -305,7 +305,6 @@ def generate(
             return Summary(out, len(plan), len(shards), meta["total_bytes"], 0.0, len(plan))
         remove_temporaries(out)
         (out / WORK_DIR).mkdir(exist_ok=True)
-        (out / SHARDS_DIR).mkdir(exist_ok=True)
         write_assets(out, assets, config)
         atomic_write_json(out / WORK_DIR / "state.json", state)
         todo = [s for s in shards if not _part_path(out, s).exists()]

@@ -113,8 +113,8 @@ def test_demo_runs_from_the_bundled_assets(tmp_path, capsys):
     from fgbg.config import GenerateConfig
     from fgbg.demo import run_demo
 
-    run_demo(tmp_path / "demo", workers=1, config=GenerateConfig(size=64, fg_size=32, placements=1))
+    run_demo(tmp_path / "demo", workers=1, config=GenerateConfig(size=64, fg_size=32, placements=1), train_minutes=0)
     out = capsys.readouterr().out
-    meta = read_dataset_json(tmp_path / "demo")
+    meta = read_dataset_json(tmp_path / "demo" / "data")
     assert meta["counts"]["bg"] >= 8 and meta["counts"]["fg"] >= 12
-    assert str(tmp_path / "demo") in out and "samples" in out
+    assert str(tmp_path / "demo" / "data") in out and "samples" in out

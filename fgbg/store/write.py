@@ -33,6 +33,7 @@ def write_wds(out: Path, name: str, samples: Samples) -> dict:
     """One tar: members KEY.fg_bg.jpg, KEY.mask.png, ... contiguous per sample."""
     rel = f"{SHARDS_DIR}/{name}.tar"
     final = out / rel
+    final.parent.mkdir(exist_ok=True)
     tmp = final.with_name(final.name + TMP_SUFFIX)
     count = 0
     with open(tmp, "wb") as f:

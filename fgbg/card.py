@@ -1,0 +1,347 @@
+"""The dataset card: ``STORE/README.md`` and ``STORE/previews/*.png``, from the store itself.
+
+Everything on the card is read from ``dataset.json`` (how it was made, the depth source,
+sources and counts) and ``stats.json`` (exact statistics; computed if needed, per-shard
+cached). :func:`card_markdown` is a pure function of those two and the preview paths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from fgbg import __version__
+from fgbg.preview import PREVIEW_KINDS, preview, save_png
+from fgbg.stats import KINDS, dimensions, human_bytes, normalisation_snippets, write_stats
+from fgbg.store.layout import atomic_write_bytes, read_dataset_json
+
+CARD = "README.md"
+PREVIEWS_DIR = "previews"
+ATTRIBUTION_FILE = "ATTRIBUTION.md"
+
+SECTIONS = (
+    "## What it is",
+    "## Kinds",
+    "## Counts",
+    "## Size",
+    "## Statistics",
+    "## Pictures",
+    "## How it was made",
+    "## How to load it",
+    "## Licence and attribution",
+)
+
+
+# ---------------------------------------------------------------- what the store knows
+
+
+def depth_sentence(depth: dict) -> str:
+    """Where the depth maps came from, stated plainly (never implying a network that was not run)."""
+    source = depth.get("source", "unknown")
+    scale = depth.get("scale", "")
+    model = depth.get("depth_model")
+    values = f" Values: {scale}; near = {depth.get('near', 'bright')}."
+    if source == "estimator":
+        minmax = (
+            " **Each map is min-max normalised on its own, so values are not comparable between images.**"
+            if depth.get("per_image_minmax")
+            else ""
+        )
+        return (
+            f"**Estimated by a depth network run on every composite**: `{model}`. It is the network's relative"
+            f" inverse depth, not measured depth; {depth.get('clipped_fraction', 0):.2%} of pixels fell outside"
+            f" the recorded scale and were clipped.{minmax}" + values
+        )
+    maps = depth.get("bg_maps", {})
+    origins = []
+    if maps.get("ground-plane prior"):
+        origins.append(
+            f"a ground-plane prior for {maps['ground-plane prior']} background(s) (a flat floor seen by a level"
+            f" camera: inverse depth linear in the row below a horizon at {depth.get('horizon')} of the height,"
+            " 0 above it; no scene geometry is measured)"
+        )
+    if maps.get("sidecar"):
+        origins.append(f"a depth map supplied beside the photo for {maps['sidecar']} background(s)")
+    if maps.get("estimator"):
+        origins.append(f"the depth network `{model}` run once on each of {maps['estimator']} background(s)")
+    for name, n in maps.items():
+        if name not in ("ground-plane prior", "sidecar", "estimator"):
+            origins.append(f"{name} for {n} background(s)")
+    if source not in ("layered", "estimator-per-bg"):
+        return f"Depth source `{source}`: " + "; ".join(origins) + "." + values
+    network = "" if source == "estimator-per-bg" else "No depth network (not DenseDepth, MiDaS or any other) was run. "
+    label = " (`estimator-per-bg`: the network once per background)" if source == "estimator-per-bg" else ""
+    return (
+        f"**Layered{label}, not estimated per composite.** {network}Each background has one inverse-depth"
+        " map: " + "; ".join(origins) + ". A pasted foreground is a flat layer: all its pixels take the"
+        " background's value at its foot point (bottom centre of its box), in front of the background there."
+        + (" Its size follows that value (`perspective`)." if depth.get("perspective") else "")
+        + values
+    )
+
+
+def placement_sentence(config: dict) -> str:
+    fixed = config["scale_min"] == config["scale_max"]
+    scale = f"scale {config['scale_min']}" if fixed else f"scale drawn uniformly from {config['scale_min']} to {config['scale_max']}"
+    if config.get("perspective"):
+        return (
+            f"Each placement draws a foot point on the ground (below the horizon), then a {scale} that follows the"
+            " inverse depth there (near = larger); the foreground stands on that point, inside the image."
+        )
+    return (
+        f"Each placement takes the {config['fg_size']} px foreground at {scale}, then draws a position uniformly"
+        " among those that keep the whole foreground inside the background."
+    )
+
+
+def demo_attribution(meta: dict) -> str | None:
+    """The bundled demo assets' ATTRIBUTION.md, if every source of the store is one of them."""
+    from fgbg.demo import demo_assets
+
+    bg_dir, fg_dir = demo_assets()
+    text_path = bg_dir.parent / ATTRIBUTION_FILE
+    if not text_path.is_file():
+        return None
+    shipped = {hashlib.sha256(p.read_bytes()).hexdigest() for d in (bg_dir, fg_dir) if d.is_dir() for p in d.iterdir()}
+    sources = meta["sources"]["bg"] + meta["sources"]["fg"]
+    if sources and all(s["sha256"] in shipped for s in sources):
+        return only_rows_of(text_path.read_text().strip(), {s["file"] for s in sources})
+    return None
+
+
+def only_rows_of(text: str, files: set[str]) -> str:
+    """Drop the rows of Markdown tables whose first cell names a file not in ``files``."""
+    kept = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else []
+        is_header = cells and (cells[0] == "file" or set(cells[0]) <= set("-: "))
+        if cells and not is_header and cells[0] not in files:
+            continue
+        kept.append(line)
+    return "\n".join(kept)
+
+
+# ---------------------------------------------------------------- the card, pure
+
+
+def _demote_headings(text: str) -> str:
+    """Markdown headings of an included file become level 3+, below the card's sections."""
+    return "\n".join("##" + line if line.startswith("#") else line for line in text.splitlines())
+
+
+def _row(cells) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _nums(values, digits: int = 4) -> str:
+    return ", ".join("-" if v is None else f"{v:.{digits}f}" for v in values)
+
+
+def card_markdown(meta: dict, stats: dict, previews: dict[str, str], attribution: str | None, name: str) -> str:
+    """The README.md text of a store.
+
+    Args:
+        meta: the store's dataset.json.
+        stats: its stats.json.
+        previews: {kind or "aligned": relative path of the PNG}.
+        attribution: licence/attribution text of the sources, or None if unknown.
+        name: the dataset's name (the store folder's name).
+    """
+    c, counts, config, kinds = meta["counts"], meta["counts"], meta["config"], stats["kinds"]
+    size = config["size"]
+    flips = "and its mirror image " if counts["flips"] == 2 else ""
+    out = [
+        f"# {name}: a synthetic foreground/background dataset",
+        "",
+        "## What it is",
+        "",
+        f"{c['samples']:,} composites (`fg_bg`, {size}x{size} RGB): each of {c['fg']} foreground cut-outs {flips}"
+        f"pasted at {c['placements']} random places on each of {c['bg']} backgrounds. Every composite comes with"
+        " its exact foreground mask (`mask`, 0/255, where the foreground's alpha >= 128), a depth map (`depth`,"
+        " inverse depth, near = bright) and an annotation (placement, scale, foot point, depth value, mask area)."
+        f" The prepared inputs (`bg`, `fg`, `fg_mask`) are included. Made with fgbg {meta.get('fgbg_version', '?')};"
+        f" this card was written by `fgbg card` (fgbg {__version__}) from `dataset.json` and `stats.json`.",
+        "",
+        "Intended use: training and evaluating models that take (background, composite) and predict the"
+        " foreground mask and depth. The composites are synthetic: lighting, shadows and contact are not"
+        " physically modelled.",
+        "",
+        "## Kinds",
+        "",
+        _row(["kind", "what", "file type", "channels", "dimensions (HxW)", "count", "bytes"]),
+        _row(["---"] * 7),
+    ]
+    for kind, e in kinds.items():
+        names = "/".join(e.get("channel_names", []))
+        bits = f", {e['bits']}-bit" if e.get("bits", 8) != 8 else ""
+        out.append(
+            _row([f"`{kind}`", KINDS[kind].what, e["format"], f"{e['channels']} ({names}{bits})", dimensions(e),
+                  f"{e['count']:,}", human_bytes(e["bytes"])])
+        )  # fmt: skip
+    out += [
+        "",
+        "## Counts",
+        "",
+        f"- backgrounds: {c['bg']}; foregrounds: {c['fg']}; flips: {c['flips']}; placements: {c['placements']}",
+        f"- samples: {c['bg']} x {c['fg']} x {c['flips']} x {c['placements']} = **{c['samples']:,}**,"
+        f" in {c['shards']} shard(s) (format `{meta['format']}`)",
+        f"- each sample has {len(meta.get('members', []))} members: " + ", ".join(f"`{m}`" for m in meta.get("members", [])),
+        "",
+        "## Size",
+        "",
+        f"**{human_bytes(stats['total_bytes'])}** on disk ({stats['total_bytes']:,} bytes: shards"
+        f" {human_bytes(meta['total_bytes'])}, plus prepared assets, manifest and dataset.json).",
+        "",
+        "## Statistics",
+        "",
+        "Exact, over every pixel of every image: per-channel integer histograms summed over the whole store"
+        " (not averages of per-image statistics). Mean and population std on the [0, 1] scale that `ToTensor()`"
+        " gives (8-bit values / 255, 16-bit / 65535); `fg` RGB counts only pixels with alpha > 0.",
+        "",
+        _row(["kind", "channels", "mean", "std", "min", "max", "foreground fraction"]),
+        _row(["---"] * 7),
+    ]
+    for kind, e in kinds.items():
+        if not e.get("mean"):
+            continue
+        fg = f"{e['fg_fraction']:.4f}" if "fg_fraction" in e else ""
+        out.append(
+            _row([f"`{kind}`", "/".join(e["channel_names"]), _nums(e["mean"]), _nums(e["std"]), _nums(e["min"], 2),
+                  _nums(e["max"], 2), fg])
+        )  # fmt: skip
+    snippets = normalisation_snippets(stats)
+    out += ["", "Normalisation, ready to paste (the model inputs; mask and depth are targets, used as is on [0, 1]):", ""]
+    out += ["```python", "from torchvision.transforms import Normalize", *snippets.values(), "```", ""]
+    out += ["## Pictures", ""]
+    for kind in PREVIEW_KINDS:
+        if kind not in previews:
+            continue
+        if kind == "aligned":
+            out += ["Aligned samples: background, composite, mask, depth (turbo colour map: red = near, blue = far).", ""]
+        elif kind == "depth":
+            out += ["`depth`: each map in grey (as stored) beside the same map in the turbo colour map.", ""]
+        else:
+            out += [f"`{kind}`: {KINDS[kind].what}.", ""]
+        out += [f"![{kind}]({previews[kind]})", ""]
+    fmt = meta["format"]
+    versions = ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items())
+    out += [
+        "## How it was made",
+        "",
+        f"- **Sources**: {c['bg']} background photo(s) and {c['fg']} foreground cut-out(s), listed with their"
+        " sha256 in `dataset.json` (`sources`). Backgrounds were "
+        + ("centre-cropped" if config["bg_fit"] == "crop" else "stretched")
+        + f" to a square and resized to {size}x{size}; foregrounds trimmed to their alpha box, longest side"
+        f" {config['fg_size']} px; `fg_mask` is the alpha thresholded at 128.",
+        f"- **Placement**: {placement_sentence(config)} Every random choice is seeded by (seed {config['seed']},"
+        " sample key), so the same config and images give byte-identical shards.",
+        "- **Flip**: " + ("every foreground is also pasted as its mirror image." if config["flip"] else "none."),
+        "- **Scale**: "
+        + (f"fixed at {config['scale_min']}" if config["scale_min"] == config["scale_max"] else f"{config['scale_min']} to {config['scale_max']}")
+        + " of the prepared foreground"
+        + (" (with perspective)." if config.get("perspective") else "."),
+        f"- **Depth**: {depth_sentence(meta['depth'])}",
+        f"- **Encoding**: `fg_bg` and `bg` JPEG quality {config['jpeg_quality']}; `mask` and `depth` lossless PNG"
+        f" ({config['depth_bits']}-bit depth); format `{fmt}`.",
+        f"- **Software**: fgbg {meta.get('fgbg_version', '?')}; {versions}.",
+        "- **Config** (from `dataset.json`): " + ", ".join(f"`{k}={v}`" for k, v in config.items()),
+        "",
+    ]
+    out += ["<details><summary>Source files</summary>", ""]
+    out += [_row(["kind", "index", "file", "sha256", "depth"]), _row(["---"] * 5)]
+    for s in meta["sources"]["bg"]:
+        out.append(_row(["bg", s["index"], s["file"], s["sha256"][:12], s.get("depth", "")]))
+    for s in meta["sources"]["fg"]:
+        out.append(_row(["fg", s["index"], s["file"], s["sha256"][:12], ""]))
+    out += ["", "</details>", ""]
+    out += ["## How to load it", ""]
+    last = c["shards"] - 1
+    if fmt == "wds":
+        out += [
+            "With [webdataset](https://github.com/webdataset/webdataset), no fgbg code needed:",
+            "",
+            "```python",
+            "import webdataset as wds",
+            f'ds = wds.WebDataset("shards/shard-{{000000..{last:06d}}}.tar").decode("rgb")',
+            "for sample in ds:",
+            '    fg_bg, mask, depth, ann = sample["fg_bg.jpg"], sample["mask.png"], sample["depth.png"], sample["json"]',
+            "```",
+            "",
+        ]
+    else:
+        layout = "KIND/bNNN/KEY.ext" if fmt == "folder" else "KIND/bNNN.zip holding KEY.ext"
+        out += [f"Plain files ({layout}; KIND = fg_bg, mask, depth, annotation), one group per background.", ""]
+    out += [
+        "With fgbg (any format):",
+        "",
+        "```python",
+        "from fgbg.store import iter_samples",
+        "from fgbg.codecs import decode_jpeg, decode_png",
+        'for key, m in iter_samples("."):   # the folder holding this README',
+        '    fg_bg, mask, depth = decode_jpeg(m["fg_bg.jpg"]), decode_png(m["mask.png"]), decode_png(m["depth.png"])',
+        "```",
+        "",
+        f"The background of a sample is `assets/bg/` + its `bg` index (in its `json` and in `manifest.jsonl`)."
+        f" Depth PNG value / {(1 << config['depth_bits']) - 1} = inverse depth in [0, 1]. Check the store with"
+        " `fgbg verify .`.",
+        "",
+        "## Licence and attribution",
+        "",
+    ]
+    if attribution:
+        out += ["The source images' licences and authors:", "", _demote_headings(attribution), ""]
+    else:
+        out += [
+            "**Unknown.** `dataset.json` records the source files and their sha256 but not their licences. The"
+            " composites are derivatives of the source images: before publishing, state the licence of every"
+            " background and foreground here (`fgbg card --attribution FILE` includes a file of your own).",
+            "",
+        ]
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------- the shell
+
+
+def write_previews(store: Path, n: int = 16, rows: int = 4, seed: int = 0) -> dict[str, str]:
+    """previews/KIND.png for every kind and previews/aligned.png; returns {kind: relative path}."""
+    store = Path(store)
+    paths = {}
+    for kind in PREVIEW_KINDS:
+        rel = f"{PREVIEWS_DIR}/{kind}.png"
+        save_png(preview(store, kind, rows if kind == "aligned" else n, seed), store / rel)
+        paths[kind] = rel
+    return paths
+
+
+def write_card(
+    store: Path,
+    attribution: Path | None = None,
+    workers: int | None = None,
+    progress: bool = False,
+    n: int = 16,
+) -> Path:
+    """Write ``STORE/README.md`` and ``STORE/previews/*.png``; returns the README path.
+
+    Stats come from :func:`fgbg.stats.write_stats` (cached per shard, so cheap after
+    ``fgbg stats``). ``attribution``: a file whose text goes in the licence section;
+    default: the bundled demo assets' attribution when the store was made from them.
+
+    Raises:
+        FileNotFoundError: no dataset.json, or the attribution file is missing.
+    """
+    store = Path(store)
+    meta = read_dataset_json(store)
+    if attribution is not None:
+        attribution = Path(attribution)
+        if not attribution.is_file():
+            raise FileNotFoundError(f"{attribution}: not found; give a text or Markdown file naming each source's licence")
+        text = attribution.read_text().strip()
+    else:
+        text = demo_attribution(meta)
+    stats = write_stats(store, workers=workers, progress=progress)
+    previews = write_previews(store, n)
+    name = store.resolve().name
+    path = store / CARD
+    atomic_write_bytes(path, (card_markdown(meta, stats, previews, text, name) + "\n").encode())
+    return path

@@ -1,0 +1,162 @@
+"""Evaluate a checkpoint on a store: metrics.json, report.md and PNG grids, beside the baseline.
+
+Metrics are computed per image, then averaged (see :mod:`fgbg.metrics`). By default the
+images are the run's held-out validation split (the split is rebuilt from the checkpoint);
+``split="all"`` evaluates every sample (a separate test store). The differencing baseline
+uses the threshold chosen on the training split when the run started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from fgbg import metrics
+from fgbg.data import StoreDataset, load_stats, make_loader, read_entries, split_indices
+from fgbg.model import inference_net
+from fgbg.store.layout import atomic_write_json
+from fgbg.viz import COLUMNS, image_grid, prediction_rows, save_png
+
+# The keys of metrics.json, stable for other tools.
+METRIC_KEYS = (
+    "mask_iou",
+    "mask_dice",
+    "baseline_mask_iou",
+    "depth_rmse",
+    "depth_absrel",
+    "depth_delta1",
+    "depth_ssim",
+    "n_images",
+    "size",
+)
+GRID_ROWS = 16
+
+
+def evaluation_indices(store: Path, meta: dict, split: str) -> list[int]:
+    """Sample indices to evaluate: the run's val split (same store), or all samples."""
+    entries = read_entries(store)
+    if split == "all":
+        return list(range(len(entries)))
+    if split != "val":
+        raise ValueError(f"--split must be val or all, got {split!r}")
+    t = meta["train"]
+    return split_indices(entries, t["val"], t["val_fraction"], t["seed"]).val
+
+
+@torch.inference_mode()
+def predict_dataset(net, dataset: StoreDataset, threshold: float, batch: int = 64) -> dict[str, torch.Tensor]:
+    """Per-image metrics (N,) of ``net`` (a NormalizedNet) and of the baseline at ``threshold``, over a dataset of [0, 1] samples."""
+    per_image: dict[str, list[torch.Tensor]] = {}
+    for b in make_loader(dataset, batch, shuffle=False):
+        pred = net(b["bg"], b["fg_bg"])
+        hard = metrics.binarize(pred.mask_logits)
+        gt = b["mask"] > 0.5
+        values = {
+            "index": b["index"],
+            "mask_iou": metrics.mask_iou(hard, gt),
+            "mask_dice": metrics.mask_dice(hard, gt),
+            "baseline_mask_iou": metrics.mask_iou(metrics.baseline_mask(b["bg"], b["fg_bg"], threshold), gt),
+            "depth_rmse": metrics.depth_rmse(pred.depth, b["depth"]),
+            "depth_absrel": metrics.depth_absrel(pred.depth, b["depth"]),
+            "depth_delta1": metrics.depth_delta1(pred.depth, b["depth"]),
+            "depth_ssim": metrics.depth_ssim(pred.depth, b["depth"]),
+        }
+        for k, v in values.items():
+            per_image.setdefault(k, []).append(v)
+    return {k: torch.cat(v) for k, v in per_image.items()}
+
+
+@torch.inference_mode()
+def grid_of(net, dataset: StoreDataset, positions: list[int]) -> torch.Tensor:
+    """The picture grid (COLUMNS) of the samples at ``positions`` of the dataset."""
+    batch = torch.utils.data.default_collate([dataset[p] for p in positions])
+    pred = net(batch["bg"], batch["fg_bg"])
+    rows = prediction_rows(batch["bg"], batch["fg_bg"], batch["mask"], torch.sigmoid(pred.mask_logits), batch["depth"], pred.depth)
+    return image_grid(rows)
+
+
+def evaluate(
+    checkpoint: Path,
+    store: Path,
+    out: Path,
+    split: str = "val",
+    threads: int | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Write ``out/metrics.json``, ``out/report.md``, ``out/random.png``, ``out/worst.png``; return the metrics."""
+    started = time.perf_counter()
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    store, out = Path(store), Path(out)
+    net, meta = inference_net(checkpoint)
+    size = meta["train"]["size"]
+    indices = evaluation_indices(store, meta, split)
+    stats = load_stats(store)
+    dataset = StoreDataset(store, indices, size, stats, normalized=False)
+    per_image = predict_dataset(net, dataset, meta["baseline"]["threshold"])
+    result = {k: per_image[k].mean().item() for k in METRIC_KEYS if k in per_image}
+    result.update(n_images=len(dataset), size=size)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "metrics.json", {k: result[k] for k in METRIC_KEYS})
+
+    n = min(GRID_ROWS, len(dataset))
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:n].tolist()
+    worst = per_image["mask_iou"].argsort()[:n].tolist()
+    save_png(grid_of(net, dataset, order), out / "random.png")
+    save_png(grid_of(net, dataset, worst), out / "worst.png")
+    worst_keys = [(dataset.reader.entries[indices[p]].key, per_image["mask_iou"][p].item()) for p in worst]
+    (out / "report.md").write_text(report(result, meta, checkpoint, store, split, worst_keys))
+    log(format_metrics(result))
+    log(f"report: {out / 'report.md'} ({time.perf_counter() - started:.0f} s)")
+    return result
+
+
+def format_metrics(m: dict) -> str:
+    return (
+        f"{m['n_images']} images at {m['size']} px: mask IoU {m['mask_iou']:.4f} (baseline {m['baseline_mask_iou']:.4f}),"
+        f" Dice {m['mask_dice']:.4f}; depth RMSE {m['depth_rmse']:.4f}, AbsRel {m['depth_absrel']:.4f},"
+        f" delta1 {m['depth_delta1']:.4f}, SSIM {m['depth_ssim']:.4f}"
+    )
+
+
+def report(m: dict, meta: dict, checkpoint: Path, store: Path, split: str, worst: list[tuple[str, float]]) -> str:
+    """report.md: the table, what was evaluated, and the two grids."""
+    held = meta["split"]
+    what = f"the run's validation split (held out by {held['by']}: {held['held_out']})" if split == "val" else "every sample"
+    rows = [
+        ("mask IoU", m["mask_iou"], m["baseline_mask_iou"]),
+        ("mask Dice", m["mask_dice"], None),
+        ("depth RMSE", m["depth_rmse"], None),
+        ("depth AbsRel (gt > 0)", m["depth_absrel"], None),
+        ("depth delta < 1.25 (gt > 0)", m["depth_delta1"], None),
+        ("depth SSIM", m["depth_ssim"], None),
+    ]
+    table = "\n".join(f"| {name} | {v:.4f} | {'' if b is None else f'{b:.4f}'} |" for name, v, b in rows)
+    worst_list = ", ".join(f"`{k}` ({iou:.3f})" for k, iou in worst[:8])
+    return f"""# Evaluation
+
+Checkpoint `{checkpoint}` on store `{store}`: {m['n_images']} images of {what}, at {m['size']} px.
+Metrics per image, then averaged; mask threshold 0.5, empty vs empty = 1; depth on the [0, 1]
+inverse-depth scale. Baseline: sum over channels of |fg_bg - bg| > {meta['baseline']['threshold']:.2f}
+(threshold chosen on {meta['baseline']['chosen_on']}).
+
+| metric | model | baseline |
+| --- | --- | --- |
+{table}
+
+## Random examples
+
+Columns: {' / '.join(COLUMNS)}.
+
+![random](random.png)
+
+## Worst {len(worst)} by mask IoU
+
+{worst_list}{' ...' if len(worst) > 8 else ''}
+
+![worst](worst.png)
+"""

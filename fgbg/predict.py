@@ -1,0 +1,166 @@
+"""Predict masks and depth for (bg, fg_bg) pairs of any size, with torch or with ONNX only.
+
+Each fg_bg (and its bg, resized to the fg_bg's size when they differ) is resized to the model's
+size, run, and the outputs are resized back. Written per fg_bg ``NAME``: ``NAME.mask.png``
+(0/255), ``NAME.depth.png`` (8-bit, near = bright) and ``NAME.side.png`` (bg | fg_bg | mask |
+depth). This module imports neither torch nor onnxruntime at the top: ``--onnx`` needs no torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+from PIL import Image
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+SIDE_PAD = 4  # white pixels between the pictures of a side-by-side PNG
+
+
+class Predictor(Protocol):
+    size: int
+
+    def __call__(self, bg: np.ndarray, fg_bg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """float32 (N, 3, S, S) on [0, 1] twice -> (mask probability, depth), float32 (N, S, S) each."""
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+class TorchPredictor:
+    """A training checkpoint run with torch."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        from fgbg.model import inference_net
+
+        self.net, meta = inference_net(checkpoint)
+        self.size = int(meta["train"]["size"])
+
+    def __call__(self, bg: np.ndarray, fg_bg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        with torch.inference_mode():
+            pred = self.net(torch.from_numpy(bg), torch.from_numpy(fg_bg))
+        return torch.sigmoid(pred.mask_logits)[:, 0].numpy(), pred.depth[:, 0].numpy()
+
+
+class OnnxPredictor:
+    """An exported ONNX file run with onnxruntime (no torch)."""
+
+    def __init__(self, onnx_path: Path) -> None:
+        import onnxruntime as ort
+
+        if not Path(onnx_path).exists():
+            raise FileNotFoundError(f"{onnx_path}: no such ONNX file; make one with `fgbg export CKPT --onnx {onnx_path}`")
+        self.session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "fgbg.size" not in meta:
+            raise ValueError(f"{onnx_path}: not an fgbg export (no fgbg.size metadata)")
+        self.size = int(meta["fgbg.size"])
+
+    def __call__(self, bg: np.ndarray, fg_bg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, depth = self.session.run(["mask_logits", "depth"], {"bg": bg, "fg_bg": fg_bg})
+        return sigmoid(logits[:, 0]), depth[:, 0]
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """Any image file -> uint8 (H, W, 3) RGB."""
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except OSError as e:
+        raise ValueError(f"{path}: not a readable image ({e})") from None
+
+
+def to_model_input(rgb: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (H, W, 3) -> float32 (3, size, size) on [0, 1], bilinear resize."""
+    resized = Image.fromarray(rgb).resize((size, size), Image.BILINEAR)
+    return np.asarray(resized, dtype=np.float32).transpose(2, 0, 1) / 255.0
+
+
+def resize_map(x: np.ndarray, height: int, width: int) -> np.ndarray:
+    """float32 (S, S) -> float32 (height, width), bilinear."""
+    return np.asarray(Image.fromarray(x.astype(np.float32), mode="F").resize((width, height), Image.BILINEAR))
+
+
+def to_pngs(mask_prob: np.ndarray, depth: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Model outputs (S, S) -> (mask uint8 {0, 255}, depth uint8, near = bright), both (height, width)."""
+    mask = np.where(resize_map(mask_prob, height, width) > 0.5, 255, 0).astype(np.uint8)
+    depth8 = np.rint(np.clip(resize_map(depth, height, width), 0, 1) * 255).astype(np.uint8)
+    return mask, depth8
+
+
+def side_by_side(images: list[np.ndarray], pad: int = SIDE_PAD) -> np.ndarray:
+    """uint8 (H, W[, 3]) images of one height -> one (H, sum W + pads, 3) picture."""
+    h = images[0].shape[0]
+    parts = []
+    for img in images:
+        rgb = np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
+        parts += [rgb, np.full((h, pad, 3), 255, np.uint8)]
+    return np.concatenate(parts[:-1], axis=1)
+
+
+def find_pairs(bg: Path, fg_bg: Path) -> list[tuple[Path, Path]]:
+    """(bg, fg_bg) file pairs: file + file; one bg file + a folder of fg_bg; or two folders matched by file name stem.
+
+    Raises:
+        FileNotFoundError: a path does not exist; ValueError: a folder pairing finds nothing.
+    """
+    for p in (bg, fg_bg):
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: no such file or folder")
+
+    def images(folder: Path) -> list[Path]:
+        return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+    if fg_bg.is_file():
+        if bg.is_dir():
+            raise ValueError(f"--bg {bg} is a folder but --fg-bg {fg_bg} is a file; give one bg file")
+        return [(bg, fg_bg)]
+    if bg.is_file():
+        pairs = [(bg, f) for f in images(fg_bg)]
+    else:
+        by_stem = {p.stem: p for p in images(bg)}
+        pairs = [(by_stem[f.stem], f) for f in images(fg_bg) if f.stem in by_stem]
+    if not pairs:
+        raise ValueError(f"no (bg, fg_bg) pairs in {bg} and {fg_bg}; two folders are paired by file name (room1.jpg + room1.png)")
+    return pairs
+
+
+def predict(
+    model: Path,
+    bg: Path,
+    fg_bg: Path,
+    out: Path,
+    onnx: bool = False,
+    batch: int = 16,
+    log: Callable[[str], None] = print,
+) -> list[Path]:
+    """Predict every pair, writing NAME.mask.png, NAME.depth.png and NAME.side.png into ``out``; returns the mask paths."""
+    predictor: Predictor = OnnxPredictor(model) if onnx else TorchPredictor(model)
+    pairs = find_pairs(Path(bg), Path(fg_bg))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for start in range(0, len(pairs), batch):
+        chunk = pairs[start : start + batch]
+        composites = [load_rgb(f) for _, f in chunk]
+        backgrounds = []
+        for (b, _), c in zip(chunk, composites):
+            rgb = load_rgb(b)
+            if rgb.shape != c.shape:  # the bg must line up with the composite
+                rgb = np.asarray(Image.fromarray(rgb).resize((c.shape[1], c.shape[0]), Image.BILINEAR))
+            backgrounds.append(rgb)
+        x_bg = np.stack([to_model_input(b, predictor.size) for b in backgrounds])
+        x_fg = np.stack([to_model_input(c, predictor.size) for c in composites])
+        masks, depths = predictor(x_bg, x_fg)
+        for (_, f), b, c, m, d in zip(chunk, backgrounds, composites, masks, depths):
+            mask, depth = to_pngs(m, d, c.shape[0], c.shape[1])
+            Image.fromarray(mask).save(out / f"{f.stem}.mask.png")
+            Image.fromarray(depth).save(out / f"{f.stem}.depth.png")
+            Image.fromarray(side_by_side([b, c, mask, depth])).save(out / f"{f.stem}.side.png")
+            written.append(out / f"{f.stem}.mask.png")
+    log(f"wrote masks, depth maps and side-by-side PNGs of {len(written)} images to {out}")
+    return written

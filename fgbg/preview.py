@@ -1,0 +1,270 @@
+"""Pictures of a store: a grid of each kind, and rows of aligned (bg, fg_bg, mask, depth).
+
+Pure helpers work on arrays (:func:`turbo`, :func:`grid`, :func:`depth_panel`); the
+readers pick a few samples (seeded, spread over the whole store) and read only those,
+in any format. ``fgbg show`` and ``fgbg card`` use :func:`preview`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from fgbg import codecs
+from fgbg.store.layout import MEMBERS, read_dataset_json
+
+PREVIEW_KINDS = ("bg", "fg", "fg_mask", "fg_bg", "mask", "depth", "aligned")
+ALIGNED = ("bg", "fg_bg", "mask", "depth")
+PAD = 4  # pixels between cells
+BACKGROUND = 255  # page colour
+CHECKER = (204, 230)  # the two greys behind transparent fg pixels
+CHECKER_PX = 8
+
+# Turbo (Google, Apache-2.0) as its published degree-5 polynomial fit, per channel.
+_TURBO_COEFFS = np.array(
+    [
+        [0.13572138, 4.61539260, -42.66032258, 132.13108234, -152.94239396, 59.28637943],
+        [0.09140261, 2.19418839, 4.84296658, -14.18503333, 4.27729857, 2.82956604],
+        [0.10667330, 12.64194608, -60.58204836, 110.36276771, -89.90310912, 27.34824973],
+    ]
+)
+
+
+def turbo_table() -> np.ndarray:
+    """The turbo colour map as a lookup table: uint8 (256, 3), dark blue (0) to dark red (255)."""
+    x = np.linspace(0.0, 1.0, 256)
+    powers = np.stack([x**i for i in range(6)])  # (6, 256)
+    return np.clip(np.rint((_TURBO_COEFFS @ powers).T * 255), 0, 255).astype(np.uint8)
+
+
+TURBO = turbo_table()
+
+
+def turbo(values: np.ndarray) -> np.ndarray:
+    """float (H, W) in [0, 1] -> uint8 (H, W, 3) colours (near = 1 = red, far = 0 = blue).
+
+    Examples:
+        >>> turbo(np.array([[0.0, 1.0]])).shape
+        (1, 2, 3)
+    """
+    index = np.clip(np.rint(np.asarray(values, np.float64) * 255), 0, 255).astype(np.uint8)
+    return TURBO[index]
+
+
+def depth_unit(depth: np.ndarray) -> np.ndarray:
+    """uint8 or uint16 (H, W) depth PNG values -> float32 (H, W) inverse depth in [0, 1]."""
+    top = 255 if depth.dtype == np.uint8 else 65535
+    return depth.astype(np.float32) / top
+
+
+def grey_rgb(img: np.ndarray) -> np.ndarray:
+    """uint8 (H, W) -> uint8 (H, W, 3)."""
+    return np.repeat(img[..., None], 3, axis=2)
+
+
+def depth_panel(depth: np.ndarray) -> np.ndarray:
+    """uint8/uint16 (H, W) depth -> uint8 (H, 2W + PAD, 3): the grey map beside its turbo colours."""
+    unit = depth_unit(depth)
+    grey = grey_rgb(np.rint(unit * 255).astype(np.uint8))
+    gap = np.full((depth.shape[0], PAD, 3), BACKGROUND, np.uint8)
+    return np.concatenate([grey, gap, turbo(unit)], axis=1)
+
+
+def over_checkerboard(rgba: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 4) -> uint8 (H, W, 3): alpha-blended over a grey checkerboard."""
+    h, w = rgba.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    board = np.where(((yy // CHECKER_PX + xx // CHECKER_PX) % 2)[..., None] == 0, *CHECKER).astype(np.float32)
+    alpha = rgba[..., 3:].astype(np.float32) / 255
+    return np.rint(rgba[..., :3] * alpha + board * (1 - alpha)).astype(np.uint8)
+
+
+def grid(images: list[np.ndarray], cols: int | None = None, pad: int = PAD) -> np.ndarray:
+    """Lay out RGB images on a white page, each centred in a cell the size of the largest.
+
+    Args:
+        images: uint8 (h, w, 3) each; sizes may differ.
+        cols: cells per row (default: about square).
+
+    Returns:
+        uint8 (rows * (H + pad) + pad, cols * (W + pad) + pad, 3).
+    """
+    if not images:
+        raise ValueError("no images to lay out")
+    cols = cols or math.ceil(math.sqrt(len(images)))
+    cols = min(cols, len(images))
+    rows = math.ceil(len(images) / cols)
+    ch = max(im.shape[0] for im in images)
+    cw = max(im.shape[1] for im in images)
+    page = np.full((rows * (ch + pad) + pad, cols * (cw + pad) + pad, 3), BACKGROUND, np.uint8)
+    for i, im in enumerate(images):
+        r, c = divmod(i, cols)
+        y = pad + r * (ch + pad) + (ch - im.shape[0]) // 2
+        x = pad + c * (cw + pad) + (cw - im.shape[1]) // 2
+        page[y : y + im.shape[0], x : x + im.shape[1]] = im
+    return page
+
+
+def with_header(page: np.ndarray, labels: list[str], cell_width: int, pad: int = PAD) -> np.ndarray:
+    """Add a row of column labels above a grid whose cells are ``cell_width`` wide."""
+    height = 16
+    head = Image.new("RGB", (page.shape[1], height), (BACKGROUND,) * 3)
+    draw = ImageDraw.Draw(head)
+    font = ImageFont.load_default()
+    for i, label in enumerate(labels):
+        draw.text((pad + i * (cell_width + pad) + 2, 2), label, fill=(0, 0, 0), font=font)
+    return np.concatenate([np.asarray(head), page], axis=0)
+
+
+# ---------------------------------------------------------------- reading a few samples
+
+
+def pick(n_total: int, n: int, seed: int = 0) -> list[int]:
+    """``n`` distinct indices of ``range(n_total)``, seeded, sorted (all if n >= n_total)."""
+    if n >= n_total:
+        return list(range(n_total))
+    return sorted(np.random.default_rng(seed).choice(n_total, size=n, replace=False).tolist())
+
+
+def read_samples(store: Path, indices: list[int]) -> list[tuple[str, dict[str, bytes]]]:
+    """The samples at plan positions ``indices`` (any format), reading only those."""
+    from fgbg.config import GenerateConfig
+    from fgbg.plan import Plan
+
+    store = Path(store)
+    meta = read_dataset_json(store)
+    plan = Plan.from_config(meta["counts"]["bg"], meta["counts"]["fg"], GenerateConfig.from_dict(meta["config"]))
+    keys = [plan[i].key for i in indices]
+    by_shard: dict[int, list[str]] = {}
+    for i, key in zip(indices, keys):
+        shard = next(s for s in meta["shards"] if s["start"] <= i < s["start"] + s["count"])
+        by_shard.setdefault(shard["index"], []).append(key)
+    found: dict[str, dict[str, bytes]] = {}
+    for index, wanted in by_shard.items():
+        shard = meta["shards"][index]
+        found.update(_read_keys(store, meta["format"], shard, set(wanted)))
+    return [(key, found[key]) for key in keys]
+
+
+def _read_keys(store: Path, fmt: str, shard: dict, wanted: set[str]) -> dict[str, dict[str, bytes]]:
+    out: dict[str, dict[str, bytes]] = {k: {} for k in wanted}
+    if fmt == "wds":
+        with tarfile.open(store / next(iter(shard["files"])), "r") as tar:
+            for info in tar:
+                key, _, suffix = info.name.partition(".")
+                if key in wanted:
+                    out[key][suffix] = tar.extractfile(info).read()
+        return out
+    group = next(iter(shard["files"])).split("/")[1].removesuffix(".zip")
+    for suffix, (kind, ext) in MEMBERS.items():
+        if fmt == "folder":
+            for key in wanted:
+                out[key][suffix] = (store / kind / group / f"{key}{ext}").read_bytes()
+        else:
+            with zipfile.ZipFile(store / kind / f"{group}.zip") as z:
+                for key in wanted:
+                    out[key][suffix] = z.read(f"{key}{ext}")
+    return out
+
+
+def _asset_images(store: Path, kind: str, n: int, seed: int) -> list[np.ndarray]:
+    from fgbg.render import asset_paths
+
+    meta = read_dataset_json(store)
+    count = meta["counts"]["bg" if kind == "bg" else "fg"]
+    paths = asset_paths(store, kind, count)
+    images = []
+    for i in pick(count, n, seed):
+        data = paths[i].read_bytes()
+        if kind == "bg":
+            images.append(codecs.decode_jpeg(data))
+        elif kind == "fg":
+            images.append(over_checkerboard(codecs.decode_png(data)))
+        else:
+            images.append(grey_rgb(codecs.decode_png(data)))
+    return images
+
+
+def _member_image(suffix: str, data: bytes) -> np.ndarray:
+    """A sample member as a display image: uint8 (H, W, 3) (depth: grey beside turbo)."""
+    if suffix == "fg_bg.jpg":
+        return codecs.decode_jpeg(data)
+    if suffix == "mask.png":
+        return grey_rgb(codecs.decode_png(data))
+    return depth_panel(codecs.decode_png(data))
+
+
+def kind_images(store: Path, kind: str, n: int, seed: int = 0) -> list[np.ndarray]:
+    """``n`` display images (uint8 (h, w, 3)) of one kind, picked with ``seed``."""
+    store = Path(store)
+    if kind in ("bg", "fg", "fg_mask"):
+        return _asset_images(store, kind, n, seed)
+    suffix = {"fg_bg": "fg_bg.jpg", "mask": "mask.png", "depth": "depth.png"}[kind]
+    meta = read_dataset_json(store)
+    samples = read_samples(store, pick(meta["counts"]["samples"], n, seed))
+    return [_member_image(suffix, m[suffix]) for _, m in samples]
+
+
+def aligned_rows(store: Path, n: int = 4, seed: int = 0) -> np.ndarray:
+    """``n`` rows of (bg, fg_bg, mask, depth in turbo) of the same samples, with a header."""
+    from fgbg.render import asset_paths
+
+    store = Path(store)
+    meta = read_dataset_json(store)
+    bg_paths = asset_paths(store, "bg", meta["counts"]["bg"])
+    cells = []
+    for _, m in read_samples(store, pick(meta["counts"]["samples"], n, seed)):
+        ann = json.loads(m["json"])
+        depth = codecs.decode_png(m["depth.png"])
+        cells += [
+            codecs.decode_jpeg(bg_paths[ann["bg"]].read_bytes()),
+            codecs.decode_jpeg(m["fg_bg.jpg"]),
+            grey_rgb(codecs.decode_png(m["mask.png"])),
+            turbo(depth_unit(depth)),
+        ]
+    page = grid(cells, cols=len(ALIGNED))
+    return with_header(page, ["bg", "fg_bg", "mask", "depth (turbo)"], cells[0].shape[1])
+
+
+def preview(store: Path, kind: str, n: int = 32, seed: int = 0, cols: int | None = None) -> np.ndarray:
+    """A picture of one kind (or "aligned" rows): uint8 (H, W, 3).
+
+    Args:
+        store: a complete store (any format).
+        kind: one of :data:`PREVIEW_KINDS`.
+        n: images (rows for "aligned"); fewer if the store has fewer.
+        seed: which images are picked.
+        cols: cells per row (default 8; 4 for depth, whose cells are double wide).
+
+    Raises:
+        ValueError: an unknown kind or n < 1.
+    """
+    if kind not in PREVIEW_KINDS:
+        raise ValueError(f"unknown kind {kind!r}; choose from {', '.join(PREVIEW_KINDS)}")
+    if n < 1:
+        raise ValueError(f"--n must be at least 1, got {n}")
+    if kind == "aligned":
+        return aligned_rows(store, n, seed)
+    return grid(kind_images(store, kind, n, seed), cols or (4 if kind == "depth" else 8))
+
+
+def save_png(img: np.ndarray, path: Path) -> Path:
+    """Write uint8 (H, W, 3) as PNG (folders made as needed); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG", optimize=False, compress_level=6)
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def show(store: Path, kind: str, n: int, out: Path, seed: int = 0) -> Path:
+    """``fgbg show``: write the preview of ``kind`` to ``out``; returns the path."""
+    return save_png(preview(store, kind, n, seed), out)

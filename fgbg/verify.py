@@ -1,0 +1,413 @@
+"""Prove a store whole, or list every problem, one line each.
+
+Checks, for all three formats (wds, folder, zip):
+
+- ``dataset.json`` reads, and its counts equal the plan (bg x fg x flips x placements);
+- every shard file exists and its sha256 equals the one in ``dataset.json`` (a flipped
+  byte, a truncated or missing shard); for the folder format, the digest over its files;
+- every planned key has all its members (fg_bg.jpg, mask.png, depth.png, json), and no
+  unplanned sample or member is there;
+- each member decodes to the right size and mode (RGB JPEG; 8-bit grey mask; 8 or
+  16-bit grey depth as recorded; JSON naming its key); masks are strictly 0/255;
+- ``manifest.jsonl`` lists the planned keys in order; the prepared assets decode;
+- no stray or temporary files (``*.tmp``, ``.work/``, anything generate did not write).
+
+Shards are checked on spawned worker processes; each opens its own files.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import simplejpeg
+from PIL import Image
+
+from fgbg.config import GenerateConfig
+from fgbg.plan import Plan, Shard
+from fgbg.pool import map_shards
+from fgbg.store.layout import (
+    ASSETS_DIR,
+    DATASET_JSON,
+    MANIFEST,
+    MEMBERS,
+    SHARDS_DIR,
+    TMP_SUFFIX,
+    WORK_DIR,
+    digest_members,
+    sha256_file,
+)
+
+# Names at a store's root written by `fgbg stats`, `fgbg card` and `fgbg show`.
+DERIVED = ("stats.json", "README.md", "previews", ".stats_cache")
+MAX_LISTED = 5  # list at most this many missing/unexpected keys of one shard by name
+
+
+class VerifyError(Exception):
+    """A store is not whole; ``str()`` is one line per problem."""
+
+
+@dataclass
+class Report:
+    store: Path
+    samples: int = 0  # samples decoded and checked
+    shards: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"{self.store}: whole: {self.samples} samples in {self.shards} shards, every check passed"
+        return "\n".join(self.problems + [f"{self.store}: {len(self.problems)} problem(s) found"])
+
+
+# ---------------------------------------------------------------- one sample
+
+DEPTH_MODES = {8: ("L",), 16: ("I;16", "I;16B", "I;16L", "I")}
+
+
+def check_member(suffix: str, data: bytes, key: str, size: int, depth_bits: int) -> str | None:
+    """What is wrong with one member of a sample, or None.
+
+    fg_bg.jpg: an RGB JPEG of (size, size); mask.png: 8-bit grey (size, size), values only
+    0 and 255; depth.png: grey (size, size) at ``depth_bits``; json: an object naming ``key``.
+    """
+    try:
+        if suffix == "fg_bg.jpg":
+            img = simplejpeg.decode_jpeg(data, colorspace="RGB")
+            if img.shape != (size, size, 3):
+                return f"is {img.shape[1]}x{img.shape[0]}, expected {size}x{size}"
+            return None
+        if suffix == "json":
+            ann = json.loads(data)
+            return None if isinstance(ann, dict) and ann.get("key") == key else "does not name its key"
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except (ValueError, OSError, SyntaxError) as e:  # simplejpeg/Pillow/json decode errors
+        return f"does not decode ({str(e).strip() or type(e).__name__})"
+    if img.size != (size, size):
+        return f"is {img.size[0]}x{img.size[1]}, expected {size}x{size}"
+    if suffix == "mask.png":
+        if img.mode != "L":
+            return f"mode {img.mode}, expected 8-bit grey (L)"
+        counts = np.asarray(img.histogram())
+        other = int(counts[1:255].sum())
+        if other:
+            values = np.flatnonzero(counts[1:255])[:3] + 1
+            return f"not binary: {other} pixel(s) neither 0 nor 255 (e.g. {', '.join(map(str, values))})"
+    if suffix == "depth.png" and img.mode not in DEPTH_MODES[depth_bits]:
+        return f"mode {img.mode}, expected {depth_bits}-bit grey"
+    return None
+
+
+# ---------------------------------------------------------------- one shard, tolerant readers
+
+Members = dict[str, dict[str, bytes]]  # key -> {member suffix: bytes}
+Locate = Callable[[str, str], str]  # (key, suffix) -> where the member lives, for messages
+
+
+def read_wds(store: Path, rel: str, problems: list[str]) -> tuple[Members, Locate]:
+    """Members of a tar shard, reading as far as it goes; problems appended."""
+    samples: Members = {}
+    try:
+        with tarfile.open(store / rel, "r") as tar:
+            for info in tar:
+                if not info.isfile():
+                    problems.append(f"{rel}: {info.name}: not a regular file")
+                    continue
+                key, _, suffix = info.name.partition(".")
+                data = tar.extractfile(info).read()
+                if suffix in samples.setdefault(key, {}):
+                    problems.append(f"{rel}: {info.name}: duplicate member")
+                samples[key][suffix] = data
+    except (tarfile.TarError, EOFError, OSError) as e:
+        problems.append(f"{rel}: unreadable after {len(samples)} sample(s): {e}")
+    return samples, lambda key, suffix: f"{rel}: {key}.{suffix}"
+
+
+def _group_of(shard: dict) -> str:
+    """bNNN: the bg group a folder/zip shard holds (from its first file name)."""
+    return next(iter(shard["files"])).split("/")[1].removesuffix(".zip")
+
+
+def read_folder(store: Path, shard: dict, problems: list[str]) -> tuple[Members, Locate]:
+    """Members of a folder shard (KIND/bNNN/KEY.ext); checks each KIND/bNNN/ digest."""
+    group = _group_of(shard)
+    samples: Members = {}
+    for suffix, (kind, ext) in MEMBERS.items():
+        rel = f"{kind}/{group}/"
+        folder = store / rel
+        if not folder.is_dir():
+            problems.append(f"{rel}: missing")
+            continue
+        named = []
+        for path in sorted(folder.iterdir()):
+            if not path.is_file() or not path.name.endswith(ext):
+                problems.append(f"{rel}{path.name}: unexpected {'folder' if path.is_dir() else 'file'}")
+                continue
+            data = path.read_bytes()
+            named.append((path.name, data))
+            samples.setdefault(path.name.removesuffix(ext), {})[suffix] = data
+        if rel in shard["files"] and digest_members(named) != shard["files"][rel]:
+            problems.append(f"{rel}: sha256 of its files differs from dataset.json (changed, missing or extra files)")
+
+    def locate(key: str, suffix: str) -> str:
+        kind, ext = MEMBERS[suffix]
+        return f"{kind}/{group}/{key}{ext}"
+
+    return samples, locate
+
+
+def read_zip(store: Path, shard: dict, problems: list[str]) -> tuple[Members, Locate]:
+    """Members of a zip shard (KIND/bNNN.zip), reading each zip as far as it goes."""
+    group = _group_of(shard)
+    samples: Members = {}
+    for suffix, (kind, ext) in MEMBERS.items():
+        rel = f"{kind}/{group}.zip"
+        if not (store / rel).is_file():
+            continue  # reported missing by the sha256 check
+        try:
+            with zipfile.ZipFile(store / rel) as z:
+                for name in z.namelist():
+                    if not name.endswith(ext) or "/" in name:
+                        problems.append(f"{rel}: {name}: unexpected member")
+                        continue
+                    samples.setdefault(name.removesuffix(ext), {})[suffix] = z.read(name)
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+            problems.append(f"{rel}: unreadable: {e}")
+
+    def locate(key: str, suffix: str) -> str:
+        kind, ext = MEMBERS[suffix]
+        return f"{kind}/{group}.zip: {key}{ext}"
+
+    return samples, locate
+
+
+def check_files(store: Path, shard: dict, fmt: str) -> list[str]:
+    """Every file of the shard exists and matches its sha256 (folder: checked by the reader)."""
+    if fmt == "folder":
+        return []
+    problems = []
+    for rel, digest in shard["files"].items():
+        path = store / rel
+        if not path.is_file():
+            problems.append(f"{rel}: missing ({shard['name']}, {shard['count']} samples)")
+        elif sha256_file(path) != digest:
+            problems.append(f"{rel}: sha256 differs from dataset.json (changed or truncated; {path.stat().st_size} bytes)")
+    return problems
+
+
+def _keys_line(where: str, what: str, keys: list[str]) -> str:
+    named = ", ".join(keys[:MAX_LISTED]) + (f" and {len(keys) - MAX_LISTED} more" if len(keys) > MAX_LISTED else "")
+    return f"{where}: {len(keys)} {what} sample(s): {named}"
+
+
+def verify_shard(task: tuple[str, int]) -> tuple[int, int, list[str]]:
+    """Worker: (store, shard index) -> (index, samples checked, problems)."""
+    store, index = Path(task[0]), task[1]
+    meta = json.loads((store / DATASET_JSON).read_text())
+    config = GenerateConfig.from_dict(meta["config"])
+    shard = meta["shards"][index]
+    plan = Plan.from_config(meta["counts"]["bg"], meta["counts"]["fg"], config)
+    planned = plan.shards()[index]
+    where = ", ".join(shard["files"]) if meta["format"] != "wds" else next(iter(shard["files"]))
+    problems = check_files(store, shard, meta["format"])
+    if meta["format"] == "wds":
+        rel = next(iter(shard["files"]))
+        samples, locate = read_wds(store, rel, problems) if (store / rel).is_file() else ({}, None)
+    elif meta["format"] == "folder":
+        samples, locate = read_folder(store, shard, problems)
+    else:
+        samples, locate = read_zip(store, shard, problems)
+    keys = [ref.key for ref in plan.samples(planned)]
+    absent = [k for k in keys if k not in samples]
+    if absent and (samples or meta["format"] != "wds"):
+        problems.append(_keys_line(where, "missing", absent))
+    unplanned = sorted(set(samples) - set(keys))
+    if unplanned:
+        problems.append(_keys_line(where, "unplanned", unplanned))
+    if len(samples) != shard["count"] and not absent and not unplanned:
+        problems.append(f"{where}: {len(samples)} samples, dataset.json says {shard['count']}")
+    checked = 0
+    for key in keys:
+        members = samples.get(key)
+        if members is None:
+            continue
+        checked += 1
+        for suffix in MEMBERS:
+            if suffix not in members:
+                problems.append(f"{locate(key, suffix)}: missing member")
+                continue
+            wrong = check_member(suffix, members[suffix], key, config.size, config.depth_bits)
+            if wrong:
+                problems.append(f"{locate(key, suffix)}: {wrong}")
+        for suffix in sorted(set(members) - set(MEMBERS)):
+            problems.append(f"{locate(key, suffix)}: unexpected member")
+    return index, checked, problems
+
+
+# ---------------------------------------------------------------- the whole store
+
+
+def check_counts(meta: dict, plan: Plan) -> list[str]:
+    """dataset.json's counts and shard records against the plan its config makes."""
+    problems = []
+    counts = meta["counts"]
+    if counts["samples"] != len(plan):
+        problems.append(f"{DATASET_JSON}: counts.samples is {counts['samples']}, the plan has {len(plan)}")
+    planned = plan.shards()
+    if len(meta["shards"]) != len(planned) or counts["shards"] != len(planned):
+        problems.append(
+            f"{DATASET_JSON}: {len(meta['shards'])} shard records (counts.shards {counts['shards']}),"
+            f" the plan has {len(planned)}"
+        )
+    for record, shard in zip(meta["shards"], planned):
+        if (record["index"], record["start"], record["count"]) != (shard.index, shard.start, len(shard)):
+            problems.append(f"{DATASET_JSON}: shard {record['name']} covers samples other than the plan's")
+    total = sum(r["count"] for r in meta["shards"])
+    if total != counts["samples"]:
+        problems.append(f"{DATASET_JSON}: shard counts add up to {total}, counts.samples is {counts['samples']}")
+    return problems
+
+
+def check_manifest(store: Path, plan: Plan) -> list[str]:
+    """manifest.jsonl holds one line per planned sample, in plan order."""
+    path = store / MANIFEST
+    if not path.is_file():
+        return [f"{MANIFEST}: missing"]
+    n = 0
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            try:
+                key = json.loads(line)["key"]
+            except (ValueError, KeyError, TypeError):
+                return [f"{MANIFEST}: line {n} is not a sample annotation"]
+            if n > len(plan) or key != plan[n - 1].key:
+                return [f"{MANIFEST}: line {n} is {key}, the plan says {plan[n - 1].key if n <= len(plan) else 'no more lines'}"]
+    if n != len(plan):
+        return [f"{MANIFEST}: {n} lines, the plan has {len(plan)} samples"]
+    return []
+
+
+def check_assets(store: Path, meta: dict, size: int) -> list[str]:
+    """assets/: bg (size x size RGB JPEG), bg_depth (16-bit grey), fg (RGBA), fg_mask (0/255)."""
+    from fgbg.render import asset_paths  # imported here: render pulls in scipy, workers never need it
+
+    problems = []
+    n = {"bg": meta["counts"]["bg"], "bg_depth": meta["counts"]["bg"], "fg": meta["counts"]["fg"]}
+    n["fg_mask"] = n["fg"]
+    expect = {"bg": ("RGB", size), "bg_depth": (DEPTH_MODES[16], size), "fg": ("RGBA", None), "fg_mask": ("L", None)}
+    for kind, (modes, side) in expect.items():
+        for path in asset_paths(store, kind, n[kind]):
+            rel = path.relative_to(store).as_posix()
+            if not path.is_file():
+                problems.append(f"{rel}: missing")
+                continue
+            try:
+                img = Image.open(path)
+                img.load()
+            except (OSError, SyntaxError, ValueError) as e:
+                problems.append(f"{rel}: does not decode ({e})")
+                continue
+            if img.mode not in modes:
+                problems.append(f"{rel}: mode {img.mode}, expected {modes}")
+            elif side is not None and img.size != (side, side):
+                problems.append(f"{rel}: is {img.size[0]}x{img.size[1]}, expected {side}x{side}")
+            elif kind == "fg_mask" and int(np.asarray(img.histogram())[1:255].sum()):
+                problems.append(f"{rel}: not binary")
+    return problems
+
+
+def expected_files(store: Path, meta: dict) -> tuple[set[str], set[str]]:
+    """(files, folders) a complete store holds, as paths relative to it (posix)."""
+    from fgbg.render import asset_paths
+
+    files = {DATASET_JSON, MANIFEST}
+    folders = {ASSETS_DIR, SHARDS_DIR}
+    n = {"bg": meta["counts"]["bg"], "bg_depth": meta["counts"]["bg"], "fg": meta["counts"]["fg"]}
+    n["fg_mask"] = n["fg"]
+    for kind, count in n.items():
+        folders.add(f"{ASSETS_DIR}/{kind}")
+        files.update(p.relative_to(store).as_posix() for p in asset_paths(store, kind, count))
+    for shard in meta["shards"]:
+        for rel in shard["files"]:
+            parts = rel.rstrip("/").split("/")
+            folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
+            (folders if rel.endswith("/") else files).add(rel.rstrip("/"))
+    return files, folders
+
+
+def find_strays(store: Path, meta: dict) -> list[str]:
+    """Temporary files, an unfinished run's .work/, and anything generate did not write."""
+    files, folders = expected_files(store, meta)
+    sample_folders = {rel.rstrip("/") for shard in meta["shards"] for rel in shard["files"] if rel.endswith("/")}
+    problems = []
+    for root, dirs, names in os.walk(store):
+        rel_root = Path(root).relative_to(store).as_posix()
+        prefix = "" if rel_root == "." else rel_root + "/"
+        for name in sorted(dirs):
+            rel = prefix + name
+            if name.endswith(TMP_SUFFIX):
+                problems.append(f"{rel}/: temporary folder left by an interrupted write; remove it")
+            elif rel == WORK_DIR:
+                problems.append(f"{rel}/: an unfinished generation's state; rerun `fgbg generate` or remove it")
+            elif rel in folders:
+                continue  # descend
+            elif not (not prefix and name in DERIVED):
+                problems.append(f"{rel}/: stray folder, not part of the store")
+            dirs.remove(name)  # don't descend into temporary, derived or stray folders
+        for name in sorted(names):
+            rel = prefix + name
+            if name.endswith(TMP_SUFFIX):
+                problems.append(f"{rel}: temporary file left by an interrupted write; remove it")
+            elif rel in files or (not prefix and name in DERIVED) or rel_root in sample_folders:
+                continue  # KIND/bNNN/KEY.ext of the folder format: checked by the shard check
+            else:
+                problems.append(f"{rel}: stray file, not part of the store")
+    return problems
+
+
+def verify(store: Path, workers: int | None = None, progress: bool = False) -> Report:
+    """Check a store (any format); the report lists every problem, one line each.
+
+    Args:
+        store: the store folder.
+        workers: processes for the shard checks (None = CPU count, 1 = this process).
+        progress: tqdm bar over the samples checked.
+    """
+    store = Path(store)
+    report = Report(store)
+    path = store / DATASET_JSON
+    if not path.is_file():
+        report.problems.append(f"{path}: missing; not a complete fgbg store (an unfinished run? rerun `fgbg generate`)")
+        return report
+    try:
+        meta = json.loads(path.read_text())
+        config = GenerateConfig.from_dict(meta["config"])
+        plan = Plan.from_config(meta["counts"]["bg"], meta["counts"]["fg"], config)
+    except (ValueError, KeyError, TypeError) as e:
+        report.problems.append(f"{path}: unreadable ({e})")
+        return report
+    report.shards = len(meta["shards"])
+    report.problems += check_counts(meta, plan)
+    report.problems += check_manifest(store, plan)
+    report.problems += check_assets(store, meta, config.size)
+    report.problems += find_strays(store, meta)
+    n_planned = len(plan.shards())
+    tasks = [(str(store), i) for i in range(min(len(meta["shards"]), n_planned))]
+    weights = [meta["shards"][i]["count"] for i, _ in enumerate(tasks)]
+    results = sorted(map_shards(verify_shard, tasks, weights, workers, progress, desc="verify"))
+    for _, checked, problems in results:
+        report.samples += checked
+        report.problems += problems
+    return report

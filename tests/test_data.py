@@ -1,0 +1,156 @@
+"""The torch dataset over a store: formats, workers, splits, paired augmentation, normalisation."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fgbg import codecs
+from fgbg.config import GenerateConfig
+from fgbg.data import (
+    AugmentConfig,
+    SampleReader,
+    StoreDataset,
+    apply_augment,
+    draw_augment,
+    load_stats,
+    make_loader,
+    read_entries,
+    split_indices,
+)
+from fgbg.generate import generate
+from fgbg.render import asset_paths
+from fgbg.store import iter_samples
+
+TINY = dict(size=32, fg_size=16, placements=2, shard_size=5)
+
+
+@pytest.fixture
+def store(folders, tmp_path):
+    out = tmp_path / "store"
+    generate(*folders, out, GenerateConfig(**TINY), workers=1, progress=False)
+    return out
+
+
+def test_every_format_yields_the_same_tensors(folders, tmp_path):
+    datasets = {}
+    for fmt in ("wds", "folder", "zip"):
+        out = tmp_path / fmt
+        generate(*folders, out, GenerateConfig(**TINY, format=fmt), workers=1, progress=False)
+        datasets[fmt] = StoreDataset(out)
+    n = len(datasets["wds"])
+    assert n == len(datasets["folder"]) == len(datasets["zip"]) == 3 * 3 * 2 * 2
+    for i in (0, 7, n - 1):
+        ref = datasets["wds"][i]
+        for fmt in ("folder", "zip"):
+            got = datasets[fmt][i]
+            for k in ref:
+                torch.testing.assert_close(got[k], ref[k], rtol=0, atol=0)
+
+
+def test_samples_are_the_stored_members_and_their_background(store):
+    ds = StoreDataset(store, normalized=False)
+    bgs = [codecs.decode_jpeg(p.read_bytes()) for p in asset_paths(store, "bg", 3)]
+    for i, (key, members) in enumerate(iter_samples(store)):
+        s = ds[i]
+        entry = ds.reader.entries[i]
+        assert entry.key == key and s["index"].item() == i
+        assert s["bg"].shape == s["fg_bg"].shape == (3, 32, 32) and s["mask"].shape == s["depth"].shape == (1, 32, 32)
+        np.testing.assert_array_equal((s["fg_bg"] * 255).round().byte().permute(1, 2, 0).numpy(), codecs.decode_jpeg(members["fg_bg.jpg"]))
+        np.testing.assert_array_equal((s["bg"] * 255).round().byte().permute(1, 2, 0).numpy(), bgs[entry.bg])
+        np.testing.assert_array_equal(s["mask"][0].numpy() * 255, codecs.decode_png(members["mask.png"]))
+        np.testing.assert_allclose(s["depth"][0].numpy(), codecs.decode_png(members["depth.png"]) / 255, atol=1e-6)
+        assert set(s["mask"].unique().tolist()) <= {0.0, 1.0}
+
+
+def test_resized_on_load(store):
+    s = StoreDataset(store, size=24)[3]
+    assert s["bg"].shape == (3, 24, 24) and s["mask"].shape == (1, 24, 24)
+    assert set(s["mask"].unique().tolist()) <= {0.0, 1.0}
+    assert 0 <= s["depth"].min() and s["depth"].max() <= 1
+
+
+def test_two_workers_yield_the_same_samples_as_zero(store):
+    ds = StoreDataset(store, augment=AugmentConfig(), seed=3)
+    assert ds.reader._handles == {}  # nothing opened in __init__: nothing shared across fork
+
+    def epochs(workers):
+        loader = make_loader(ds, batch=4, shuffle=True, workers=workers, seed=5)
+        out = []
+        for epoch in range(2):
+            loader.sampler.set_epoch(epoch)
+            out.append(list(loader))
+        return out
+
+    serial, parallel = epochs(0), epochs(2)
+    for a_epoch, b_epoch in zip(serial, parallel):
+        assert len(a_epoch) == len(b_epoch) == 9
+        for a, b in zip(a_epoch, b_epoch):
+            for k in a:
+                torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    # epochs differ (order and augmentation), a rerun does not
+    assert not torch.equal(serial[0][0]["index"], serial[1][0]["index"])
+    assert torch.equal(epochs(0)[1][2]["fg_bg"], serial[1][2]["fg_bg"])
+
+
+def test_reader_reopens_its_files_in_a_new_process(store, monkeypatch):
+    reader = SampleReader(store)
+    first = reader.read(0)
+    assert len(reader._handles) == 1
+    monkeypatch.setattr("os.getpid", lambda: -1)  # as a forked worker sees it
+    assert reader.read(0) == first
+    assert reader._pid == -1 and len(reader._handles) == 1
+
+
+@pytest.mark.parametrize("by", ["bg", "fg"])
+def test_split_holds_out_whole_backgrounds_or_foregrounds(store, by):
+    entries = read_entries(store)
+    split = split_indices(entries, by, 0.34, seed=1)
+    held = set(split.held_out)
+    assert len(held) == 1
+    assert {getattr(entries[i], by) for i in split.val} == held
+    assert not held & {getattr(entries[i], by) for i in split.train}
+    assert sorted(split.train + split.val) == list(range(len(entries)))
+    record = split.record()
+    assert record["by"] == by and record["n_val"] == len(split.val) and json.dumps(record)
+    assert split_indices(entries, by, 0.34, seed=1) == split  # deterministic
+
+
+def test_random_split_and_bad_choices(store):
+    entries = read_entries(store)
+    split = split_indices(entries, "random", 0.25, seed=0)
+    assert len(split.val) == 9 and not set(split.val) & set(split.train)
+    with pytest.raises(ValueError, match="--val"):
+        split_indices(entries, "colour")
+    with pytest.raises(ValueError, match="random"):
+        split_indices([e for e in entries if e.bg == 0], "bg")
+
+
+def test_augmentation_keeps_the_pair_consistent():
+    g = torch.Generator().manual_seed(0)
+    bg = torch.rand(3, 8, 8, generator=g)
+    fg_bg = bg.clone()
+    fg_bg[:, 2:5, 1:3] = 0.9  # the fg
+    mask = torch.zeros(1, 8, 8)
+    mask[:, 2:5, 1:3] = 1
+    depth = torch.linspace(0, 1, 8).view(1, 8, 1).expand(1, 8, 8).clone()
+    params = draw_augment(AugmentConfig(), torch.Generator().manual_seed(1))
+    params["flip"] = True
+    out = apply_augment({"bg": bg, "fg_bg": fg_bg, "mask": mask, "depth": depth}, params)
+    outside = out["mask"][0] == 0
+    torch.testing.assert_close(out["bg"][:, outside], out["fg_bg"][:, outside], rtol=0, atol=0)  # same jitter
+    assert torch.equal(out["mask"], mask.flip(-1)) and torch.equal(out["depth"], depth.flip(-1))
+    assert not torch.allclose(out["bg"], bg.flip(-1))  # the colours did change
+    assert 0 <= out["fg_bg"].min() and out["fg_bg"].max() <= 1
+
+
+def test_stats_json_is_used_when_present(store):
+    assert load_stats(store).source == "default"
+    kinds = {k: {"mean": [0.2, 0.3, 0.4], "std": [0.1, 0.2, 0.3]} for k in ("bg", "fg_bg", "mask")}
+    (store / "stats.json").write_text(json.dumps({"kinds": kinds}))
+    stats = load_stats(store)
+    assert stats.source == "stats.json" and stats.mean == [0.2, 0.3, 0.4] * 2
+    plain, normed = StoreDataset(store, normalized=False)[0], StoreDataset(store)[0]
+    torch.testing.assert_close(normed["bg"][1], (plain["bg"][1] - 0.3) / 0.2)
+    torch.testing.assert_close(normed["mask"], plain["mask"])  # targets are never normalised

@@ -1,0 +1,122 @@
+"""ONNX export against torch, and predict on images of any size, with torch and with ONNX only."""
+
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from PIL import Image
+
+import fgbg.demo
+from fgbg.cli import main
+from fgbg.config import GenerateConfig
+from fgbg.export import TOLERANCE, export_onnx
+from fgbg.generate import generate
+from fgbg.model import ModelConfig, inference_net
+from fgbg.predict import find_pairs, predict
+from fgbg.train import TrainConfig, train
+
+from .conftest import copy_images
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A checkpoint trained for one epoch on a tiny store (32 px)."""
+    root = tmp_path_factory.mktemp("run")
+    bg_src, fg_src = fgbg.demo.demo_assets()
+    bg, fg = copy_images(bg_src, root / "bg", 3, "*.jpg"), copy_images(fg_src, root / "fg", 2, "*.png")
+    generate(bg, fg, root / "store", GenerateConfig(size=32, fg_size=16, placements=2), workers=1, progress=False)
+    config = TrainConfig(size=32, epochs=1, batch=8, workers=0, threads=1)
+    train(root / "store", root / "run", config, ModelConfig(width=8), progress=False, log=quiet)
+    return root
+
+
+@pytest.fixture(scope="module")
+def onnx_file(run):
+    path = run / "model.onnx"
+    diff = export_onnx(run / "run" / "best.ckpt", path, log=quiet)
+    assert diff < TOLERANCE
+    return path
+
+
+def test_onnx_matches_torch_at_any_batch_size(run, onnx_file):
+    net, meta = inference_net(run / "run" / "best.ckpt")
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["bg", "fg_bg"]
+    assert session.get_modelmeta().custom_metadata_map["fgbg.size"] == "32"
+    for batch in (1, 5):
+        bg, fg_bg = torch.rand(batch, 3, 32, 32), torch.rand(batch, 3, 32, 32)
+        with torch.inference_mode():
+            expected = net(bg, fg_bg)
+        got = session.run(["mask_logits", "depth"], {"bg": bg.numpy(), "fg_bg": fg_bg.numpy()})
+        for g, e in zip(got, expected):
+            assert g.shape == (batch, 1, 32, 32)
+            assert np.abs(g - e.numpy()).max() < TOLERANCE
+
+
+def odd_pair(folder, size=(45, 37)):
+    """A bg (another size) and a composite of an odd size with a red box pasted."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    bg = (rng.random((50, 50, 3)) * 255).astype(np.uint8)
+    composite = np.asarray(Image.fromarray(bg).resize(size)).copy()
+    composite[10:25, 12:30] = (230, 20, 20)
+    Image.fromarray(bg).save(folder / "room.png")
+    Image.fromarray(composite).save(folder / "room_with_box.jpg")
+    return folder / "room.png", folder / "room_with_box.jpg"
+
+
+def test_predict_returns_the_input_size_with_torch_and_onnx(run, onnx_file, tmp_path):
+    bg, composite = odd_pair(tmp_path / "in")
+    predict(run / "run" / "best.ckpt", bg, composite, tmp_path / "torch", log=quiet)
+    predict(onnx_file, bg, composite, tmp_path / "onnx", onnx=True, log=quiet)
+    for out in ("torch", "onnx"):
+        mask = np.asarray(Image.open(tmp_path / out / "room_with_box.mask.png"))
+        depth = Image.open(tmp_path / out / "room_with_box.depth.png")
+        side = Image.open(tmp_path / out / "room_with_box.side.png")
+        assert mask.shape == (37, 45) and set(np.unique(mask)) <= {0, 255}
+        assert depth.size == (45, 37) and depth.mode == "L"
+        assert side.size[1] == 37 and side.size[0] > 4 * 45
+    d_torch = np.asarray(Image.open(tmp_path / "torch" / "room_with_box.depth.png")).astype(int)
+    d_onnx = np.asarray(Image.open(tmp_path / "onnx" / "room_with_box.depth.png")).astype(int)
+    assert np.abs(d_torch - d_onnx).max() <= 1
+
+
+def test_predict_with_onnx_needs_no_torch(onnx_file, tmp_path):
+    bg, composite = odd_pair(tmp_path / "in")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # any `import torch` now fails
+        "from fgbg.predict import predict\n"
+        f"predict({str(onnx_file)!r}, {str(bg)!r}, {str(composite)!r}, {str(tmp_path / 'out')!r}, onnx=True)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    assert Image.open(tmp_path / "out" / "room_with_box.mask.png").size == (45, 37)
+
+
+def test_pairs_from_folders(tmp_path):
+    for name in ("a.jpg", "b.png", "notes.txt"):
+        (tmp_path / "fg_bg").mkdir(exist_ok=True)
+        (tmp_path / "fg_bg" / name).write_bytes(b"")
+    (tmp_path / "bg").mkdir()
+    (tmp_path / "bg" / "a.png").write_bytes(b"")
+    assert [f.name for _, f in find_pairs(tmp_path / "bg" / "a.png", tmp_path / "fg_bg")] == ["a.jpg", "b.png"]
+    assert [(b.name, f.name) for b, f in find_pairs(tmp_path / "bg", tmp_path / "fg_bg")] == [("a.png", "a.jpg")]
+    with pytest.raises(FileNotFoundError):
+        find_pairs(tmp_path / "nope.jpg", tmp_path / "fg_bg")
+
+
+def test_cli_export_and_predict(run, tmp_path, capsys):
+    bg, composite = odd_pair(tmp_path / "in")
+    onnx_path = tmp_path / "m.onnx"
+    assert main(["export", str(run / "run" / "best.ckpt"), "--onnx", str(onnx_path)]) == 0
+    assert "max abs difference" in capsys.readouterr().out
+    assert main(["predict", str(onnx_path), "--onnx", "--bg", str(bg), "--fg-bg", str(composite), "--out", str(tmp_path / "p")]) == 0
+    assert (tmp_path / "p" / "room_with_box.side.png").exists()
+    assert main(["predict", str(tmp_path / "missing.ckpt"), "--bg", str(bg), "--fg-bg", str(composite), "--out", str(tmp_path / "q")]) == 1
+    assert "no such checkpoint" in capsys.readouterr().err

@@ -1,0 +1,114 @@
+"""The two-head U-Net: a contract (shapes, resolutions, save/load), size, MACs, and no double sigmoid."""
+
+import pytest
+import torch
+from torch import nn
+
+from fgbg import metrics
+from fgbg.losses import mask_loss
+from fgbg.model import (
+    ModelConfig,
+    NormalizedNet,
+    Prediction,
+    TwoHeadUNet,
+    count_macs,
+    count_parameters,
+    describe,
+)
+
+
+def last_conv(seq: nn.Sequential) -> nn.Conv2d:
+    return [m for m in seq if isinstance(m, nn.Conv2d)][-1]
+
+
+class TestTwoHeadUNetContract:
+    config = ModelConfig(width=4)
+
+    def make(self) -> TwoHeadUNet:
+        torch.manual_seed(0)
+        return TwoHeadUNet(self.config).eval()
+
+    @pytest.mark.parametrize("hw", [(32, 32), (33, 47), (64, 40), (17, 16)])
+    def test_any_resolution(self, hw):
+        out = self.make()(torch.randn(2, 6, *hw))
+        assert isinstance(out, Prediction)
+        assert out.mask_logits.shape == out.depth.shape == (2, 1, *hw)
+
+    def test_depth_in_unit_range_and_mask_is_logits(self):
+        net = self.make()
+        nn.init.constant_(last_conv(net.mask_head).bias, 5.0)  # logits well above 1: not probabilities
+        nn.init.constant_(last_conv(net.depth_head).bias, 50.0)
+        out = net(torch.randn(2, 6, 32, 32))
+        assert out.mask_logits.min() > 1.0
+        assert 0.0 <= out.depth.min() and out.depth.max() <= 1.0
+
+    def test_forward_backward(self):
+        net = TwoHeadUNet(self.config).train()
+        out = net(torch.randn(2, 6, 32, 32))
+        (out.mask_logits.mean() + out.depth.mean()).backward()
+        assert all(p.grad is not None for p in net.parameters())
+
+    def test_save_load(self, tmp_path):
+        net = self.make()
+        torch.save(net.state_dict(), tmp_path / "w.pt")
+        other = TwoHeadUNet(self.config).eval()
+        other.load_state_dict(torch.load(tmp_path / "w.pt"))
+        x = torch.randn(1, 6, 32, 32)
+        torch.testing.assert_close(net(x), other(x), rtol=0, atol=0)
+
+    def test_channels_last_gives_the_same_result(self):
+        net = self.make()
+        x = torch.randn(2, 6, 32, 32)
+        expected = net(x)
+        got = net.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+    def test_wrong_input_says_what_arrived(self):
+        with pytest.raises(ValueError, match=r"\(2, 3, 32, 32\)"):
+            self.make()(torch.randn(2, 3, 32, 32))
+
+
+class TestFullResolutionStem(TestTwoHeadUNetContract):
+    config = ModelConfig(width=4, stem=1, stages=3)
+
+
+def test_default_is_under_a_million_parameters_and_width_scales_it():
+    default = count_parameters(TwoHeadUNet())
+    assert 100_000 < default < 1_000_000
+    assert count_parameters(TwoHeadUNet(ModelConfig(width=8))) < default < count_parameters(TwoHeadUNet(ModelConfig(width=24)))
+    assert "M parameters" in describe(TwoHeadUNet(), 64)
+
+
+def test_macs_counted_by_hand_for_a_single_conv():
+    conv = nn.Conv2d(6, 4, 3, padding=1)
+    assert count_macs(conv, 10) == 10 * 10 * 4 * 6 * 9
+    net = TwoHeadUNet(ModelConfig(width=4))
+    assert count_macs(net, 64) == 4 * count_macs(net, 32)  # fully convolutional: cost scales with pixels
+
+
+def test_exactly_one_sigmoid_and_it_is_in_the_depth_head():
+    net = TwoHeadUNet()
+    sigmoids = [name for name, m in net.named_modules() if isinstance(m, nn.Sigmoid)]
+    assert len(sigmoids) == 1 and sigmoids[0].startswith("depth_head")
+
+
+def test_no_double_sigmoid_on_logits():
+    """Logits of -0.1 are background: sigmoid once gives 0.475; a second sigmoid would give 0.62 (foreground)."""
+    logits = torch.full((1, 1, 4, 4), -0.1)
+    assert not metrics.binarize(logits).any()
+    assert torch.sigmoid(torch.sigmoid(logits)).min() > 0.5  # what the bug would have done
+    # the loss takes logits: equal to BCE on sigmoid(logits), not on sigmoid(sigmoid(logits))
+    target = torch.zeros(1, 1, 4, 4)
+    bce = nn.functional.binary_cross_entropy(torch.sigmoid(logits), target)
+    dice = 1 - 1 / (torch.sigmoid(logits).sum() + 1)  # soft Dice with eps 1, empty target
+    torch.testing.assert_close(mask_loss(logits, target), bce + dice)
+
+
+def test_normalized_net_normalises_then_runs():
+    torch.manual_seed(0)
+    net = TwoHeadUNet(ModelConfig(width=4)).eval()
+    mean, std = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0.5] * 6
+    wrapped = NormalizedNet(net, mean, std).eval()
+    bg, fg_bg = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    x = (torch.cat([bg, fg_bg], 1) - torch.tensor(mean).view(1, 6, 1, 1)) / 0.5
+    torch.testing.assert_close(wrapped(bg, fg_bg), net(x))

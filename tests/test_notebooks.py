@@ -1,0 +1,22 @@
+"""The example notebooks run top to bottom (on the bundled demo assets), so they never rot."""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+NOTEBOOKS = ["01_create_dataset.ipynb", "02_statistics.ipynb"]
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs_top_to_bottom(name, tmp_path):
+    nb = nbformat.read(EXAMPLES / name, as_version=4)
+    assert any(cell.get("outputs") for cell in nb.cells if cell.cell_type == "code"), "saved without outputs"
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    assert (tmp_path / "demo-data" / "dataset.json").exists()
+    if name.startswith("02"):
+        assert (tmp_path / "demo-data" / "README.md").exists() and (tmp_path / "demo-data" / "stats.json").exists()

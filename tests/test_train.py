@@ -1,0 +1,117 @@
+"""Training: the loss falls, a run writes what it promises, a resume is exact, evaluate and the demo."""
+
+import json
+
+import pytest
+import torch
+
+from fgbg.cli import main
+from fgbg.config import GenerateConfig
+from fgbg.data import StoreDataset, make_loader
+from fgbg.demo import run_demo
+from fgbg.evaluate import METRIC_KEYS, evaluate
+from fgbg.generate import generate
+from fgbg.losses import MaskDepthLoss
+from fgbg.model import ModelConfig, TwoHeadUNet, load_checkpoint
+from fgbg.train import StopAfterEpochs, TrainConfig, TrainError, train
+
+TINY = dict(size=32, fg_size=16, placements=2, shard_size=5)
+# one thread: the suite may share the cores with other work, and two OpenMP threads on one free core crawl
+FAST = dict(size=32, batch=8, workers=0, log_images=4, threads=1)
+SMALL_NET = ModelConfig(width=8)
+
+
+@pytest.fixture
+def store(folders, tmp_path):
+    out = tmp_path / "store"
+    generate(*folders, out, GenerateConfig(**TINY), workers=1, progress=False)
+    return out
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def test_loss_decreases_over_a_few_steps(store):
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    batch = next(iter(make_loader(StoreDataset(store), batch=16, shuffle=True)))
+    net, loss = TwoHeadUNet(SMALL_NET), MaskDepthLoss()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    x = torch.cat([batch["bg"], batch["fg_bg"]], 1)
+    values = []
+    for _ in range(30):
+        total = loss(net(x), batch["mask"], batch["depth"]).total
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        values.append(total.item())
+    assert values[-1] < 0.8 * values[0] and min(values[-5:]) < min(values[:5])
+
+
+def state_of(path):
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    return ckpt["state_dict"], ckpt["optimizer_states"][0]["state"], ckpt["global_step"], ckpt["epoch"]
+
+
+def test_a_run_writes_checkpoints_logs_and_summary_and_resumes_exactly(store, tmp_path):
+    config = TrainConfig(epochs=2, **FAST)
+    straight = train(store, tmp_path / "a", config, SMALL_NET, progress=False, log=quiet)
+    train(store, tmp_path / "b", config, SMALL_NET, progress=False, log=quiet, callbacks=[StopAfterEpochs(1)])
+    assert state_of(tmp_path / "b" / "last.ckpt")[2] == 3  # 24 train samples // 8 = 3 steps per epoch
+    with pytest.raises(TrainError, match="--resume"):
+        train(store, tmp_path / "b", config, SMALL_NET, progress=False, log=quiet)
+    resumed = train(store, tmp_path / "b", config, SMALL_NET, resume=True, progress=False, log=quiet)
+
+    weights_a, optim_a, step_a, epoch_a = state_of(tmp_path / "a" / "last.ckpt")
+    weights_b, optim_b, step_b, epoch_b = state_of(tmp_path / "b" / "last.ckpt")
+    assert step_a == step_b == 6 and epoch_a == epoch_b
+    for k in weights_a:
+        torch.testing.assert_close(weights_b[k], weights_a[k], rtol=0, atol=0, msg=k)
+    for i in optim_a:
+        torch.testing.assert_close(optim_b[i]["exp_avg"], optim_a[i]["exp_avg"], rtol=0, atol=0)
+    assert resumed["best"] == straight["best"] and resumed["global_step"] == 6
+
+    run = tmp_path / "a"
+    assert {"best.ckpt", "last.ckpt", "run.json", "summary.json", "tb"} <= {p.name for p in run.iterdir()}
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["split"]["by"] == "bg" and len(meta["split"]["held_out"]) == 1 and meta["split"]["n_val"] == 12
+    assert meta["schedule"]["total_steps"] == 6 and meta["parameters"] < 1_000_000
+    assert 0 < meta["baseline"]["threshold"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["best_epoch"] in (0, 1) and summary["train_samples_per_s"] > 0
+    net, ckpt_meta = load_checkpoint(run / "best.ckpt")
+    assert net.config == SMALL_NET and ckpt_meta["split"] == meta["split"]
+
+    # evaluate: stable keys, the same numbers as validation during training, report and grids
+    out = tmp_path / "eval"
+    result = evaluate(run / "best.ckpt", store, out, log=quiet)
+    saved = json.loads((out / "metrics.json").read_text())
+    assert list(saved) == list(METRIC_KEYS) and saved["n_images"] == 12 and saved["size"] == 32
+    assert saved["mask_iou"] == pytest.approx(straight["best"]["mask_iou"], abs=1e-5)
+    assert saved["baseline_mask_iou"] == pytest.approx(straight["best"]["baseline_mask_iou"], abs=1e-5)
+    assert saved["depth_rmse"] == pytest.approx(straight["best"]["depth_rmse"], abs=1e-5)
+    report = (out / "report.md").read_text()
+    assert "baseline" in report and "worst.png" in report and result == saved
+    assert (out / "random.png").stat().st_size > 0 and (out / "worst.png").stat().st_size > 0
+
+
+def test_cli_train_and_budget(store, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["train", str(store), "--out", str(run), "--size", "32", "--batch", "8", "--workers", "0", "--width", "8", "--threads", "1", "--quiet"]
+    assert main([*args, "--max-minutes", "0.05", "--val", "fg"]) == 0
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["split"]["by"] == "fg" and meta["train"]["epochs"] >= 1
+    assert "M parameters" in capsys.readouterr().out
+    assert main(args) == 1
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_demo_trains_and_evaluates(tmp_path, capsys):
+    config = GenerateConfig(size=32, fg_size=16, placements=1, flip=False)
+    run_demo(tmp_path / "demo", workers=1, config=config, train_minutes=0.05, train_size=32)
+    printed = capsys.readouterr().out
+    assert "differencing baseline" in printed and "tensorboard --logdir" in printed
+    metrics = json.loads((tmp_path / "demo" / "run" / "eval" / "metrics.json").read_text())
+    assert set(metrics) == set(METRIC_KEYS)
