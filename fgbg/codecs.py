@@ -22,7 +22,7 @@ PNG_FILTER_UP = 2
 
 def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
     """uint8 (H, W, 3) RGB -> JPEG bytes (4:2:0)."""
-    return simplejpeg.encode_jpeg(np.ascontiguousarray(rgb), quality=quality, colorspace="RGB")
+    return simplejpeg.encode_jpeg(np.ascontiguousarray(rgb), quality=quality, colorspace="RGB", colorsubsampling="420")
 
 
 def decode_jpeg(data: bytes) -> np.ndarray:

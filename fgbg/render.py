@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from fgbg import codecs
+from fgbg.assets import fg_mask
 from fgbg.compose import (
     Placement,
-    alpha_blend,
+    blend_premultiplied,
     flip_fg,
     paste_mask,
+    premultiply,
     resize_fg,
     sample_perspective_placement,
     sample_placement,
@@ -54,6 +56,7 @@ class Renderer:
     def __post_init__(self) -> None:
         self.bg_depth_q = [quantize_depth(d, self.config.depth_bits) for d in self.bg_depth]
         self.fg_flipped = [flip_fg(fg) for fg in self.fg]
+        self._unscaled: dict[tuple[int, int, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     @classmethod
     def from_store(cls, store: Path, threads: int = 1) -> "Renderer":
@@ -101,15 +104,30 @@ class Renderer:
     def compose(self, ref: SampleRef) -> tuple[Placement, np.ndarray, np.ndarray]:
         """(placement, fg_bg uint8 (S, S, 3), mask uint8 (S, S) in {0, 255})."""
         p = self.place(ref)
-        fg = resize_fg((self.fg_flipped if ref.flip else self.fg)[ref.fg], p.w, p.h)
-        return p, alpha_blend(self.bg[ref.bg], fg, p.x, p.y), paste_mask(fg, p.x, p.y, self.config.size)
+        premultiplied, inverse_alpha, mask = self.placed_fg(ref.fg, ref.flip, p.w, p.h)
+        fg_bg = blend_premultiplied(self.bg[ref.bg], premultiplied, inverse_alpha, p.x, p.y)
+        return p, fg_bg, paste_mask(mask, p.x, p.y, self.config.size)
+
+    def placed_fg(self, fg: int, flip: int, w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The fg (flipped or not) at (w, h), premultiplied, and its binary mask; unscaled ones cached."""
+        key = (fg, flip, w, h)
+        if key in self._unscaled:
+            return self._unscaled[key]
+        rgba = resize_fg((self.fg_flipped if flip else self.fg)[fg], w, h)
+        placed = (*premultiply(rgba), fg_mask(rgba))
+        if rgba.shape[:2] == self.fg[fg].shape[:2]:
+            self._unscaled[key] = placed
+        return placed
 
     def layered(self, ref: SampleRef, p: Placement, mask: np.ndarray) -> tuple[np.ndarray, int]:
         """Quantised depth by the layered rule, and the fg's (foot) value."""
         bg_depth = self.bg_depth_q[ref.bg]
         fx, fy = p.foot
         fg_value = bg_depth[fy, fx]
-        return layered_depth(bg_depth, mask, fg_value), int(fg_value)
+        depth = bg_depth.copy()
+        box = (slice(p.y, p.y + p.h), slice(p.x, p.x + p.w))  # the rule changes nothing outside it
+        depth[box] = layered_depth(bg_depth[box], mask[box], fg_value)
+        return depth, int(fg_value)
 
     def estimated(self, refs: list[SampleRef], fg_bgs: list[np.ndarray], masks: list[np.ndarray]):
         """Quantised network depth for a batch, the fg's (median) values and clipped pixels."""

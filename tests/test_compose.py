@@ -8,6 +8,7 @@ from fgbg.compose import (
     sample_placement,
     sample_rng,
 )
+from fgbg.assets import fg_mask
 from fgbg.depth.layered import ground_plane_prior
 
 
@@ -31,10 +32,15 @@ def test_alpha_blend_is_within_one_lsb_of_the_float_reference():
     assert out is not bg and not np.shares_memory(out, bg)
 
 
+def test_division_trick_is_exact_over_the_blend_range():
+    v = np.arange(65153, dtype=np.uint32)
+    np.testing.assert_array_equal((v + 1 + (v >> 8)) >> 8, v // 255)
+
+
 def test_mask_is_binary_and_exactly_the_placed_alpha():
     rng = np.random.default_rng(2)
     fg = random_fg(rng)
-    mask = paste_mask(fg, 5, 9, 64)
+    mask = paste_mask(fg_mask(fg), 5, 9, 64)
     assert set(np.unique(mask)) <= {0, 255}
     expected = np.zeros((64, 64), bool)
     expected[9:49, 5:35] = fg[..., 3] >= 128
