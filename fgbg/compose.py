@@ -91,11 +91,11 @@ def resize_fg(fg: np.ndarray, w: int, h: int) -> np.ndarray:
 
 
 def premultiply(fg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 (h, w, 4) -> (a*rgb + 127 as uint16 (h, w, 3), 255 - a as uint16 (h, w, 1)).
+    """uint8 (h, w, 4) -> (a*rgb + 127, 255 - a), both uint16 (h, w, 3).
 
     The part of the blend that depends only on the fg, computed once per placed fg.
     """
-    a = fg[..., 3:4].astype(np.uint16)
+    a = np.repeat(fg[..., 3:4].astype(np.uint16), 3, axis=2)
     return a * fg[..., :3] + 127, 255 - a
 
 
@@ -104,8 +104,13 @@ def blend_premultiplied(bg: np.ndarray, premultiplied: np.ndarray, inverse_alpha
     h, w = premultiplied.shape[:2]
     out = bg.copy()
     region = out[y : y + h, x : x + w]
-    v = inverse_alpha * region + premultiplied  # a*fg + (255-a)*bg + 127 <= 65152
-    region[:] = (v + 1 + (v >> 8)) >> 8  # == v // 255 for v <= 65152 (tested), without a division
+    v = region.astype(np.uint16)
+    v *= inverse_alpha
+    v += premultiplied  # a*fg + (255-a)*bg + 127 <= 65152
+    v += v >> 8  # then (v + 1) >> 8 == the old v // 255 for v <= 65152 (tested), without a division
+    v += 1
+    v >>= 8
+    region[:] = v
     return out
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import json
-import multiprocessing
 import os
 import platform
 import shutil
@@ -23,7 +22,6 @@ from typing import Callable
 import numpy as np
 import PIL
 import simplejpeg
-from tqdm import tqdm
 
 from fgbg import __version__, codecs
 from fgbg.assets import Assets, BadInput, fg_mask, load_assets
@@ -31,6 +29,7 @@ from fgbg.config import GenerateConfig
 from fgbg.depth.estimator import EstimatorError, apply_scale, bg_scales, image_range, load_estimator, worker_threads
 from fgbg.depth.layered import ground_plane_prior, horizon_row, quantize_depth
 from fgbg.plan import Plan, Shard
+from fgbg.pool import map_shards
 from fgbg.render import BG_DEPTH_BITS, Renderer, asset_paths
 from fgbg.store.layout import (
     ASSETS_DIR,
@@ -212,23 +211,6 @@ def _part_path(out: Path, shard: Shard) -> Path:
     return out / WORK_DIR / f"{shard.name}.json"
 
 
-def run_shards(out: Path, shards: list[Shard], workers: int, on_shard: Callable[[Shard, dict, list[str]], None]) -> None:
-    """Render shards on ``workers`` processes (1: in this process), calling on_shard as each ends."""
-    by_index = {s.index: s for s in shards}
-    tasks = [(str(out), s.index, s.start, s.stop) for s in shards]
-    threads = worker_threads(min(workers, len(tasks)))
-    if workers <= 1 or len(tasks) <= 1:
-        _init_worker(str(out), threads)
-        for task in tasks:
-            index, record, lines = _render_shard(task)
-            on_shard(by_index[index], record, lines)
-        return
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(min(workers, len(tasks)), initializer=_init_worker, initargs=(str(out), threads)) as pool:
-        for index, record, lines in pool.imap_unordered(_render_shard, tasks):
-            on_shard(by_index[index], record, lines)
-
-
 # ---------------------------------------------------------------- the whole job
 
 
@@ -309,14 +291,13 @@ def generate(
         atomic_write_json(out / WORK_DIR / "state.json", state)
         todo = [s for s in shards if not _part_path(out, s).exists()]
         resumed = len(plan) - sum(len(s) for s in todo)
-        bar = tqdm(total=len(plan), initial=resumed, unit="sample", disable=not progress, smoothing=0.1)
-
-        def on_shard(shard: Shard, record: dict, lines: list[str]) -> None:
-            atomic_write_json(_part_path(out, shard), {**record, "manifest": lines})
-            bar.update(len(shard))
-
-        with bar:
-            run_shards(out, todo, workers, on_shard)
+        threads = worker_threads(min(workers, max(1, len(todo))))
+        finished = map_shards(
+            _render_shard, [(str(out), s.index, s.start, s.stop) for s in todo], weights=[len(s) for s in todo],
+            workers=workers, progress=progress, initializer=_init_worker, initargs=(str(out), threads), done=resumed,
+        )  # fmt: skip
+        for index, record, lines in finished:
+            atomic_write_json(_part_path(out, shards[index]), {**record, "manifest": lines})
         total_bytes = finalize(out, plan, shards, state)
     except OSError as e:
         if e.errno == errno.ENOSPC:
