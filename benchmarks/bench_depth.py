@@ -30,6 +30,41 @@ def timed_generate(out: Path, config: GenerateConfig, workers: int) -> float:
     return summary.samples / (time.perf_counter() - t)
 
 
+def network_ceiling(model: str, size: int, batch: int = 16, repeats: int = 5) -> dict[str, float]:
+    """What batching can save at most: the estimator alone on one thread (as each of 2 workers runs it).
+
+    Seconds per image of the whole estimator call (resize in, network, resize back) and of the
+    network alone, at batch 1 and at ``batch``, and the fixed cost of one ONNX Runtime call
+    (a 1 x 3 x 8 x 8 input): the only part a bigger batch shares out.
+    """
+    import numpy as np
+
+    from fgbg.depth.estimator import OnnxEstimator, to_network_input
+
+    est = OnnxEstimator(Path(model), threads=1)
+    images = np.random.default_rng(0).integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
+    x = to_network_input(images, est.preprocess)
+    run = lambda a: est.session.run(None, {est.input_name: a})  # noqa: E731
+
+    def per_image(fn, chunk: int) -> float:
+        best = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            for i in range(0, batch, chunk):
+                fn(i, chunk)
+            best = min(best, (time.perf_counter() - t) / batch)
+        return best
+
+    tiny = np.zeros((1, 3, 8, 8), np.float32)
+    return {
+        "call_1": per_image(lambda i, c: est(images[i : i + c]), 1),
+        "call_n": per_image(lambda i, c: est(images[i : i + c]), batch),
+        "net_1": per_image(lambda i, c: run(x[i : i + c]), 1),
+        "net_n": per_image(lambda i, c: run(x[i : i + c]), batch),
+        "overhead": per_image(lambda i, c: run(tiny), 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--placements", type=int, default=4)
@@ -52,6 +87,12 @@ def main() -> None:
             print(f"{name:22s} {rate:8.0f} samples/s")
         print(f"batch 16 / batch 1: {rates['estimator, batch 16'] / rates['estimator, batch 1']:.2f}x")
         print(f"per-bg / per-sample (batch 16): {rates['estimator-per-bg'] / rates['estimator, batch 16']:.2f}x")
+        c = network_ceiling(model, args.size)
+        print(f"the estimator alone, one thread, ms per image: whole call {c['call_1'] * 1e3:.2f} (batch 1) vs"
+              f" {c['call_n'] * 1e3:.2f} (batch 16) = {c['call_1'] / c['call_n']:.2f}x;"
+              f" network only {c['net_1'] * 1e3:.2f} vs {c['net_n'] * 1e3:.2f} = {c['net_1'] / c['net_n']:.2f}x;"
+              f" fixed cost of one ONNX Runtime call {c['overhead'] * 1e3:.3f} ms")
+        print("batching can only share out the per-call cost; the per-image convolutions and resizes stay per image")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -65,6 +65,7 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=16, help="batch size (default 16: measured better than 32 in a 10-minute budget)")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--width", type=int, default=16)
+    p.add_argument("--refine", type=int, default=ModelConfig.refine, help=f"channels of the full-resolution mask refinement (default {ModelConfig.refine}; 0: none)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers (default 0: on 2 cores a worker steals a core from training)")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
@@ -81,7 +82,7 @@ def main() -> int:
 
     start = time.perf_counter()
     target = TimeToTarget(start)
-    summary = train(store, run, config, ModelConfig(width=args.width), progress=sys.stderr.isatty(), callbacks=[target])
+    summary = train(store, run, config, ModelConfig(width=args.width, refine=args.refine), progress=sys.stderr.isatty(), callbacks=[target])
     m = evaluate(run / "best.ckpt", store, run / "eval", log=lambda _: None)
     train_rate = summary["train_samples_per_s"]
 

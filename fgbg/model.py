@@ -33,6 +33,7 @@ class ModelConfig:
     max_mult: int = 8  # cap on the channel multiplier of deep stages
     coords: bool = True  # append (x, y) coordinate channels inside the net (CoordConv)
     stem: int = 2  # pixel-unshuffle factor of the input (1: the U-Net runs at full resolution)
+    refine: int = 8  # channels of the full-resolution mask refinement (0: none)
 
     def __post_init__(self) -> None:
         if self.width < 2:
@@ -41,6 +42,8 @@ class ModelConfig:
             raise ValueError(f"stages must be in 2..6, got {self.stages}")
         if self.stem not in (1, 2, 4):
             raise ValueError(f"stem must be 1, 2 or 4, got {self.stem}")
+        if self.refine < 0:
+            raise ValueError(f"refine must be 0 or more channels, got {self.refine}")
 
     def channels(self) -> list[int]:
         """Channels per encoder stage, e.g. [16, 32, 64, 128]."""
@@ -123,6 +126,29 @@ def head(c_in: int, stem: int, activation: nn.Module | None = None) -> nn.Sequen
     return nn.Sequential(*layers, *([activation] if activation is not None else []))
 
 
+class MaskRefiner(nn.Module):
+    """Full-resolution residual correction of the mask logits.
+
+    (input (B, 6, H, W), features (B, c, H, W), coarse logits (B, 1, H, W)) -> logits (B, 1, H, W).
+    The U-Net behind a stem sees the image at 1/stem resolution; thin parts (legs, stems, leaf
+    tips) are one or two pixels wide at the training size, so two cheap 3x3 convolutions on the
+    full-resolution pixels, next to the coarse answer, put the edges back where the pixels are.
+    """
+
+    def __init__(self, c_features: int, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(IN_CHANNELS + c_features + 1, channels, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, 1, 1),
+        )
+
+    def forward(self, x: torch.Tensor, features: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        return coarse + self.body(torch.cat([x, features, coarse], dim=1))
+
+
 class TwoHeadUNet(nn.Module):
     """(B, 6, H, W) normalised (bg, fg_bg) -> Prediction(mask_logits, depth), each (B, 1, H, W).
 
@@ -143,19 +169,21 @@ class TwoHeadUNet(nn.Module):
         self.decoder = Decoder(channels)
         self.mask_head = head(channels[0], config.stem)  # logits
         self.depth_head = head(channels[0], config.stem, nn.Sigmoid())  # the one sigmoid, depth in [0, 1]
+        # pixel shuffle turns the c0 decoder channels at 1/stem into c0 / stem^2 at full resolution, for free
+        self.refiner = MaskRefiner(channels[0] // config.stem**2, config.refine) if config.refine else None
 
     def forward(self, x: torch.Tensor) -> Prediction:
         if x.ndim != 4 or x.shape[1] != IN_CHANNELS:
             raise ValueError(f"expected (B, 6, H, W) = bg and fg_bg stacked on channels, got {tuple(x.shape)}")
         h, w, s = x.shape[-2], x.shape[-1], self.config.stem
-        if self.config.coords:
-            x = torch.cat([x, coord_channels(x)], dim=1)  # (B, 8, H, W)
         if h % s or w % s:  # pad to a multiple of the stem, crop the outputs back
             x = F.pad(x, (0, -w % s, 0, -h % s), mode="replicate")
-        x = F.pixel_unshuffle(x, s)  # (B, 8 s^2, H/s, W/s)
-        features = self.encoder(x)  # [(B, c0, H/s, W/s), (B, c1, H/2s, W/2s), ...]
-        y = self.decoder(features)  # (B, c0, H/s, W/s)
+        inner = torch.cat([x, coord_channels(x)], dim=1) if self.config.coords else x  # (B, 8, H', W')
+        features = self.encoder(F.pixel_unshuffle(inner, s))  # [(B, c0, H'/s, W'/s), (B, c1, H'/2s, W'/2s), ...]
+        y = self.decoder(features)  # (B, c0, H'/s, W'/s)
         mask_logits, depth = self.mask_head(y), self.depth_head(y)  # (B, 1, H', W') each
+        if self.refiner is not None:
+            mask_logits = self.refiner(x, F.pixel_shuffle(y, s), mask_logits)
         return Prediction(mask_logits[..., :h, :w], depth[..., :h, :w])
 
 

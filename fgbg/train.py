@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import os
+import statistics
 import time
 import warnings
 from dataclasses import dataclass
@@ -213,8 +214,9 @@ class StopAfterEpochs(Callback):
 # ---------------------------------------------------------------- the whole job
 
 
-def seconds_per_sample(net: TwoHeadUNet, loss: MaskDepthLoss, size: int, batch: int, steps: int = 3) -> float:
-    """Measured training time (forward + backward + step) per sample at ``size``, on random inputs."""
+def seconds_per_sample(net: TwoHeadUNet, loss: MaskDepthLoss, size: int, batch: int, steps: int = 5) -> float:
+    """Measured training time (forward + backward + step) per sample at ``size``, on random inputs:
+    the median of ``steps`` steps after a warm-up (the minimum underestimated a 10-minute run by 15%)."""
     net = TwoHeadUNet(net.config).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters())
     x = torch.randn(batch, 6, size, size).contiguous(memory_format=torch.channels_last)
@@ -227,14 +229,19 @@ def seconds_per_sample(net: TwoHeadUNet, loss: MaskDepthLoss, size: int, batch: 
         l.backward()
         opt.step()
         times.append(time.perf_counter() - t)
-    return min(times[1:]) / batch
+    return statistics.median(times[1:]) / batch
 
 
-def plan_epochs(config: TrainConfig, n_train: int, n_val: int, sec_per_sample: float) -> int:
-    """The configured epochs, or (budget only) as many epochs as fit BUDGET_SHARE of --max-minutes."""
+def plan_epochs(config: TrainConfig, n_train: int, n_val: int, step_seconds: float, load_seconds: float) -> int:
+    """The configured epochs, or (budget only) as many epochs as fit BUDGET_SHARE of --max-minutes.
+
+    Per sample: a training step (validation: a forward, about a third), plus the decoding when the
+    loader runs in the training process (--workers 0); in worker processes it overlaps the steps.
+    """
     if config.epochs is not None:
         return config.epochs
-    per_epoch = sec_per_sample * (n_train + n_val / 3)  # validation: forward only
+    load = load_seconds if config.workers == 0 else 0.0
+    per_epoch = n_train * (step_seconds + load) + n_val * (step_seconds / 3 + load)
     return max(1, math.floor(config.max_minutes * 60 * BUDGET_SHARE / per_epoch))
 
 
@@ -248,15 +255,20 @@ def make_meta(store: Path, config: TrainConfig, model: ModelConfig, loss: LossCo
     plain = StoreDataset(store, split.train, config.size, stats, normalized=False)
     g = torch.Generator().manual_seed(config.seed)
     chosen = torch.randperm(len(plain), generator=g)[:BASELINE_SAMPLES].tolist()
+    started = time.perf_counter()
     batch = torch.utils.data.default_collate([plain[i] for i in chosen])
+    load_seconds = (time.perf_counter() - started) / len(chosen)
     threshold = metrics.choose_baseline_threshold(batch["bg"], batch["fg_bg"], batch["mask"])
     plain.reader.close()
     steps_per_epoch = max(1, len(split.train) // config.batch)
     net = TwoHeadUNet(model)
     sec = seconds_per_sample(net, MaskDepthLoss(loss), config.size, min(config.batch, 16)) if config.epochs is None else 0.0
-    epochs = plan_epochs(config, len(split.train), len(split.val), sec)
+    epochs = plan_epochs(config, len(split.train), len(split.val), sec, load_seconds)
     if config.epochs is None:
-        log(f"budget {config.max_minutes:g} min at {1 / sec:.0f} samples/s measured: a schedule of {epochs} epochs")
+        log(
+            f"budget {config.max_minutes:g} min at {1 / sec:.0f} samples/s measured (loading {1 / load_seconds:.0f}/s):"
+            f" a schedule of {epochs} epochs"
+        )
     meta_store = read_dataset_json(store)
     return {
         "store": str(Path(store).resolve()),

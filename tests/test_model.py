@@ -72,6 +72,31 @@ class TestFullResolutionStem(TestTwoHeadUNetContract):
     config = ModelConfig(width=4, stem=1, stages=3)
 
 
+class TestWithoutRefiner(TestTwoHeadUNetContract):
+    config = ModelConfig(width=4, refine=0)
+
+
+def test_refiner_is_a_residual_on_the_coarse_logits():
+    """With its last conv zeroed the refiner passes the coarse mask through unchanged, and depth never sees it."""
+    torch.manual_seed(0)
+    net = TwoHeadUNet(ModelConfig(width=4, refine=8)).eval()
+    x = torch.randn(2, 6, 33, 47)  # odd: padded to the stem and cropped back
+    refined = net(x)
+    nn.init.zeros_(last_conv(net.refiner.body).weight)
+    nn.init.zeros_(last_conv(net.refiner.body).bias)
+    passed = net(x)
+    net.refiner = None
+    coarse = net(x)
+    torch.testing.assert_close(passed, coarse, rtol=0, atol=0)
+    assert not torch.equal(refined.mask_logits, coarse.mask_logits)
+    torch.testing.assert_close(refined.depth, coarse.depth, rtol=0, atol=0)
+
+
+def test_refine_must_not_be_negative():
+    with pytest.raises(ValueError, match="refine"):
+        ModelConfig(refine=-1)
+
+
 def test_default_is_under_a_million_parameters_and_width_scales_it():
     default = count_parameters(TwoHeadUNet())
     assert 100_000 < default < 1_000_000
