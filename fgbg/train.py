@@ -235,13 +235,13 @@ def seconds_per_sample(net: TwoHeadUNet, loss: MaskDepthLoss, size: int, batch: 
 def plan_epochs(config: TrainConfig, n_train: int, n_val: int, step_seconds: float, load_seconds: float) -> int:
     """The configured epochs, or (budget only) as many epochs as fit BUDGET_SHARE of --max-minutes.
 
-    Per sample: a training step (validation: a forward, about a third), plus the decoding. Loader
-    workers take that CPU time from the training threads (which use every core by default), so it
-    counts with --workers too: the demo's 3-minute run was cut at 511 of 680 steps without it.
+    Per sample: a training step (validation: a forward, about a third), plus the decoding when the
+    loader runs in the training process (--workers 0); in worker processes it overlaps the steps.
     """
     if config.epochs is not None:
         return config.epochs
-    per_epoch = n_train * (step_seconds + load_seconds) + n_val * (step_seconds / 3 + load_seconds)
+    load = load_seconds if config.workers == 0 else 0.0
+    per_epoch = n_train * (step_seconds + load) + n_val * (step_seconds / 3 + load)
     return max(1, math.floor(config.max_minutes * 60 * BUDGET_SHARE / per_epoch))
 
 
