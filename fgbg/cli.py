@@ -90,8 +90,8 @@ def add_model_parsers(sub) -> None:
     tr.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
     tr.add_argument("--width", type=int, default=16, help="channels of the first U-Net stage (default 16: 0.5 M parameters)")
     tr.add_argument(
-        "--refine", type=int, default=8, metavar="C",
-        help="channels of the full-resolution mask refinement, which puts thin parts back (default 8; 0: none, ~15%% faster)",
+        "--refine", type=int, default=None, metavar="C",
+        help="channels of the full-resolution mask refinement, which puts thin parts back (default 16; 0: none, faster)",
     )  # fmt: skip
     tr.add_argument("--val", default="bg", choices=["bg", "fg", "random"], help="hold out backgrounds (default), foregrounds or random samples for validation")
     tr.add_argument("--val-fraction", type=float, default=0.2, help="share held out (default 0.2)")
@@ -238,7 +238,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         workers=args.workers,
         threads=args.threads,
     )
-    train(args.store, args.out, config, ModelConfig(width=args.width, refine=args.refine), resume=args.resume, progress=not args.quiet)
+    model = ModelConfig(width=args.width) if args.refine is None else ModelConfig(width=args.width, refine=args.refine)
+    train(args.store, args.out, config, model, resume=args.resume, progress=not args.quiet)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:

@@ -33,7 +33,7 @@ class ModelConfig:
     max_mult: int = 8  # cap on the channel multiplier of deep stages
     coords: bool = True  # append (x, y) coordinate channels inside the net (CoordConv)
     stem: int = 2  # pixel-unshuffle factor of the input (1: the U-Net runs at full resolution)
-    refine: int = 8  # channels of the full-resolution mask refinement (0: none)
+    refine: int = 16  # channels of the full-resolution mask refinement (0: none)
 
     def __post_init__(self) -> None:
         if self.width < 2:
@@ -55,6 +55,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         names = {f.name for f in dataclasses.fields(cls)}
+        d = {"refine": 0, **d}  # models saved before the refiner existed have none
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
