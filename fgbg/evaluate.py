@@ -8,7 +8,6 @@ uses the threshold chosen on the training split when the run started.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path

@@ -14,7 +14,6 @@ and metrics), callbacks, then :func:`train`, which wires data, model and Trainer
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import statistics

@@ -31,7 +31,7 @@ import simplejpeg
 from PIL import Image
 
 from fgbg.config import GenerateConfig
-from fgbg.plan import Plan, Shard
+from fgbg.plan import Plan
 from fgbg.pool import map_shards
 from fgbg.store.layout import (
     ASSETS_DIR,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tarfile
 import zipfile
 from pathlib import Path
 from typing import Iterable
