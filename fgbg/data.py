@@ -269,17 +269,20 @@ def apply_augment(sample: dict[str, torch.Tensor], params: dict) -> dict[str, to
 # ---------------------------------------------------------------- the dataset
 
 
-def to_float(img: np.ndarray, top: int = 255) -> torch.Tensor:
-    """uint8/uint16 (H, W[, C]) -> float32 (C, H, W) on [0, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(img).astype(np.float32) / top)
-    return t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1).contiguous()
+def to_tensor(img: np.ndarray, size: int, top: int = 255) -> torch.Tensor:
+    """Decoded uint8/uint16 (H, W[, C]) -> float32 (C, size, size) on [0, 1], resized bilinear
+    with antialiasing (not at all at the same size).
 
-
-def resize(x: torch.Tensor, size: int) -> torch.Tensor:
-    """(C, H, W) -> (C, size, size), bilinear with antialiasing (a no-op at the same size)."""
-    if x.shape[-2:] == (size, size):
-        return x
-    return F.interpolate(x[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+    uint8 is resized before it becomes float: torch's uint8 kernel is ~6x faster on RGB, and
+    the result is within one grey level of resizing in float.
+    """
+    x = torch.from_numpy(img if img.flags.writeable else img.copy())
+    x = x[None] if x.ndim == 2 else x.permute(2, 0, 1)  # a view: channels-last memory, as the kernel likes
+    if x.dtype != torch.uint8:
+        x = x.float()
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+    return x.float().div_(top).contiguous()
 
 
 class StoreDataset(Dataset):
@@ -315,19 +318,19 @@ class StoreDataset(Dataset):
 
     def _bg(self, bg: int) -> torch.Tensor:
         if bg not in self._bg_cache:
-            self._bg_cache[bg] = resize(to_float(codecs.decode_jpeg(self.reader.read_bg(bg))), self.size)
+            self._bg_cache[bg] = to_tensor(codecs.decode_jpeg(self.reader.read_bg(bg)), self.size)
         return self._bg_cache[bg]
 
     def raw(self, position: int) -> dict[str, torch.Tensor]:
         """Sample at ``position``, decoded and resized, on the [0, 1] scale, not augmented or normalised."""
         index = self.indices[position]
         members = self.reader.read(index)
-        mask = resize(to_float(codecs.decode_png(members["mask.png"])), self.size)
+        mask = to_tensor(codecs.decode_png_gray(members["mask.png"]), self.size)
         return {
             "bg": self._bg(self.reader.entries[index].bg),
-            "fg_bg": resize(to_float(codecs.decode_jpeg(members["fg_bg.jpg"])), self.size),
+            "fg_bg": to_tensor(codecs.decode_jpeg(members["fg_bg.jpg"]), self.size),
             "mask": (mask > 0.5).float(),
-            "depth": resize(to_float(codecs.decode_png(members["depth.png"]), self.depth_top), self.size),
+            "depth": to_tensor(codecs.decode_png_gray(members["depth.png"]), self.size, self.depth_top),
         }
 
     def __getitem__(self, item) -> dict[str, torch.Tensor]:

@@ -23,10 +23,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import struct
 import tarfile
 import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -253,30 +251,6 @@ def binary_histogram(mask: np.ndarray) -> np.ndarray | None:
     return hist
 
 
-def decode_gray_png(data: bytes) -> np.ndarray:
-    """A grey PNG as written by :func:`fgbg.codecs.encode_png_gray` (one IDAT, Up filter on
-    every row) decoded with zlib + a cumulative sum, ~2x faster than Pillow; any other PNG
-    goes through :func:`fgbg.codecs.decode_png`. Returns uint8 or uint16 (H, W)."""
-    w, h, bits, colour, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
-    n = struct.unpack(">I", data[33:37])[0]
-    if data[12:16] != b"IHDR" or data[37:41] != b"IDAT" or colour != 0 or interlace or bits not in (8, 16):
-        return codecs.decode_png(data)
-    if data[41 + n + 4 + 4 : 41 + n + 4 + 8] != b"IEND":
-        return codecs.decode_png(data)
-    try:
-        raw = zlib.decompress(data[41 : 41 + n])
-    except zlib.error:
-        return codecs.decode_png(data)  # let Pillow report the damage
-    width_bytes = w * bits // 8
-    if len(raw) != h * (width_bytes + 1):
-        return codecs.decode_png(data)
-    rows = np.frombuffer(raw, np.uint8).reshape(h, width_bytes + 1)
-    if not (rows[:, 0] == 2).all():
-        return codecs.decode_png(data)
-    img = np.cumsum(rows[:, 1:], axis=0, dtype=np.uint8)  # undo Up: wraps mod 256 like PNG
-    return img if bits == 8 else img.view(">u2").astype(np.uint16)
-
-
 def image_histogram(kind: str, data: bytes) -> tuple[np.ndarray, tuple[int, ...]]:
     """Decode one encoded image of ``kind``; returns (hist (C, B), array shape)."""
     if KINDS[kind].format == "jpg":
@@ -284,7 +258,7 @@ def image_histogram(kind: str, data: bytes) -> tuple[np.ndarray, tuple[int, ...]
     elif KINDS[kind].channels == ("R", "G", "B", "A"):
         img = codecs.decode_png(data)
     else:
-        img = decode_gray_png(data)
+        img = codecs.decode_png_gray(data)
     if KINDS[kind].binary and img.dtype == np.uint8 and img.ndim == 2:
         hist = binary_histogram(img)
         if hist is not None:

@@ -18,6 +18,7 @@ from fgbg.data import (
     make_loader,
     read_entries,
     split_indices,
+    to_tensor,
 )
 from fgbg.generate import generate
 from fgbg.render import asset_paths
@@ -69,6 +70,19 @@ def test_resized_on_load(store):
     assert s["bg"].shape == (3, 24, 24) and s["mask"].shape == (1, 24, 24)
     assert set(s["mask"].unique().tolist()) <= {0.0, 1.0}
     assert 0 <= s["depth"].min() and s["depth"].max() <= 1
+
+
+@pytest.mark.parametrize("shape, dtype", [((40, 56, 3), np.uint8), ((40, 56), np.uint8), ((40, 56), np.uint16)])
+def test_resizing_in_uint8_is_within_a_grey_level_of_float(shape, dtype):
+    """The fast uint8 resize stays within one grey level of torch's float antialiased bilinear."""
+    top = np.iinfo(dtype).max
+    img = np.random.default_rng(0).integers(0, top + 1, shape, dtype=dtype)
+    ref = torch.from_numpy(img.astype(np.float32) / top)
+    ref = ref[None] if ref.ndim == 2 else ref.permute(2, 0, 1)
+    ref = torch.nn.functional.interpolate(ref[None], size=(16, 16), mode="bilinear", antialias=True)[0]
+    out = to_tensor(img, 16, top)
+    assert out.shape == ref.shape and out.dtype == torch.float32
+    torch.testing.assert_close(out, ref, rtol=0, atol=1 / top if dtype == np.uint8 else 1e-6)
 
 
 def test_two_workers_yield_the_same_samples_as_zero(store):

@@ -217,20 +217,6 @@ def test_an_unreadable_shard_is_one_clear_error(store, capsys):
     assert "shard 3 is unreadable" in err and "fgbg verify" in err
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
-def test_fast_grey_png_decode_equals_pillow(dtype):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    img = rng.integers(0, np.iinfo(dtype).max, (19, 23), dtype=dtype, endpoint=True)
-    ours = codecs.encode_png_gray(img)
-    np.testing.assert_array_equal(stats.decode_gray_png(ours), codecs.decode_png(ours))
-    np.testing.assert_array_equal(stats.decode_gray_png(ours), img)
-    buf = __import__("io").BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")  # Pillow's own filters: the fallback path
-    np.testing.assert_array_equal(stats.decode_gray_png(buf.getvalue()), img)
-
-
 def test_binary_shortcut_is_exact():
     mask = np.array([[0, 255], [255, 255]], np.uint8)
     np.testing.assert_array_equal(stats.binary_histogram(mask), histogram(mask))
