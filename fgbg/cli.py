@@ -85,7 +85,7 @@ def add_model_parsers(sub) -> None:
     tr.add_argument("--out", type=Path, required=True, help="run folder (checkpoints best.ckpt and last.ckpt, tb/ logs, run.json, summary.json)")
     tr.add_argument("--size", type=int, default=96, help="training side in pixels; samples are resized on load (default 96)")
     tr.add_argument("--epochs", type=int, default=None, help="epochs of the one-cycle schedule (default 20, or as many as fit --max-minutes)")
-    tr.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget of the run; alone, it also sizes the schedule")
+    tr.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget of the run; alone, it also sizes the schedule (in steps, re-sized after the first epoch)")
     tr.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
     tr.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
     tr.add_argument("--width", type=int, default=16, help="channels of the first U-Net stage (default 16: 0.5 M parameters)")

@@ -39,7 +39,8 @@ from fgbg.viz import image_grid, prediction_rows
 BEST, LAST = "best", "last"  # checkpoint names: best.ckpt, last.ckpt
 MONITOR = "val/mask_iou"
 BASELINE_SAMPLES = 256  # training samples used to choose the baseline threshold
-BUDGET_SHARE = 0.9  # with --max-minutes only: plan the schedule to end within this share of the budget
+BUDGET_SHARE = 0.95  # with --max-minutes only: plan the schedule to end within this share of the budget
+PCT_START = 0.15  # share of the one-cycle schedule spent warming up
 
 
 class TrainError(ValueError):
@@ -158,9 +159,7 @@ class FgbgModule(L.LightningModule):
     def configure_optimizers(self):
         t = self.meta["train"]
         optimizer = torch.optim.AdamW(self.net.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
-        schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=t["lr"], total_steps=self.meta["schedule"]["total_steps"], pct_start=0.15
-        )
+        schedule = one_cycle(optimizer, t["lr"], self.meta["schedule"]["total_steps"])
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -168,6 +167,11 @@ class FgbgModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.history = list(checkpoint.get("history", []))
+
+
+def one_cycle(optimizer: torch.optim.Optimizer, lr: float, total_steps: int, done: int = 0):
+    """The one-cycle schedule over ``total_steps`` optimizer steps, positioned after ``done`` of them."""
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps, pct_start=PCT_START, last_epoch=done - 1)
 
 
 # ---------------------------------------------------------------- callbacks
@@ -210,6 +214,49 @@ class StopAfterEpochs(Callback):
             trainer.should_stop = True
 
 
+class EndOfSchedule(Callback):
+    """Stop (after a last validation) when the schedule's steps are done, also in mid-epoch."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step >= pl_module.meta["schedule"]["total_steps"]:
+            trainer.should_stop = True
+
+
+class Replan(Callback):
+    """Budget-sized runs: after the first epoch (and its validation), fit the schedule to the time it took.
+
+    The plan before training times a few steps on random inputs; the first real epoch also pays for
+    loading, validation, logging and a machine that may be busier than it was. The schedule is
+    re-sized in steps, so it still anneals fully and ends within BUDGET_SHARE of the budget.
+    """
+
+    def __init__(self, minutes: float, out: Path, log: Callable[[str], None]) -> None:
+        self.seconds, self.out, self.report = minutes * 60 * BUDGET_SHARE, out, log
+        self._start = 0.0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._start = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module) -> None:  # before the checkpoints are written
+        if trainer.sanity_checking or trainer.should_stop or trainer.current_epoch != 0:
+            return
+        schedule, done = pl_module.meta["schedule"], trainer.global_step
+        epoch_seconds = time.perf_counter() - self._start
+        total = max(done, math.floor(self.seconds / epoch_seconds * done))
+        if total == schedule["total_steps"]:
+            return
+        bar = trainer.progress_bar_callback
+        (bar.print if bar is not None else self.report)(
+            f"re-planned after epoch 0 ({epoch_seconds:.1f} s with validation): {total} steps"
+            f" ({total / schedule['steps_per_epoch']:.1f} epochs), was {schedule['total_steps']}"
+        )
+        set_schedule(pl_module.meta, total)
+        trainer.fit_loop.max_epochs = pl_module.meta["train"]["epochs"]
+        config = trainer.lr_scheduler_configs[0]
+        config.scheduler = one_cycle(config.scheduler.optimizer, pl_module.meta["train"]["lr"], total, done)
+        atomic_write_json(self.out / "run.json", pl_module.meta)
+
+
 # ---------------------------------------------------------------- the whole job
 
 
@@ -231,17 +278,27 @@ def seconds_per_sample(net: TwoHeadUNet, loss: MaskDepthLoss, size: int, batch: 
     return statistics.median(times[1:]) / batch
 
 
-def plan_epochs(config: TrainConfig, n_train: int, n_val: int, step_seconds: float, load_seconds: float) -> int:
-    """The configured epochs, or (budget only) as many epochs as fit BUDGET_SHARE of --max-minutes.
+def plan_steps(config: TrainConfig, n_train: int, n_val: int, step_seconds: float, load_seconds: float) -> int:
+    """Optimizer steps of the schedule: the configured epochs, or (budget only) as many steps as fit
+    BUDGET_SHARE of --max-minutes, validation once per epoch included.
 
     Per sample: a training step (validation: a forward, about a third), plus the decoding when the
-    loader runs in the training process (--workers 0); in worker processes it overlaps the steps.
+    loader runs in the training process (--workers 0); in worker processes it overlaps the steps
+    (:class:`Replan` corrects the plan from the first epoch when it does not).
     """
+    steps_per_epoch = max(1, n_train // config.batch)
     if config.epochs is not None:
-        return config.epochs
+        return config.epochs * steps_per_epoch
     load = load_seconds if config.workers == 0 else 0.0
-    per_epoch = n_train * (step_seconds + load) + n_val * (step_seconds / 3 + load)
-    return max(1, math.floor(config.max_minutes * 60 * BUDGET_SHARE / per_epoch))
+    per_step = config.batch * (step_seconds + load) + n_val * (step_seconds / 3 + load) / steps_per_epoch
+    return max(steps_per_epoch, math.floor(config.max_minutes * 60 * BUDGET_SHARE / per_step))
+
+
+def set_schedule(meta: dict, total_steps: int) -> None:
+    """Record a schedule of ``total_steps`` in a run's meta (the last epoch may be partial)."""
+    epochs = math.ceil(total_steps / meta["schedule"]["steps_per_epoch"])
+    meta["schedule"].update(epochs=epochs, total_steps=total_steps)
+    meta["train"]["epochs"] = epochs
 
 
 def make_meta(store: Path, config: TrainConfig, model: ModelConfig, loss: LossConfig, log: Callable[[str], None]) -> dict:
@@ -262,27 +319,29 @@ def make_meta(store: Path, config: TrainConfig, model: ModelConfig, loss: LossCo
     steps_per_epoch = max(1, len(split.train) // config.batch)
     net = TwoHeadUNet(model)
     sec = seconds_per_sample(net, MaskDepthLoss(loss), config.size, min(config.batch, 16)) if config.epochs is None else 0.0
-    epochs = plan_epochs(config, len(split.train), len(split.val), sec, load_seconds)
+    total_steps = plan_steps(config, len(split.train), len(split.val), sec, load_seconds)
     if config.epochs is None:
         log(
             f"budget {config.max_minutes:g} min at {1 / sec:.0f} samples/s measured (loading {1 / load_seconds:.0f}/s):"
-            f" a schedule of {epochs} epochs"
+            f" a schedule of {total_steps} steps ({total_steps / steps_per_epoch:.1f} epochs)"
         )
     meta_store = read_dataset_json(store)
-    return {
+    meta = {
         "store": str(Path(store).resolve()),
         "store_size": meta_store["config"]["size"],
         "model": model.to_dict(),
-        "train": {**dataclasses.asdict(config), "epochs": epochs},
+        "train": dataclasses.asdict(config),
         "loss": dataclasses.asdict(loss),
         "augment": dataclasses.asdict(AugmentConfig()) if config.augment else None,
         "stats": dataclasses.asdict(stats),
         "split": split.record(),
         "baseline": {"threshold": threshold, "chosen_on": f"{len(chosen)} training samples"},
-        "schedule": {"kind": "one-cycle", "epochs": epochs, "steps_per_epoch": steps_per_epoch, "total_steps": epochs * steps_per_epoch},
+        "schedule": {"kind": "one-cycle", "sized_by": "epochs" if config.epochs else "budget", "steps_per_epoch": steps_per_epoch},
         "parameters": count_parameters(net),
         "macs_per_sample": count_macs(net, config.size),
     }
+    set_schedule(meta, total_steps)
+    return meta
 
 
 def make_loaders(store: Path, meta: dict):
@@ -344,6 +403,7 @@ def train(
         f" baseline threshold {meta['baseline']['threshold']:.2f}; stats: {meta['stats']['source']}"
     )
     throughput = Throughput()
+    replan = [Replan(t["max_minutes"], out, log)] if not resume and meta["schedule"]["sized_by"] == "budget" else []
     # Two callbacks: Lightning 2.6 writes save_last only when the best also changed.
     best = ModelCheckpoint(dirpath=out, filename=BEST, monitor=MONITOR, mode="max", save_top_k=1, enable_version_counter=False)
     latest = ModelCheckpoint(dirpath=out, filename=LAST, save_top_k=1, enable_version_counter=False)
@@ -353,7 +413,7 @@ def train(
         max_epochs=t["epochs"],
         max_time=timedelta(minutes=t["max_minutes"]) if t["max_minutes"] else None,
         logger=TensorBoardLogger(out, name="tb", version="", default_hp_metric=False),
-        callbacks=[best, latest, LearningRateMonitor("step"), throughput, *([TQDMProgressBar(refresh_rate=5)] if progress else []), *(callbacks or [])],
+        callbacks=[best, latest, LearningRateMonitor("step"), throughput, EndOfSchedule(), *replan, *([TQDMProgressBar(refresh_rate=5)] if progress else []), *(callbacks or [])],
         enable_progress_bar=progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,

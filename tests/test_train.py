@@ -13,7 +13,7 @@ from fgbg.evaluate import METRIC_KEYS, evaluate
 from fgbg.generate import generate
 from fgbg.losses import MaskDepthLoss
 from fgbg.model import ModelConfig, TwoHeadUNet, load_checkpoint
-from fgbg.train import StopAfterEpochs, TrainConfig, TrainError, train
+from fgbg.train import StopAfterEpochs, TrainConfig, TrainError, one_cycle, train
 
 TINY = dict(size=32, fg_size=16, placements=2, shard_size=5)
 # one thread: the suite may share the cores with other work, and two OpenMP threads on one free core crawl
@@ -106,6 +106,38 @@ def test_cli_train_and_budget(store, tmp_path, capsys):
     assert "M parameters" in capsys.readouterr().out
     assert main(args) == 1
     assert "--resume" in capsys.readouterr().err
+
+
+def test_a_schedule_moved_mid_run_continues_where_it_was():
+    """Re-sizing a one-cycle schedule after 40 steps gives, from then on, the learning rate and
+    momentum of a schedule that had the new size from the start."""
+
+    def run(first_total: int) -> tuple:
+        opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
+        schedule = one_cycle(opt, 3e-3, first_total)
+        for step in range(60):
+            if step == 40:
+                schedule = one_cycle(opt, 3e-3, 100, done=40)
+            opt.step()
+            schedule.step()
+        return opt.param_groups[0]["lr"], opt.param_groups[0]["betas"]
+
+    assert run(300) == run(100)
+
+
+def test_a_budget_run_replans_from_its_first_epoch_and_ends_annealed(store, tmp_path, monkeypatch):
+    monkeypatch.setattr("fgbg.train.seconds_per_sample", lambda *a, **k: 1e-7)  # a plan far too optimistic
+    monkeypatch.setattr("fgbg.train.BUDGET_SHARE", 0.5)  # tiny epochs: per-epoch checkpoint writes weigh a lot
+    said = []
+    config = TrainConfig(epochs=None, max_minutes=0.1, **FAST)
+    summary = train(store, tmp_path / "run", config, SMALL_NET, progress=False, log=said.append)
+    assert any("re-planned after epoch 0" in line for line in said)
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    ckpt = torch.load(tmp_path / "run" / "last.ckpt", map_location="cpu", weights_only=False)
+    total = meta["schedule"]["total_steps"]
+    assert ckpt["hyper_parameters"]["meta"]["schedule"] == meta["schedule"]
+    assert summary["global_step"] == total == ckpt["lr_schedulers"][0]["total_steps"]  # the schedule ended the run
+    assert ckpt["lr_schedulers"][0]["last_epoch"] == total  # every step of the one cycle taken: fully annealed
 
 
 def test_demo_trains_and_evaluates(tmp_path, capsys):
