@@ -5,7 +5,6 @@ Each step of the product adds one call here, so the demo always shows all of it.
 
 from __future__ import annotations
 
-import os
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -54,10 +53,7 @@ def demo_train(store: Path, run: Path, minutes: float, size: int, log: Callable[
     if (run / "run.json").exists():
         shutil.rmtree(run)
     log(f"demo: training for {minutes:g} min at {size} px (CPU)")
-    # On 2 cores a loader process takes CPU from the two training threads (measured 87-108 samples/s
-    # against 119 loading in-process); with more cores it overlaps loading with the steps.
-    workers = 0 if (os.cpu_count() or 1) <= 2 else 1
-    train(store, run, TrainConfig(size=size, epochs=None, max_minutes=minutes, batch=32, workers=workers), log=log)
+    train(store, run, TrainConfig(size=size, epochs=None, max_minutes=minutes, batch=32), log=log)
     m = evaluate(run / "best.ckpt", store, run / "eval", log=lambda _: None)
     log(f"demo: held-out mask IoU {m['mask_iou']:.4f} (differencing baseline {m['baseline_mask_iou']:.4f}), Dice {m['mask_dice']:.4f};"
         f" depth RMSE {m['depth_rmse']:.4f}, delta1 {m['depth_delta1']:.4f}, SSIM {m['depth_ssim']:.4f}")
