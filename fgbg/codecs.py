@@ -74,9 +74,9 @@ def decode_png(data: bytes) -> np.ndarray:
 
 
 def decode_png_gray(data: bytes) -> np.ndarray:
-    """A grey PNG as written by :func:`encode_png_gray` (one IDAT, Up filter on
-    every row) decoded with zlib + a cumulative sum, ~2x faster than Pillow; any other PNG
-    goes through :func:`decode_png`. Returns uint8 or uint16 (H, W)."""
+    """PNG bytes -> uint8 or uint16 (H, W), ~2x faster than Pillow for the grey PNGs that
+    :func:`encode_png_gray` writes (one IDAT, Up filter on every row): zlib + a cumulative sum.
+    Any other PNG goes through :func:`decode_png`."""
     w, h, bits, colour, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
     n = struct.unpack(">I", data[33:37])[0]
     if data[12:16] != b"IHDR" or data[37:41] != b"IDAT" or colour != 0 or interlace or bits not in (8, 16):
@@ -91,7 +91,7 @@ def decode_png_gray(data: bytes) -> np.ndarray:
     if len(raw) != h * (width_bytes + 1):
         return decode_png(data)
     rows = np.frombuffer(raw, np.uint8).reshape(h, width_bytes + 1)
-    if not (rows[:, 0] == 2).all():
+    if not (rows[:, 0] == PNG_FILTER_UP).all():
         return decode_png(data)
     img = np.cumsum(rows[:, 1:], axis=0, dtype=np.uint8)  # undo Up: wraps mod 256 like PNG
     return img if bits == 8 else img.view(">u2").astype(np.uint16)

@@ -284,7 +284,7 @@ def seconds_per_sample(net: TwoHeadUNet, loss: MaskDepthLoss, size: int, batch: 
     return statistics.median(times[1:]) / batch
 
 
-def plan_steps(config: TrainConfig, n_train: int, n_val: int, step_seconds: float, load_seconds: float) -> int:
+def plan_steps(config: TrainConfig, steps_per_epoch: int, n_val: int, step_seconds: float, load_seconds: float) -> int:
     """Optimizer steps of the schedule: the configured epochs, or (budget only) as many steps as fit
     BUDGET_SHARE of --max-minutes, validation once per epoch included.
 
@@ -292,7 +292,6 @@ def plan_steps(config: TrainConfig, n_train: int, n_val: int, step_seconds: floa
     loader runs in the training process (--workers 0); in worker processes it overlaps the steps
     (:class:`Replan` corrects the plan from the first epoch when it does not).
     """
-    steps_per_epoch = max(1, n_train // config.batch)
     if config.epochs is not None:
         return config.epochs * steps_per_epoch
     load = load_seconds if config.workers == 0 else 0.0
@@ -325,7 +324,7 @@ def make_meta(store: Path, config: TrainConfig, model: ModelConfig, loss: LossCo
     steps_per_epoch = max(1, len(split.train) // config.batch)
     net = TwoHeadUNet(model)
     sec = seconds_per_sample(net, MaskDepthLoss(loss), config.size, min(config.batch, 16)) if config.epochs is None else 0.0
-    total_steps = plan_steps(config, len(split.train), len(split.val), sec, load_seconds)
+    total_steps = plan_steps(config, steps_per_epoch, len(split.val), sec, load_seconds)
     if config.epochs is None:
         log(
             f"budget {config.max_minutes:g} min at {1 / sec:.0f} samples/s measured (loading {1 / load_seconds:.0f}/s):"
