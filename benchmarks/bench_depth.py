@@ -20,7 +20,7 @@ from pathlib import Path
 from fgbg.config import GenerateConfig
 from fgbg.demo import demo_assets
 from fgbg.depth.testing import tiny_onnx_depth
-from fgbg.generate import generate
+from fgbg.make.generate import generate
 
 
 def timed_generate(out: Path, config: GenerateConfig, workers: int) -> float:

@@ -25,7 +25,7 @@ from pathlib import Path
 from fgbg import codecs
 from fgbg.config import GenerateConfig
 from fgbg.demo import demo_assets
-from fgbg.generate import generate
+from fgbg.make.generate import generate
 from fgbg.store import iter_samples
 
 

@@ -5,7 +5,7 @@
 Generates a store from the bundled demo assets (10 bgs x 17 fgs x 2 flips x placements,
 224 px; the default 120 placements = 40,800 samples, a tenth of the 400k job), or uses
 ``--store``, then prints:
-- fg_bg images/s of ``fgbg.stats.collect(kinds=["fg_bg"])`` on ``--workers`` processes,
+- fg_bg images/s of ``fgbg.inspect.stats.collect(kinds=["fg_bg"])`` on ``--workers`` processes,
   cache off (reading shards, decoding every JPEG, exact histograms, merging), including
   the worker start-up;
 - the JPEG-decode limit measured in the same run: simplejpeg decode time per fg_bg image
@@ -25,11 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from fgbg import codecs, stats
+from fgbg import codecs
+from fgbg.inspect import stats
 from fgbg.config import GenerateConfig
 from fgbg.demo import demo_assets
-from fgbg.generate import generate
-from fgbg.pool import map_shards
+from fgbg.make.generate import generate
+from fgbg.engine.local import map_shards
 from fgbg.store import iter_samples, read_dataset_json
 
 

@@ -24,12 +24,12 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from fgbg.config import GenerateConfig
-from fgbg.data import AugmentConfig, StoreDataset, load_stats, make_loader, read_entries, split_indices
+from fgbg.learn.data import AugmentConfig, StoreDataset, load_stats, make_loader, read_entries, split_indices
 from fgbg.demo import demo_assets
-from fgbg.evaluate import evaluate
-from fgbg.generate import generate
-from fgbg.model import ModelConfig
-from fgbg.train import TrainConfig, train
+from fgbg.learn.evaluate import evaluate
+from fgbg.make.generate import generate
+from fgbg.learn.model import ModelConfig
+from fgbg.learn.train import TrainConfig, train
 
 IOU_TARGET = 0.95
 

@@ -198,7 +198,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    from fgbg.generate import generate
+    from fgbg.make.generate import generate
 
     summary = generate(
         args.bg,
@@ -221,8 +221,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from fgbg.model import ModelConfig
-    from fgbg.train import TrainConfig, default_loader_workers, train
+    from fgbg.learn.model import ModelConfig
+    from fgbg.learn.train import TrainConfig, default_loader_workers, train
 
     epochs = args.epochs if args.epochs is not None or args.max_minutes is not None else 20
     config = TrainConfig(
@@ -243,19 +243,19 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from fgbg.evaluate import evaluate
+    from fgbg.learn.evaluate import evaluate
 
     evaluate(args.checkpoint, args.store, args.out, split=args.split)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from fgbg.predict import predict
+    from fgbg.learn.predict import predict
 
     predict(args.model, args.bg, args.fg_bg, args.out, onnx=args.onnx)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from fgbg.export import export_onnx
+    from fgbg.learn.export import export_onnx
 
     export_onnx(args.checkpoint, args.onnx)
 
@@ -271,7 +271,7 @@ def cmd_depth_maps(args: argparse.Namespace) -> None:
 
 
 def cmd_cutout(args: argparse.Namespace) -> None:
-    from fgbg.cutout import cutout_folder
+    from fgbg.make.cutout import cutout_folder
 
     written = cutout_folder(args.photos, args.out, args.model)
     print(f"wrote {len(written)} cut-outs to {args.out} (masks in {args.out / 'masks'})")
@@ -313,7 +313,7 @@ def add_store_parsers(sub) -> None:
 
 
 def cmd_stats(args: argparse.Namespace) -> None:
-    from fgbg.stats import format_table, normalisation_text, write_stats
+    from fgbg.inspect.stats import format_table, normalisation_text, write_stats
 
     stats = write_stats(args.store, workers=args.workers, progress=not args.quiet, cache=not args.no_cache)
     print(format_table(stats))
@@ -322,7 +322,7 @@ def cmd_stats(args: argparse.Namespace) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
-    from fgbg.verify import VerifyError, verify
+    from fgbg.inspect.verify import VerifyError, verify
 
     report = verify(args.store, workers=args.workers, progress=not args.quiet)
     if not report.ok:
@@ -331,13 +331,13 @@ def cmd_verify(args: argparse.Namespace) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> None:
-    from fgbg.preview import show
+    from fgbg.inspect.preview import show
 
     print(f"wrote {show(args.store, args.kind, args.n, args.out or Path(f'{args.kind}.png'), seed=args.seed)}")
 
 
 def cmd_card(args: argparse.Namespace) -> None:
-    from fgbg.card import write_card
+    from fgbg.inspect.card import write_card
 
     path = write_card(args.store, attribution=args.attribution, workers=args.workers, progress=not args.quiet)
     print(f"wrote {path} and {path.parent / 'previews'}/*.png")
@@ -347,10 +347,10 @@ COMMANDS.update({"stats": cmd_stats, "verify": cmd_verify, "show": cmd_show, "ca
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fgbg.assets import BadInput
+    from fgbg.make.assets import BadInput
     from fgbg.depth.estimator import EstimatorError
-    from fgbg.generate import GenerateError
-    from fgbg.verify import VerifyError
+    from fgbg.make.generate import GenerateError
+    from fgbg.inspect.verify import VerifyError
 
     parser = build_parser()
     args = parser.parse_args(argv)

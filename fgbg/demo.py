@@ -5,18 +5,12 @@ Each step of the product adds one call here, so the demo always shows all of it.
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Callable
 
 from fgbg.config import GenerateConfig
-from fgbg.generate import generate
-
-
-def demo_assets() -> tuple[Path, Path]:
-    """(bg folder, fg folder) of the bundled demo images."""
-    root = Path(str(resources.files("fgbg") / "demo_assets"))
-    return root / "bg", root / "fg"
+from fgbg.make.assets import demo_assets
+from fgbg.make.generate import generate
 
 
 def run_demo(
@@ -47,8 +41,8 @@ def demo_train(store: Path, run: Path, minutes: float, size: int, log: Callable[
     """Train for ``minutes`` on ``store`` into ``run`` (replacing an earlier demo run), evaluate; returns the metrics."""
     import shutil
 
-    from fgbg.evaluate import evaluate
-    from fgbg.train import TrainConfig, train
+    from fgbg.learn.evaluate import evaluate
+    from fgbg.learn.train import TrainConfig, train
 
     if (run / "run.json").exists():
         shutil.rmtree(run)
@@ -63,8 +57,8 @@ def demo_train(store: Path, run: Path, minutes: float, size: int, log: Callable[
 
 def demo_card(store: Path, workers: int | None = None, log: Callable[[str], None] = print) -> Path:
     """Exact stats (STORE/stats.json) and the dataset card (STORE/README.md, previews/); returns the card."""
-    from fgbg.card import write_card
-    from fgbg.stats import read_stats
+    from fgbg.inspect.card import write_card
+    from fgbg.inspect.stats import read_stats
 
     card = write_card(store, workers=workers, progress=True)
     fg_bg = read_stats(store)["kinds"]["fg_bg"]

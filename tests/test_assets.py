@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from fgbg.assets import (
+from fgbg.make.assets import (
     BadInput,
     fg_mask,
     key_plain_background,

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fgbg.card import SECTIONS, card_markdown, demo_attribution, depth_sentence, write_card
+from fgbg.inspect.card import SECTIONS, card_markdown, demo_attribution, depth_sentence, write_card
 from fgbg.cli import main
 from fgbg.config import GenerateConfig
-from fgbg.generate import generate
-from fgbg.preview import PREVIEW_KINDS, TURBO, depth_panel, grid, preview, turbo
-from fgbg.stats import write_stats
+from fgbg.make.generate import generate
+from fgbg.inspect.preview import PREVIEW_KINDS, TURBO, depth_panel, grid, preview, turbo
+from fgbg.inspect.stats import write_stats
 from fgbg.store import read_dataset_json
-from fgbg.verify import verify
+from fgbg.inspect.verify import verify
 
 from .conftest import SMALL
 

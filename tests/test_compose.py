@@ -1,6 +1,6 @@
 import numpy as np
 
-from fgbg.compose import (
+from fgbg.make.compose import (
     Placement,
     alpha_blend,
     paste_mask,
@@ -8,7 +8,7 @@ from fgbg.compose import (
     sample_placement,
     sample_rng,
 )
-from fgbg.assets import fg_mask
+from fgbg.make.assets import fg_mask
 from fgbg.depth.layered import ground_plane_prior
 
 

@@ -8,7 +8,7 @@ import torch
 
 from fgbg import codecs
 from fgbg.config import GenerateConfig
-from fgbg.data import (
+from fgbg.learn.data import (
     AugmentConfig,
     SampleReader,
     StoreDataset,
@@ -20,8 +20,8 @@ from fgbg.data import (
     split_indices,
     to_tensor,
 )
-from fgbg.generate import generate
-from fgbg.render import asset_paths
+from fgbg.make.generate import generate
+from fgbg.make.render import asset_paths
 from fgbg.store import iter_samples
 
 TINY = dict(size=32, fg_size=16, placements=2, shard_size=5)

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from fgbg import codecs
-from fgbg.assets import load_assets
+from fgbg.make.assets import load_assets
 from fgbg.config import GenerateConfig
 from fgbg.depth.estimator import EstimatorError, OnnxEstimator, load_estimator, robust_range
 from fgbg.depth.testing import tiny_onnx_depth, tiny_transformers_depth, tiny_u2net
-from fgbg.generate import GenerateError, generate
-from fgbg.plan import Plan
-from fgbg.render import Renderer
+from fgbg.make.generate import GenerateError, generate
+from fgbg.make.plan import Plan
+from fgbg.make.render import Renderer
 from fgbg.store import iter_samples, read_dataset_json
 
 from .conftest import SMALL

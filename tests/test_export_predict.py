@@ -12,11 +12,11 @@ from PIL import Image
 import fgbg.demo
 from fgbg.cli import main
 from fgbg.config import GenerateConfig
-from fgbg.export import TOLERANCE, export_onnx
-from fgbg.generate import generate
-from fgbg.model import ModelConfig, inference_net
-from fgbg.predict import find_pairs, predict
-from fgbg.train import TrainConfig, train
+from fgbg.learn.export import TOLERANCE, export_onnx
+from fgbg.make.generate import generate
+from fgbg.learn.model import ModelConfig, inference_net
+from fgbg.learn.predict import find_pairs, predict
+from fgbg.learn.train import TrainConfig, train
 
 from .conftest import copy_images
 
@@ -92,7 +92,7 @@ def test_predict_with_onnx_needs_no_torch(onnx_file, tmp_path):
     bg, composite = odd_pair(tmp_path / "in")
     code = (
         "import sys; sys.modules['torch'] = None\n"  # any `import torch` now fails
-        "from fgbg.predict import predict\n"
+        "from fgbg.learn.predict import predict\n"
         f"predict({str(onnx_file)!r}, {str(bg)!r}, {str(composite)!r}, {str(tmp_path / 'out')!r}, onnx=True)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

@@ -15,8 +15,8 @@ import webdataset as wds
 
 from fgbg import codecs
 from fgbg.config import GenerateConfig
-from fgbg.generate import GenerateError, generate
-from fgbg.render import asset_paths
+from fgbg.make.generate import GenerateError, generate
+from fgbg.make.render import asset_paths
 from fgbg.store import iter_samples, read_dataset_json
 
 from .conftest import SMALL

@@ -7,8 +7,8 @@ from scipy.ndimage import gaussian_filter
 from skimage.metrics import structural_similarity
 from sklearn.metrics import f1_score, jaccard_score
 
-from fgbg import metrics
-from fgbg.losses import (
+from fgbg.learn import metrics
+from fgbg.learn.losses import (
     LossConfig,
     MaskDepthLoss,
     depth_loss,
@@ -17,7 +17,7 @@ from fgbg.losses import (
     soft_dice_loss,
     ssim_loss,
 )
-from fgbg.model import Prediction
+from fgbg.learn.model import Prediction
 
 
 def smooth_pair(seed: int, size: int = 40) -> tuple[np.ndarray, np.ndarray]:

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from fgbg import metrics
-from fgbg.losses import mask_loss
-from fgbg.model import (
+from fgbg.learn import metrics
+from fgbg.learn.losses import mask_loss
+from fgbg.learn.model import (
     ModelConfig,
     NormalizedNet,
     Prediction,

@@ -6,12 +6,13 @@ import random
 import numpy as np
 import pytest
 
-from fgbg import codecs, stats
+from fgbg import codecs
+from fgbg.inspect import stats
 from fgbg.cli import main
 from fgbg.config import GenerateConfig
-from fgbg.generate import generate
-from fgbg.render import asset_paths
-from fgbg.stats import KINDS, KindStats, channel_summary, collect, compute_stats, histogram, merge, write_stats
+from fgbg.make.generate import generate
+from fgbg.make.render import asset_paths
+from fgbg.inspect.stats import KINDS, KindStats, channel_summary, collect, compute_stats, histogram, merge, write_stats
 from fgbg.store import iter_samples, read_dataset_json
 
 from .conftest import SMALL

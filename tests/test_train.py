@@ -7,13 +7,13 @@ import torch
 
 from fgbg.cli import main
 from fgbg.config import GenerateConfig
-from fgbg.data import StoreDataset, make_loader
+from fgbg.learn.data import StoreDataset, make_loader
 from fgbg.demo import run_demo
-from fgbg.evaluate import METRIC_KEYS, evaluate
-from fgbg.generate import generate
-from fgbg.losses import MaskDepthLoss
-from fgbg.model import ModelConfig, TwoHeadUNet, load_checkpoint
-from fgbg.train import StopAfterEpochs, TrainConfig, TrainError, one_cycle, train
+from fgbg.learn.evaluate import METRIC_KEYS, evaluate
+from fgbg.make.generate import generate
+from fgbg.learn.losses import MaskDepthLoss
+from fgbg.learn.model import ModelConfig, TwoHeadUNet, load_checkpoint
+from fgbg.learn.train import StopAfterEpochs, TrainConfig, TrainError, one_cycle, train
 
 TINY = dict(size=32, fg_size=16, placements=2, shard_size=5)
 # one thread: the suite may share the cores with other work, and two OpenMP threads on one free core crawl
@@ -126,8 +126,8 @@ def test_a_schedule_moved_mid_run_continues_where_it_was():
 
 
 def test_a_budget_run_replans_from_its_first_epoch_and_ends_annealed(store, tmp_path, monkeypatch):
-    monkeypatch.setattr("fgbg.train.seconds_per_sample", lambda *a, **k: 1e-7)  # a plan far too optimistic
-    monkeypatch.setattr("fgbg.train.BUDGET_SHARE", 0.5)  # tiny epochs: per-epoch checkpoint writes weigh a lot
+    monkeypatch.setattr("fgbg.learn.train.seconds_per_sample", lambda *a, **k: 1e-7)  # a plan far too optimistic
+    monkeypatch.setattr("fgbg.learn.train.BUDGET_SHARE", 0.5)  # tiny epochs: per-epoch checkpoint writes weigh a lot
     said = []
     config = TrainConfig(epochs=None, max_minutes=0.1, **FAST)
     summary = train(store, tmp_path / "run", config, SMALL_NET, progress=False, log=said.append)

@@ -12,8 +12,8 @@ import pytest
 from fgbg import codecs
 from fgbg.cli import main
 from fgbg.config import GenerateConfig
-from fgbg.generate import generate
-from fgbg.verify import verify
+from fgbg.make.generate import generate
+from fgbg.inspect.verify import verify
 
 from .conftest import SMALL
 

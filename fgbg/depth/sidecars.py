@@ -12,7 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fgbg import codecs
-from fgbg.assets import DEPTH_SIDECAR, BadInput, list_images, read_image
+from fgbg.make.assets import DEPTH_SIDECAR, BadInput, list_images, read_image
 from fgbg.depth.estimator import apply_scale, load_estimator, robust_range, worker_threads
 from fgbg.depth.layered import quantize_depth
 from fgbg.store.layout import atomic_write_bytes

@@ -24,13 +24,13 @@ import PIL
 import simplejpeg
 
 from fgbg import __version__, codecs
-from fgbg.assets import Assets, BadInput, fg_mask, load_assets
+from fgbg.make.assets import Assets, BadInput, fg_mask, load_assets
 from fgbg.config import GenerateConfig
 from fgbg.depth.estimator import EstimatorError, apply_scale, bg_scales, image_range, load_estimator, worker_threads
 from fgbg.depth.layered import ground_plane_prior, horizon_row, quantize_depth
-from fgbg.plan import Plan, Shard
-from fgbg.pool import map_shards
-from fgbg.render import BG_DEPTH_BITS, Renderer, asset_paths
+from fgbg.make.plan import Plan, Shard
+from fgbg.engine.local import map_shards
+from fgbg.make.render import BG_DEPTH_BITS, Renderer, asset_paths
 from fgbg.store.layout import (
     ASSETS_DIR,
     DATASET_JSON,

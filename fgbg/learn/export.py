@@ -1,6 +1,6 @@
 """Export a checkpoint to ONNX and check it against torch.
 
-The ONNX graph is :class:`fgbg.model.NormalizedNet`: inputs ``bg`` and ``fg_bg``, float32
+The ONNX graph is :class:`fgbg.learn.model.NormalizedNet`: inputs ``bg`` and ``fg_bg``, float32
 (N, 3, S, S) RGB on [0, 1]; outputs ``mask_logits`` and ``depth``, (N, 1, S, S). The batch
 axis is dynamic; S (the training size) is in the metadata as ``fgbg.size``.
 """
@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from fgbg.model import inference_net
+from fgbg.learn.model import inference_net
 
 OPSET = 17
 TOLERANCE = 1e-4  # max abs difference allowed between onnxruntime and torch
@@ -45,7 +45,7 @@ def export_onnx(checkpoint: Path, onnx_path: Path, check: bool = True, log: Call
         torch.onnx.export(net, example, str(onnx_path), input_names=list(INPUTS), output_names=list(OUTPUTS),
                           dynamic_axes=axes, opset_version=OPSET, dynamo=False)
     model = onnx.load(str(onnx_path))
-    for key, value in {"fgbg.size": str(size), "fgbg.model": json.dumps(meta["model"])}.items():
+    for key, value in {"fgbg.size": str(size), "fgbg.learn.model": json.dumps(meta["model"])}.items():
         model.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(model)
     onnx.save(model, str(onnx_path))

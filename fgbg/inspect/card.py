@@ -11,8 +11,9 @@ import hashlib
 from pathlib import Path
 
 from fgbg import __version__
-from fgbg.preview import PREVIEW_KINDS, preview, save_png
-from fgbg.stats import KINDS, dimensions, human_bytes, normalisation_snippets, write_stats
+from fgbg.make.assets import demo_assets
+from fgbg.inspect.preview import PREVIEW_KINDS, preview, save_png
+from fgbg.inspect.stats import KINDS, dimensions, human_bytes, normalisation_snippets, write_stats
 from fgbg.store.layout import atomic_write_bytes, read_dataset_json
 
 CARD = "README.md"
@@ -96,8 +97,6 @@ def placement_sentence(config: dict) -> str:
 
 def demo_attribution(meta: dict) -> str | None:
     """The bundled demo assets' ATTRIBUTION.md, if every source of the store is one of them."""
-    from fgbg.demo import demo_assets
-
     bg_dir, fg_dir = demo_assets()
     text_path = bg_dir.parent / ATTRIBUTION_FILE
     if not text_path.is_file():
@@ -323,7 +322,7 @@ def write_card(
 ) -> Path:
     """Write ``STORE/README.md`` and ``STORE/previews/*.png``; returns the README path.
 
-    Stats come from :func:`fgbg.stats.write_stats` (cached per shard, so cheap after
+    Stats come from :func:`fgbg.inspect.stats.write_stats` (cached per shard, so cheap after
     ``fgbg stats``). ``attribution``: a file whose text goes in the licence section;
     default: the bundled demo assets' attribution when the store was made from them.
 

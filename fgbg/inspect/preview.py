@@ -136,7 +136,7 @@ def pick(n_total: int, n: int, seed: int = 0) -> list[int]:
 def read_samples(store: Path, indices: list[int]) -> list[tuple[str, dict[str, bytes]]]:
     """The samples at plan positions ``indices`` (any format), reading only those."""
     from fgbg.config import GenerateConfig
-    from fgbg.plan import Plan
+    from fgbg.make.plan import Plan
 
     store = Path(store)
     meta = read_dataset_json(store)
@@ -175,7 +175,7 @@ def _read_keys(store: Path, fmt: str, shard: dict, wanted: set[str]) -> dict[str
 
 
 def _asset_images(store: Path, kind: str, n: int, seed: int) -> list[np.ndarray]:
-    from fgbg.render import asset_paths
+    from fgbg.make.render import asset_paths
 
     meta = read_dataset_json(store)
     count = meta["counts"]["bg" if kind == "bg" else "fg"]
@@ -214,7 +214,7 @@ def kind_images(store: Path, kind: str, n: int, seed: int = 0) -> list[np.ndarra
 
 def aligned_rows(store: Path, n: int = 4, seed: int = 0) -> np.ndarray:
     """``n`` rows of (bg, fg_bg, mask, depth in turbo) of the same samples, with a header."""
-    from fgbg.render import asset_paths
+    from fgbg.make.render import asset_paths
 
     store = Path(store)
     meta = read_dataset_json(store)

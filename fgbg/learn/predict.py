@@ -33,7 +33,7 @@ class TorchPredictor:
     """A training checkpoint run with torch."""
 
     def __init__(self, checkpoint: Path) -> None:
-        from fgbg.model import inference_net
+        from fgbg.learn.model import inference_net
 
         self.net, meta = inference_net(checkpoint)
         self.size = int(meta["train"]["size"])

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fgbg.metrics import ssim_map
-from fgbg.model import Prediction
+from fgbg.learn.metrics import ssim_map
+from fgbg.learn.model import Prediction
 
 SSIM_WINDOW, SSIM_SIGMA = 7, 1.5  # a smaller window than the metric's 11: more local structure in the loss
 

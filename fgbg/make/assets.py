@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -262,3 +263,9 @@ def _read_sidecar(bg_path: Path, size: int, fit: str) -> np.ndarray | None:
         raise BadInput(str(e), sidecar) from None
     return prepare_bg_depth(img, size, fit)
 
+
+
+def demo_assets() -> tuple[Path, Path]:
+    """(bg folder, fg folder) of the demo images shipped inside the package."""
+    root = Path(str(resources.files("fgbg") / "demo_assets"))
+    return root / "bg", root / "fg"

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fgbg import codecs
-from fgbg.render import asset_paths
+from fgbg.make.render import asset_paths
 from fgbg.store.layout import MANIFEST, MEMBERS, bg_group, read_dataset_json
 
 ValBy = Literal["bg", "fg", "random"]

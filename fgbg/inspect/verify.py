@@ -31,8 +31,8 @@ import simplejpeg
 from PIL import Image
 
 from fgbg.config import GenerateConfig
-from fgbg.plan import Plan
-from fgbg.pool import map_shards
+from fgbg.make.plan import Plan
+from fgbg.engine.local import map_shards
 from fgbg.store.layout import (
     ASSETS_DIR,
     DATASET_JSON,
@@ -301,7 +301,7 @@ def check_manifest(store: Path, plan: Plan) -> list[str]:
 
 def check_assets(store: Path, meta: dict, size: int) -> list[str]:
     """assets/: bg (size x size RGB JPEG), bg_depth (16-bit grey), fg (RGBA), fg_mask (0/255)."""
-    from fgbg.render import asset_paths  # imported here: render pulls in scipy, workers never need it
+    from fgbg.make.render import asset_paths  # imported here: render pulls in scipy, workers never need it
 
     problems = []
     n = {"bg": meta["counts"]["bg"], "bg_depth": meta["counts"]["bg"], "fg": meta["counts"]["fg"]}
@@ -330,7 +330,7 @@ def check_assets(store: Path, meta: dict, size: int) -> list[str]:
 
 def expected_files(store: Path, meta: dict) -> tuple[set[str], set[str]]:
     """(files, folders) a complete store holds, as paths relative to it (posix)."""
-    from fgbg.render import asset_paths
+    from fgbg.make.render import asset_paths
 
     files = {DATASET_JSON, MANIFEST}
     folders = {ASSETS_DIR, SHARDS_DIR}

@@ -1,6 +1,6 @@
 """Evaluate a checkpoint on a store: metrics.json, report.md and PNG grids, beside the baseline.
 
-Metrics are computed per image, then averaged (see :mod:`fgbg.metrics`). By default the
+Metrics are computed per image, then averaged (see :mod:`fgbg.learn.metrics`). By default the
 images are the run's held-out validation split (the split is rebuilt from the checkpoint);
 ``split="all"`` evaluates every sample (a separate test store). The differencing baseline
 uses the threshold chosen on the training split when the run started.
@@ -15,11 +15,11 @@ from typing import Callable
 
 import torch
 
-from fgbg import metrics
-from fgbg.data import StoreDataset, load_stats, make_loader, read_entries, split_indices
-from fgbg.model import inference_net
+from fgbg.learn import metrics
+from fgbg.learn.data import StoreDataset, load_stats, make_loader, read_entries, split_indices
+from fgbg.learn.model import inference_net
 from fgbg.store.layout import atomic_write_json
-from fgbg.viz import COLUMNS, image_grid, prediction_rows, save_png
+from fgbg.learn.viz import COLUMNS, image_grid, prediction_rows, save_png
 
 # The keys of metrics.json, stable for other tools.
 METRIC_KEYS = (

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from fgbg import codecs
-from fgbg.assets import fg_mask
-from fgbg.compose import (
+from fgbg.make.assets import fg_mask
+from fgbg.make.compose import (
     Placement,
     blend_premultiplied,
     flip_fg,
@@ -28,7 +28,7 @@ from fgbg.compose import (
 from fgbg.config import GenerateConfig
 from fgbg.depth.estimator import Estimator, apply_scale, image_range, load_estimator
 from fgbg.depth.layered import layered_depth, quantize_depth
-from fgbg.plan import SampleRef
+from fgbg.make.plan import SampleRef
 from fgbg.store.layout import ASSETS_DIR, DATASET_JSON, WORK_DIR
 
 BG_DEPTH_BITS = 16  # bg inverse-depth maps are kept in assets/ at 16 bits

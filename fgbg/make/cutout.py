@@ -17,7 +17,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from fgbg import codecs
-from fgbg.assets import BadInput, fg_mask, list_images, read_image
+from fgbg.make.assets import BadInput, fg_mask, list_images, read_image
 from fgbg.depth.estimator import IMAGENET_MEAN, IMAGENET_STD, EstimatorError, worker_threads
 from fgbg.store.layout import atomic_write_bytes
 

@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 from fgbg import __version__, codecs
-from fgbg.pool import map_shards
+from fgbg.engine.local import map_shards
 from fgbg.store.layout import DATASET_JSON, MANIFEST, atomic_write_bytes, atomic_write_json, read_dataset_json
 from fgbg.store.read import iter_samples
 from fgbg.store.tarscan import iter_tar_samples
@@ -304,7 +304,7 @@ def asset_stats(store: Path, meta: dict, kinds: Iterable[str]) -> dict[str, Kind
     Every bg appears equally often in the samples, so these are also the statistics of
     the bg input as a trainer sees it.
     """
-    from fgbg.render import asset_paths  # imported here: render pulls in scipy, workers never need it
+    from fgbg.make.render import asset_paths  # imported here: render pulls in scipy, workers never need it
 
     n = {"bg": meta["counts"]["bg"], "fg": meta["counts"]["fg"], "fg_mask": meta["counts"]["fg"]}
     out = {}

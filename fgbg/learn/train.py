@@ -29,12 +29,12 @@ import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from fgbg import metrics
-from fgbg.data import AugmentConfig, StoreDataset, denormalize, load_stats, make_loader, read_entries, split_indices
-from fgbg.losses import LossConfig, MaskDepthLoss
-from fgbg.model import ModelConfig, TwoHeadUNet, count_macs, count_parameters
+from fgbg.learn import metrics
+from fgbg.learn.data import AugmentConfig, StoreDataset, denormalize, load_stats, make_loader, read_entries, split_indices
+from fgbg.learn.losses import LossConfig, MaskDepthLoss
+from fgbg.learn.model import ModelConfig, TwoHeadUNet, count_macs, count_parameters
 from fgbg.store.layout import atomic_write_json, read_dataset_json
-from fgbg.viz import image_grid, prediction_rows
+from fgbg.learn.viz import image_grid, prediction_rows
 
 BEST, LAST = "best", "last"  # checkpoint names: best.ckpt, last.ckpt
 MONITOR = "val/mask_iou"

@@ -1,0 +1,1 @@
+"""The mask + depth network: data, model, losses, metrics, train, evaluate, predict, export."""
