@@ -22,6 +22,21 @@ WORK_DIR = ".work"  # in-progress state; removed when the store is complete
 TMP_SUFFIX = ".tmp"
 
 
+def fsync_dir(folder: Path) -> None:
+    """Make a rename (or a new file) in ``folder`` durable: without it a power cut can undo it."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def commit(tmp: Path, final: Path) -> None:
+    """Rename a complete, already fsynced ``tmp`` onto ``final`` and make the rename durable."""
+    os.replace(tmp, final)
+    fsync_dir(Path(final).parent)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to ``path.tmp``, fsync, then rename: readers see all or nothing."""
     path = Path(path)
@@ -30,7 +45,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
+    commit(tmp, path)
 
 
 def atomic_write_json(path: Path, obj) -> None:

@@ -1,0 +1,22 @@
+"""The one-line user errors: problems a user can fix, raised where the problem is known.
+
+The CLI prints ``str(error)`` (one line, or one line per bad file) and exits with
+``error.exit_code``; anything that is not a :class:`UserError` is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem the user can fix: what is wrong, with which file or flag, and what to do."""
+
+    exit_code = 2
+
+
+class StoreBusy(UserError):
+    """Another process holds the store's write lock."""
+
+
+class CorruptStore(UserError):
+    """A store's file is missing, truncated or does not decode: names the file; `fgbg verify` lists all."""
