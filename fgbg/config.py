@@ -7,8 +7,11 @@ It is written into ``dataset.json``; a rerun with a different config on the same
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Literal
+
+from fgbg.errors import ConfigError
 
 Format = Literal["wds", "folder", "zip"]
 BgFit = Literal["crop", "stretch"]
@@ -17,6 +20,10 @@ OnBad = Literal["fail", "skip"]
 FORMATS: tuple[str, ...] = ("wds", "folder", "zip")
 DEPTH_SOURCES: tuple[str, ...] = ("layered", "estimator", "estimator-per-bg")
 DEPTH_NORMS: tuple[str, ...] = ("bg", "dataset", "image")
+BG_FITS: tuple[str, ...] = ("crop", "stretch")
+MIN_SIZE, MAX_SIZE = 16, 4096  # --size bounds, in pixels: 4096^2 RGB is 50 MB per image already
+MIN_FG_SIZE = 4
+MAX_SEED = 2**63  # seeds are 0..2**63-1 (numpy and torch both take them)
 # With --perspective and a single --scale S, the farthest fg is drawn at this fraction of S.
 PERSPECTIVE_FAR_FRACTION = 0.3
 
@@ -62,37 +69,47 @@ class GenerateConfig:
 
 
 def check_config(c: GenerateConfig) -> None:
-    """Raise ValueError with a user-facing sentence for an impossible config."""
-    if c.size < 16:
-        raise ValueError(f"--size must be at least 16 pixels, got {c.size}")
-    if not 4 <= c.fg_size:
-        raise ValueError(f"--fg-size must be at least 4 pixels, got {c.fg_size}")
+    """Raise ConfigError, naming the flag, for an impossible config: before any work is done."""
+    _check_numbers(c)
+    _check_choices(c)
+
+
+def _check_numbers(c: GenerateConfig) -> None:
+    if not 0 <= c.seed < MAX_SEED:
+        raise ConfigError(f"--seed must be a whole number in 0..2**63-1, got {c.seed}")
+    if not MIN_SIZE <= c.size <= MAX_SIZE:
+        raise ConfigError(f"--size must be in {MIN_SIZE}..{MAX_SIZE} pixels, got {c.size}")
+    if c.fg_size < MIN_FG_SIZE:
+        raise ConfigError(f"--fg-size must be at least {MIN_FG_SIZE} pixels, got {c.fg_size}")
     if c.placements < 1:
-        raise ValueError(f"--placements must be at least 1, got {c.placements}")
-    if not 0 < c.scale_min <= c.scale_max:
-        raise ValueError(f"--scale must be positive with min <= max, got {c.scale_min}:{c.scale_max}")
+        raise ConfigError(f"--placements must be at least 1, got {c.placements}")
+    if not (math.isfinite(c.scale_min) and math.isfinite(c.scale_max) and 0 < c.scale_min <= c.scale_max):
+        raise ConfigError(f"--scale must be finite and positive, with MIN <= MAX in MIN:MAX; got {c.scale_min:g}:{c.scale_max:g}")
     if round(c.fg_size * c.scale_max) > c.size:
-        raise ValueError(
-            f"the fg would be larger than the bg: --fg-size {c.fg_size} x scale {c.scale_max}"
+        raise ConfigError(
+            f"the fg would be larger than the bg: --fg-size {c.fg_size} x scale {c.scale_max:g}"
             f" > --size {c.size}; lower --fg-size or --scale"
         )
-    if not 0.0 <= c.horizon < 1.0:
-        raise ValueError(f"--horizon is a fraction of the height in [0, 1), got {c.horizon}")
-    if c.depth not in DEPTH_SOURCES:
-        raise ValueError(f"--depth must be one of {', '.join(DEPTH_SOURCES)}, got {c.depth!r}")
-    if c.depth != "layered" and not c.depth_model:
-        raise ValueError(f"--depth {c.depth} needs a model: pass --depth-model PATH_OR_ID")
-    if c.depth_norm not in DEPTH_NORMS:
-        raise ValueError(f"--depth-norm must be one of {', '.join(DEPTH_NORMS)}, got {c.depth_norm!r}")
+    if not 0.0 <= c.horizon < 1.0:  # false for nan too
+        raise ConfigError(f"--horizon is a fraction of the height in [0, 1), got {c.horizon}")
     if c.depth_batch < 1:
-        raise ValueError(f"--depth-batch must be at least 1, got {c.depth_batch}")
-    if c.depth_bits not in (8, 16):
-        raise ValueError(f"--depth-bits must be 8 or 16, got {c.depth_bits}")
-    if c.format not in FORMATS:
-        raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {c.format!r}")
+        raise ConfigError(f"--depth-batch must be at least 1, got {c.depth_batch}")
     if not 1 <= c.jpeg_quality <= 100:
-        raise ValueError(f"--jpeg-quality must be in 1..100, got {c.jpeg_quality}")
-    if c.bg_fit not in ("crop", "stretch"):
-        raise ValueError(f"--bg-fit must be crop or stretch, got {c.bg_fit!r}")
+        raise ConfigError(f"--jpeg-quality must be in 1..100, got {c.jpeg_quality}")
     if c.shard_size < 1:
-        raise ValueError(f"--shard-size must be at least 1, got {c.shard_size}")
+        raise ConfigError(f"--shard-size must be at least 1, got {c.shard_size}")
+
+
+def _check_choices(c: GenerateConfig) -> None:
+    if c.depth not in DEPTH_SOURCES:
+        raise ConfigError(f"--depth must be one of {', '.join(DEPTH_SOURCES)}, got {c.depth!r}")
+    if c.depth != "layered" and not c.depth_model:
+        raise ConfigError(f"--depth {c.depth} needs a model: pass --model PATH_OR_ID")
+    if c.depth_norm not in DEPTH_NORMS:
+        raise ConfigError(f"--depth-norm must be one of {', '.join(DEPTH_NORMS)}, got {c.depth_norm!r}")
+    if c.depth_bits not in (8, 16):
+        raise ConfigError(f"--depth-bits must be 8 or 16, got {c.depth_bits}")
+    if c.format not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {c.format!r}")
+    if c.bg_fit not in BG_FITS:
+        raise ConfigError(f"--bg-fit must be one of {', '.join(BG_FITS)}, got {c.bg_fit!r}")

@@ -14,9 +14,21 @@ class UserError(Exception):
     exit_code = 2
 
 
+class ConfigError(UserError, ValueError):
+    """A flag or config value out of range, checked before any work; names the flag.
+
+    Also a ValueError, so code that validates a recorded config (a store's dataset.json)
+    and catches ValueError keeps working.
+    """
+
+
 class StoreBusy(UserError):
     """Another process holds the store's write lock."""
 
 
 class CorruptStore(UserError):
     """A store's file is missing, truncated or does not decode: names the file; `fgbg verify` lists all."""
+
+
+class WorkerFailed(UserError):
+    """A worker process raised or died: names the task (e.g. the shard) and the cause, in one line."""

@@ -8,6 +8,7 @@ from fgbg.make.assets import (
     key_plain_background,
     load_assets,
     prepare_bg,
+    prepare_bg_depth,
     prepare_fg,
     read_image,
 )
@@ -92,3 +93,21 @@ def test_tiny_backgrounds_are_upscaled_with_a_warning(tmp_path):
     assets = load_assets(tmp_path / "bg", tmp_path / "fg", 64, 16)
     assert assets.bg[0].shape == (64, 64, 3)
     assert any("tiny.png" in w and "upscaled" in w for w in assets.warnings)
+
+
+def test_depth_sidecars_are_scaled_by_bit_depth_whatever_their_values():
+    small = np.arange(0, 256, 16, dtype=np.uint16).reshape(4, 4)  # a 16-bit map whose values are all <= 255
+    as_png = Image.fromarray(small)
+    assert as_png.mode == "I;16"
+    expected = small.astype(np.float32) / 65535
+    np.testing.assert_allclose(prepare_bg_depth(as_png, 4, "stretch"), expected, atol=1e-6)
+    np.testing.assert_allclose(prepare_bg_depth(small, 4, "stretch"), expected, atol=1e-6)  # a uint16 array
+    np.testing.assert_allclose(prepare_bg_depth(Image.fromarray(small.astype(np.int32)), 4, "stretch"), expected, atol=1e-6)
+    eight = small.astype(np.uint8)
+    np.testing.assert_allclose(prepare_bg_depth(Image.fromarray(eight), 4, "stretch"), eight / 255, atol=1e-6)
+
+
+def test_a_dark_32_bit_integer_background_stays_dark():
+    dark = Image.fromarray(np.full((32, 32), 200, np.int32))  # mode "I", as 16-bit files often open: 200 / 65535
+    assert dark.mode == "I"
+    assert prepare_bg(dark, 16).max() <= 1

@@ -44,7 +44,7 @@ def test_help_explains_every_option(capsys):
     text = capsys.readouterr().out
     for option in ["--placements", "--flip", "--size", "--fg-size", "--scale", "--perspective", "--depth",
                    "--horizon", "--format", "--jpeg-quality", "--depth-bits", "--workers", "--seed",
-                   "--on-bad", "--overwrite", "--bg-fit"]:  # fmt: skip
+                   "--on-bad", "--overwrite", "--bg-fit", "--model", "--progress", "--no-progress"]:  # fmt: skip
         assert option in text
 
 
@@ -53,7 +53,7 @@ def test_every_bad_input_is_listed_and_nothing_is_generated(folders, tmp_path, c
     expected = write_bad_files(fg)
     out = tmp_path / "out"
     code, _, err = run(capsys, "generate", "--bg", str(bg), "--fg", str(fg), "--out", str(out), *SMALL_ARGS)
-    assert code == 1
+    assert code == 2  # a user error: one line per bad file, exit 2
     for name, words in expected.items():
         lines = [line for line in err.splitlines() if name in line]
         assert len(lines) == 1 and words in lines[0], (name, err)
@@ -80,7 +80,7 @@ def test_bad_background_names_the_file(folders, tmp_path, capsys):
     bg, fg = folders
     (bg / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 nope")
     code, _, err = run(capsys, "generate", "--bg", str(bg), "--fg", str(fg), "--out", str(tmp_path / "o"), *SMALL_ARGS)
-    assert code == 1 and "broken.jpg" in err
+    assert code == 2 and "broken.jpg" in err
 
 
 def test_empty_folder_and_folder_without_usable_files(folders, tmp_path, capsys):
@@ -88,7 +88,7 @@ def test_empty_folder_and_folder_without_usable_files(folders, tmp_path, capsys)
     empty = tmp_path / "empty"
     empty.mkdir()
     code, _, err = run(capsys, "generate", "--bg", str(bg), "--fg", str(empty), "--out", str(tmp_path / "o"), *SMALL_ARGS)
-    assert code == 1 and "no foreground images found" in err and str(empty) in err
+    assert code == 2 and "no foreground images found" in err and str(empty) in err
     only_bad = tmp_path / "only_bad"
     only_bad.mkdir()
     (only_bad / "x.png").write_text("nope")
@@ -96,16 +96,16 @@ def test_empty_folder_and_folder_without_usable_files(folders, tmp_path, capsys)
         capsys, "generate", "--bg", str(bg), "--fg", str(only_bad), "--out", str(tmp_path / "o"), "--on-bad", "skip",
         *SMALL_ARGS,
     )  # fmt: skip
-    assert code == 1 and "no usable foreground" in err
+    assert code == 2 and "no usable foreground" in err
     code, _, err = run(capsys, "generate", "--bg", str(tmp_path / "missing"), "--fg", str(fg), "--out", str(tmp_path / "o"))
-    assert code == 1 and "not a folder" in err
+    assert code == 2 and "not a folder" in err
 
 
 def test_fg_larger_than_bg_is_refused_before_any_work(folders, tmp_path, capsys):
     bg, fg = folders
     out = tmp_path / "o"
     code, _, err = run(capsys, "generate", "--bg", str(bg), "--fg", str(fg), "--out", str(out), "--size", "64", "--fg-size", "80")
-    assert code == 1 and "larger than the bg" in err
+    assert code == 2 and "larger than the bg" in err
     assert not out.exists()
 
 
@@ -118,3 +118,22 @@ def test_demo_runs_from_the_bundled_assets(tmp_path, capsys):
     meta = read_dataset_json(tmp_path / "demo" / "data")
     assert meta["counts"]["bg"] >= 8 and meta["counts"]["fg"] >= 12
     assert str(tmp_path / "demo" / "data") in out and "samples" in out
+
+
+def test_generate_and_train_defaults_are_the_configs_own(monkeypatch, tmp_path):
+    """The CLI copies no default: generate's options are GenerateConfig's, train's are TrainConfig's and ModelConfig's."""
+    import fgbg.learn.train
+    from fgbg.cli import build_parser, config_from_args
+    from fgbg.config import GenerateConfig
+    from fgbg.learn.model import ModelConfig
+    from fgbg.learn.train import TrainConfig
+
+    args = build_parser().parse_args(["generate", "--bg", "b", "--fg", "f", "--out", "o"])
+    assert config_from_args(args) == GenerateConfig()
+    seen = []
+    monkeypatch.setattr(fgbg.learn.train, "train", lambda store, out, config, model, **kw: seen.append((config, model, kw)))
+    assert main(["train", "s", "--out", str(tmp_path / "r")]) == 0
+    assert main(["train", "s", "--out", str(tmp_path / "r"), "--max-minutes", "2", "--workers", "0", "--no-augment", "--width", "8"]) == 0
+    assert seen[0] == (TrainConfig(), ModelConfig(), {"resume": False, "progress": None})
+    budget, model, _ = seen[1]
+    assert budget == TrainConfig(epochs=None, max_minutes=2.0, workers=0, augment=False) and model == ModelConfig(width=8)

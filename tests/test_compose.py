@@ -1,5 +1,7 @@
 import numpy as np
+import pytest
 
+from fgbg.config import GenerateConfig
 from fgbg.make.compose import (
     Placement,
     alpha_blend,
@@ -77,3 +79,29 @@ def test_perspective_near_is_larger_and_stands_on_the_ground():
 
 def test_foot_is_bottom_centre():
     assert Placement(10, 20, 31, 40, 1.0).foot == (25, 59)
+
+
+class FirstValue:
+    """A stand-in generator whose every draw is the lowest value: the top-left foot, every time."""
+
+    def integers(self, low, high=None):
+        return low
+
+
+def test_perspective_fallback_stands_on_the_bottom_row_at_the_near_scale():
+    far, near = GenerateConfig(perspective=True, scale_min=0.5, scale_max=0.5).scale_range()
+    assert (far, near) == (0.15, 0.5)  # a single --scale S: 0.3 S at inverse depth 0, S at 1
+    depth = ground_plane_prior(64, 0.4)
+    # a foot on row 0 never fits a fg 40 px tall at any scale >= 0.05: every draw fails
+    p = sample_perspective_placement(FirstValue(), (40, 30), depth, (far, near), ground_top=0)
+    assert p.foot == (32, 63) and p.scale == near  # the bottom row is inverse depth 1: the near scale
+    assert 0 <= p.x and p.x + p.w <= 64 and 0 <= p.y and p.y + p.h <= 64
+
+
+def test_perspective_feet_at_the_sides_keep_the_scale_of_their_depth():
+    across = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (64, 1))  # inverse depth grows to the right
+    places = [sample_perspective_placement(sample_rng(0, f"k{i}"), (40, 30), across, (0.3, 1.0)) for i in range(300)]
+    for p in places:
+        assert 0 <= p.x and p.x + p.w <= 64 and 0 <= p.y and p.y + p.h <= 64
+        assert p.scale == pytest.approx(0.3 + 0.7 * float(across[p.foot[1], p.foot[0]]))  # where it stands, not beside
+    assert min(p.x for p in places) == 0 and max(p.x + p.w for p in places) == 64

@@ -74,7 +74,7 @@ def test_clear_errors_before_anything_is_written(folders, tmp_path):
          "--depth", "estimator", "--depth-model", "nobody/no-such-depth-model"],
         capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )  # fmt: skip
-    assert offline.returncode == 1 and "Traceback" not in offline.stderr
+    assert offline.returncode == 2 and "Traceback" not in offline.stderr
     assert "nobody/no-such-depth-model: cannot load the depth model" in offline.stderr
     assert not (tmp_path / "o1").exists()
     wrong = tiny_onnx_depth(tmp_path / "three_channels.onnx", out_channels=3)
@@ -175,5 +175,5 @@ def test_cutout_writes_rgba_and_masks(tmp_path, capsys):
     assert rgba.shape == (90, 120, 4) and mask.shape == (90, 120)
     assert set(np.unique(mask)) <= {0, 255}
     assert rgba[45, 60, 3] > rgba[5, 5, 3]  # the object is more opaque than the background
-    assert main(["cutout", str(photos), "--out", str(out), "--model", str(tmp_path / "none.onnx")]) == 1
+    assert main(["cutout", str(photos), "--out", str(out), "--model", str(tmp_path / "none.onnx")]) == 2
     assert "not found" in capsys.readouterr().err

@@ -8,13 +8,18 @@ fg: any image -> uint8 (h, w, 4) RGBA trimmed to its alpha box, longest side = f
 Foregrounds without alpha on a plain background (white-background photos) are keyed from
 their border colour with soft edges.
 
-A user's bad file never raises a traceback: it becomes a :class:`BadFile` line.
+A user's bad file never raises a traceback: it becomes a :class:`BadFile` line. What can
+go on (a symlink that leads nowhere, a tiny image upscaled) becomes a one-line warning.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import os
+import re
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -23,9 +28,14 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
+from fgbg.errors import UserError
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 DEPTH_SIDECAR = ".depth.png"
 ALPHA_THRESHOLD = 128  # fg_mask = alpha >= 128
+MAX_PIXELS = 100_000_000  # larger images (or headers claiming them) are refused before decoding
+TINY_FG_FRACTION = 4  # warn when an fg's longest side is under fg_size / 4: upscaled, it looks blocky
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # Pillow's modes of 16-bit grey files
 
 # Keying: a border is "plain" when at most this fraction of its pixels differ from its
 # median colour by more than KEY_FAR (max over channels, 0..255).
@@ -33,7 +43,7 @@ KEY_BUSY_FRACTION = 0.05
 KEY_NEAR, KEY_FAR = 16.0, 48.0  # alpha ramps from 0 at KEY_NEAR to 1 at KEY_FAR
 
 
-class BadInput(Exception):
+class BadInput(UserError):
     """A user's file that cannot be used; ``str()`` is the reason and what to do."""
 
     def __init__(self, reason: str, path: Path | None = None):
@@ -73,41 +83,103 @@ class Assets:
 
 def list_images(folder: Path) -> list[Path]:
     """Image files directly in ``folder``, sorted by name; depth sidecars excluded."""
+    return find_images(folder)[0]
+
+
+def find_images(folder: Path) -> tuple[list[Path], list[str]]:
+    """(image files directly in ``folder`` sorted by name, one warning per broken symlink skipped).
+
+    Depth sidecars are excluded. A symlink that is dangling, points back to itself, or
+    points to a folder containing it is skipped with a warning instead of silently.
+
+    Raises:
+        BadInput: ``folder`` is not a folder.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise BadInput(f"{folder}: not a folder; give a folder of images")
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.lower().endswith(DEPTH_SIDECAR)
-    )
+    images, skipped = [], []
+    for path in sorted(folder.iterdir()):
+        problem = broken_link(path, folder) if path.is_symlink() else None
+        if problem:
+            skipped.append(f"{path}: {problem}; skipped")
+        elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.lower().endswith(DEPTH_SIDECAR):
+            images.append(path)
+    return images, skipped
+
+
+def broken_link(link: Path, folder: Path) -> str | None:
+    """Why the symlink ``link`` in ``folder`` leads nowhere usable, or None when it is fine."""
+    try:
+        target = link.resolve(strict=True)
+    except FileNotFoundError:
+        return f"a symlink to {os.readlink(link)}, which does not exist"
+    except RuntimeError:  # Python < 3.13 reports a loop this way
+        return "a symlink loop (it leads back to itself)"
+    except OSError as e:
+        return "a symlink loop (it leads back to itself)" if e.errno == errno.ELOOP else f"a symlink that cannot be followed ({e.strerror})"
+    here = folder.resolve()
+    if target.is_dir() and (target == here or target in here.parents):
+        return f"a symlink to {target}, a folder that contains it (a loop)"
+    return None
 
 
 def read_image(path: Path) -> tuple[Image.Image, str]:
-    """Decode a file fully, EXIF orientation applied. Returns (image, sha256 of the bytes)."""
+    """Decode a file fully, EXIF orientation applied. Returns (image, sha256 of the bytes).
+
+    Raises:
+        BadInput: unreadable, empty, not an image, truncated or corrupt, or over MAX_PIXELS.
+    """
     try:
         data = Path(path).read_bytes()
     except OSError as e:
         raise BadInput(f"cannot read the file ({e.strerror}); check its permissions") from None
     if not data:
         raise BadInput("the file is empty; remove it or replace it with the real image")
+    img = open_image(data)
     try:
-        img = Image.open(io.BytesIO(data))
         img.load()
         img = ImageOps.exif_transpose(img)
-    except UnidentifiedImageError:
-        raise BadInput("not an image Pillow can read; remove it or convert it to PNG or JPEG") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise BadInput(f"the image is truncated or corrupt ({e}); re-export it or remove it") from None
     return img, hashlib.sha256(data).hexdigest()
 
 
+def open_image(data: bytes) -> Image.Image:
+    """Read an image's header (not its pixels); BadInput if it is not an image or claims too many pixels."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS applies instead
+            img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise BadInput("not an image Pillow can read; remove it or convert it to PNG or JPEG") from None
+    except Image.DecompressionBombError as e:  # Pillow refuses twice its own limit before we see the size
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        raise BadInput(too_large(f"{int(found.group(1)) / 1e6:.0f} MP" if found else "too many pixels")) from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise BadInput(f"the image is truncated or corrupt ({e}); re-export it or remove it") from None
+    w, h = img.size
+    if w * h > MAX_PIXELS:
+        raise BadInput(too_large(f"{w}x{h} = {w * h / 1e6:.0f} MP"))
+    return img
+
+
+def too_large(claimed: str) -> str:
+    return (
+        f"the image claims {claimed}, more than fgbg reads ({MAX_PIXELS // 1_000_000} MP; a damaged header"
+        " or a decompression bomb?); downscale it or remove it"
+    )
+
+
 def to_uint8(img: Image.Image) -> Image.Image:
-    """16-bit and 32-bit integer images scaled to 8 bits (Pillow's convert would clip)."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+    """16-bit integer images (Pillow modes I;16*, I) and float ones scaled to 8 bits (Pillow's convert would clip).
+
+    The scale follows the file's bit depth, never its values: a 16-bit image is value / 65535
+    even when every value is small.
+    """
+    if img.mode in SIXTEEN_BIT_MODES:
         a = np.asarray(img).astype(np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
-        return Image.fromarray(np.clip(np.rint(a * 255.0 / top), 0, 255).astype(np.uint8), "L")
+        return Image.fromarray(np.clip(np.rint(a * 255.0 / 65535.0), 0, 255).astype(np.uint8), "L")
     if img.mode == "F":
         a = np.asarray(img)
         return Image.fromarray(np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8), "L")
@@ -133,13 +205,29 @@ def prepare_bg(img: Image.Image, size: int, fit: str = "crop") -> np.ndarray:
     return np.asarray(fit_square(img.convert("RGB"), size, fit))
 
 
-def prepare_bg_depth(img: Image.Image, size: int, fit: str = "crop") -> np.ndarray:
-    """A depth sidecar (8 or 16-bit grey, near = bright) -> float32 (size, size) in [0, 1]."""
-    a = np.asarray(img)
+def depth_unit(depth: Image.Image | np.ndarray) -> np.ndarray:
+    """A depth sidecar's values on [0, 1]: float32 (H, W).
+
+    The scale follows the file's bit depth, never its values: 16-bit (Pillow modes I;16 and I,
+    or a uint16 array) is value / 65535 even when every value is <= 255; 8-bit is value / 255;
+    float ("F", float arrays) is taken as already on [0, 1]. A colour map keeps its first channel.
+    """
+    if isinstance(depth, Image.Image):
+        top = 65535.0 if depth.mode in SIXTEEN_BIT_MODES else 1.0 if depth.mode == "F" else 255.0
+        if top == 255.0 and depth.mode not in ("L", "LA", "RGB", "RGBA"):
+            depth = depth.convert("RGB")  # palette, 1-bit, CMYK ...: values, not indices
+        a = np.asarray(depth)
+    else:
+        a = np.asarray(depth)
+        top = 65535.0 if a.dtype in (np.uint16, np.int32, np.uint32) else 255.0 if a.dtype == np.uint8 else 1.0
     if a.ndim == 3:
         a = a[..., 0]
-    top = 65535.0 if a.dtype != np.uint8 and a.max() > 255 else 255.0
-    f = Image.fromarray((a.astype(np.float32) / top).clip(0, 1), "F")
+    return (a.astype(np.float32) / np.float32(top)).clip(0, 1)
+
+
+def prepare_bg_depth(img: Image.Image | np.ndarray, size: int, fit: str = "crop") -> np.ndarray:
+    """A depth sidecar (8 or 16-bit grey, near = bright) -> float32 (size, size) in [0, 1]."""
+    f = Image.fromarray(depth_unit(img), "F")
     if fit == "crop":
         w, h = f.size
         s = min(w, h)
@@ -207,10 +295,24 @@ def fit_longest(rgba: np.ndarray, side: int) -> np.ndarray:
 
 def prepare_fg(img: Image.Image, fg_size: int) -> np.ndarray:
     """Any-mode image -> uint8 (h, w, 4), trimmed, longest side = fg_size."""
-    rgba = fit_longest(trim_to_alpha(to_rgba(img)), fg_size)
+    return fit_fg(trim_to_alpha(to_rgba(img)), fg_size)
+
+
+def fit_fg(trimmed: np.ndarray, fg_size: int) -> np.ndarray:
+    """A trimmed fg (h, w, 4) -> longest side fg_size; BadInput if no pixel is opaque enough to mask."""
+    rgba = fit_longest(trimmed, fg_size)
     if not (rgba[..., 3] >= ALPHA_THRESHOLD).any():
         raise BadInput("the foreground is almost fully transparent (no pixel with alpha >= 128); remove it")
     return rgba
+
+
+def tiny_fg_warning(path: Path, trimmed_hw: tuple[int, int], fg_size: int) -> str | None:
+    """A one-line warning when an fg's alpha box is so small that fitting it to fg_size blows it up."""
+    h, w = trimmed_hw
+    if max(h, w) * TINY_FG_FRACTION >= fg_size:
+        return None
+    factor = fg_size / max(h, w)
+    return f"{path}: the foreground is only {w}x{h} pixels inside its alpha box; upscaled {factor:.3g}x to --fg-size {fg_size}, it will look blocky"
 
 
 def fg_mask(rgba: np.ndarray) -> np.ndarray:
@@ -225,10 +327,13 @@ def load_assets(bg_dir: Path, fg_dir: Path, size: int, fg_size: int, bg_fit: str
         BadInput: a folder is missing, or has no image files at all.
     """
     assets = Assets([], [], [], [], [], [], [])
+    found = {}
     for kind, folder in (("background", bg_dir), ("foreground", fg_dir)):
-        if not list_images(folder):
+        found[kind], skipped = find_images(folder)
+        assets.warnings += skipped
+        if not found[kind]:
             raise BadInput(f"{folder}: no {kind} images found (looked for {', '.join(IMAGE_SUFFIXES)})")
-    for path in list_images(bg_dir):
+    for path in found["background"]:
         try:
             img, sha = read_image(path)
             if min(img.size) < size:
@@ -241,13 +346,17 @@ def load_assets(bg_dir: Path, fg_dir: Path, size: int, fg_size: int, bg_fit: str
         assets.bg.append(bg)
         assets.bg_depth.append(depth)
         assets.bg_sources.append(Source(path.name, sha))
-    for path in list_images(fg_dir):
+    for path in found["foreground"]:
         try:
             img, sha = read_image(path)
-            fg = prepare_fg(img, fg_size)
+            trimmed = trim_to_alpha(to_rgba(img))
+            fg = fit_fg(trimmed, fg_size)
         except BadInput as e:
             assets.bad.append(BadFile(path, str(e)))
             continue
+        tiny = tiny_fg_warning(path, trimmed.shape[:2], fg_size)
+        if tiny:
+            assets.warnings.append(tiny)
         assets.fg.append(fg)
         assets.fg_sources.append(Source(path.name, sha))
     return assets

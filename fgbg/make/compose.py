@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 
-PLACEMENT_TRIES = 32  # perspective placements redrawn until the fg fits above its foot
+PLACEMENT_TRIES = 32  # perspective foot points redrawn until the fg standing there fits the bg
 
 
 class Placement(NamedTuple):
@@ -62,24 +62,43 @@ def sample_perspective_placement(
 ) -> Placement:
     """Foot point first, then a scale that follows the inverse depth there (near = larger).
 
+    The fg stands exactly on its foot point, whose inverse depth sets its scale; foot points
+    where the fg would leave the bg (at the top or at a side) are redrawn, so the foot is
+    never shifted away from the depth its scale was read at. When nothing fits in
+    PLACEMENT_TRIES draws, the fg stands at the bottom centre, at that point's scale.
+
     Args:
         depth: float32 (S, S) inverse depth in [0, 1] of the bg.
-        scale_range: (far, near) scale: inverse depth 0 maps to far, 1 to near.
+        scale_range: (far, near) scale: inverse depth 0 maps to far, 1 to near; the fg at
+            the near end must fit the bg.
         ground_top: first row a foot may stand on (the horizon for the ground prior).
     """
     size = depth.shape[0]
-    lo, hi = scale_range
     for _ in range(PLACEMENT_TRIES):
         fx = int(rng.integers(0, size))
         fy = int(rng.integers(ground_top, size))
-        scale = lo + (hi - lo) * float(depth[fy, fx])
-        w, h = scaled_size(fg_hw, scale)
-        if fy - h + 1 >= 0:
-            break
-    else:  # nothing fitted: stand on the bottom row, where the fg is largest and always fits
-        fy = size - 1
-    x = min(max(fx - w // 2, 0), size - w)
-    return Placement(x, fy - h + 1, w, h, scale)
+        placement = standing_at(fx, fy, fg_hw, depth, scale_range)
+        if inside(placement, size):
+            return placement
+    return standing_at(size // 2, size - 1, fg_hw, depth, scale_range)  # fits: w, h <= size at any scale in range
+
+
+def perspective_scale(inverse_depth: float, scale_range: tuple[float, float]) -> float:
+    """The scale at an inverse depth in [0, 1]: linear from scale_range[0] (far) to [1] (near)."""
+    far, near = scale_range
+    return far + (near - far) * float(inverse_depth)
+
+
+def standing_at(fx: int, fy: int, fg_hw: tuple[int, int], depth: np.ndarray, scale_range: tuple[float, float]) -> Placement:
+    """The fg with its foot (bottom centre) on pixel (fx, fy), scaled by the inverse depth there."""
+    scale = perspective_scale(depth[fy, fx], scale_range)
+    w, h = scaled_size(fg_hw, scale)
+    return Placement(fx - w // 2, fy - h + 1, w, h, scale)
+
+
+def inside(p: Placement, size: int) -> bool:
+    """Whether the placed fg's box lies within the (size, size) bg."""
+    return 0 <= p.x and p.x + p.w <= size and 0 <= p.y and p.y + p.h <= size
 
 
 def resize_fg(fg: np.ndarray, w: int, h: int) -> np.ndarray:
