@@ -15,9 +15,12 @@ import webdataset as wds
 
 from fgbg import codecs
 from fgbg.config import GenerateConfig
+from fgbg.errors import UserError
+from fgbg.inspect.verify import verify
 from fgbg.make.generate import GenerateError, generate
 from fgbg.make.render import asset_paths
 from fgbg.store import iter_samples, read_dataset_json
+from fgbg.store.layout import CRASH_AT_ENV, CRASH_STEPS_ENV, LOCK_FILE
 
 from .conftest import SMALL
 
@@ -134,25 +137,68 @@ def test_folder_and_zip_hold_the_same_samples_as_wds(folders, tmp_path, fmt):
     assert {"fg_bg", "mask", "depth", "annotation", "assets"} <= kind_dirs
 
 
+def files(folder: Path) -> dict[str, bytes | None]:
+    """Every file's bytes and every folder (None) below ``folder``; the lock file's record of its
+    last holder (pid, time) by name only."""
+    return {
+        p.relative_to(folder).as_posix(): None if p.is_dir() or p.name == LOCK_FILE else p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+    }
+
+
 def test_rerun_of_a_complete_store_does_nothing_and_other_config_is_refused(folders, tmp_path):
     out = tmp_path / "out"
-    make(folders, out)
-    before = shard_hashes(out)
+    first = make(folders, out)
+    before = files(out)
     again = make(folders, out)
-    assert again.resumed_samples == again.samples and shard_hashes(out) == before
+    assert again.resumed_samples == again.samples and files(out) == before
+    assert str(again) == f"{out}: already complete (36 samples in 6 shards, {first.bytes / 1e6:.1f} MB); nothing to do"
+    lock_record = (out / LOCK_FILE).read_bytes()
     with pytest.raises(GenerateError, match="different config"):
         make(folders, out, seed=1)
+    assert files(out) == before and (out / LOCK_FILE).read_bytes() == lock_record  # refused before locking
     make(folders, out, seed=1, overwrite=True)
-    assert shard_hashes(out) != before
+    assert shard_hashes(out) != {k[len("shards/"):]: v for k, v in before.items() if k.endswith(".tar")}
+    assert verify(out, workers=0).ok
 
 
-def test_foreign_non_empty_out_is_refused(folders, tmp_path):
+def test_foreign_non_empty_out_is_refused_untouched(folders, tmp_path):
     out = tmp_path / "mine"
     out.mkdir()
     (out / "thesis.docx").write_text("precious")
     with pytest.raises(GenerateError, match="not an fgbg store"):
         make(folders, out)
-    assert (out / "thesis.docx").exists()
+    assert files(out) == {"thesis.docx": b"precious"}  # not even a lock file
+
+
+def test_out_naming_a_file_or_bad_input_is_one_line_and_writes_nothing(folders, tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("mine")
+    with pytest.raises(UserError, match="is a file, not a folder") as e:
+        make(folders, path)
+    assert "\n" not in str(e.value) and path.read_text() == "mine"
+    bg, fg = folders
+    with pytest.raises(UserError):
+        make((bg, tmp_path / "no-such-folder"), tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+
+
+def test_killed_after_dataset_json_before_work_is_removed_the_rerun_completes_the_store(folders, tmp_path):
+    bg, fg = folders
+    cmd = [sys.executable, "-m", "fgbg", "generate", "--bg", str(bg), "--fg", str(fg), "--size", "32",
+           "--fg-size", "16", "--placements", "1", "--workers", "0", "--no-progress"]  # fmt: skip
+    steps = tmp_path / "steps"
+    counting = {**os.environ, CRASH_STEPS_ENV: str(steps)}
+    subprocess.run([*cmd, "--out", str(tmp_path / "whole")], env=counting, check=True, capture_output=True)
+    # the last step removes .work/; the one before it makes dataset.json durable
+    env = {**os.environ, CRASH_STEPS_ENV: str(tmp_path / "steps2"), CRASH_AT_ENV: str(steps.stat().st_size - 1)}
+    out = tmp_path / "out"
+    killed = subprocess.run([*cmd, "--out", str(out)], env=env, start_new_session=True, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    assert (out / "dataset.json").is_file() and (out / ".work").is_dir()
+    rerun = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, check=True)
+    assert "already complete" in rerun.stdout and "samples/s" not in rerun.stdout
+    assert not (out / ".work").exists() and verify(out, workers=0).ok
 
 
 def test_sidecar_depth_and_16_bit_depth(folders, tmp_path):
@@ -185,3 +231,14 @@ def test_perspective_store_scales_fg_with_foot_depth(folders, tmp_path):
     depths = np.array([a["depth"] for a in anns])
     assert np.allclose(scales, 0.3 + 0.7 * depths, atol=0.01)
     assert read_dataset_json(out)["depth"]["perspective"] is True
+
+
+def test_a_hand_broken_dataset_json_is_one_line_and_overwrite_replaces_the_store(folders, tmp_path):
+    out = tmp_path / "out"
+    make(folders, out)
+    (out / "dataset.json").write_text('{"config": ')  # cut short by a hand edit
+    with pytest.raises(UserError, match="dataset.json: not readable JSON") as e:
+        make(folders, out)
+    assert "\n" not in str(e.value)
+    make(folders, out, overwrite=True)
+    assert verify(out, workers=0).ok

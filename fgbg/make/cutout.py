@@ -14,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from fgbg import codecs
-from fgbg.make.assets import BadInput, fg_mask, list_images, read_image
 from fgbg.depth.estimator import IMAGENET_MEAN, IMAGENET_STD, EstimatorError, worker_threads
-from fgbg.store.layout import atomic_write_bytes
+from fgbg.make.assets import BadInput, fg_mask, list_images, read_image
+from fgbg.progress import progress as progress_bar
+from fgbg.store.layout import atomic_write_bytes, make_dirs
+from fgbg.store.lock import check_free, store_lock
 
 U2NET_SIDE = 320
 
@@ -54,14 +55,12 @@ def saliency_to_alpha(saliency: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 class CutoutModel:
     def __init__(self, path: Path | None = None, threads: int = 1):
-        import onnxruntime as ort
+        from fgbg.engine.devices import onnx_session
 
         path = Path(path) if path else default_model()
         if not path.is_file():
             raise EstimatorError(f"{path}: cut-out model file not found")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(path, threads)
         self.input_name = self.session.get_inputs()[0].name
         self.path = path
 
@@ -73,28 +72,38 @@ class CutoutModel:
         return saliency_to_alpha(out[0, 0], rgb.shape[:2])
 
 
-def cutout_folder(photos: Path, out: Path, model: Path | None = None, progress: bool = True) -> list[Path]:
-    """Write OUT/NAME.png (RGBA) and OUT/masks/NAME.png (0/255) for every photo.
+def cutout_folder(photos: Path, out: Path, model: Path | None = None, progress: bool | None = None) -> list[Path]:
+    """Write OUT/NAME.png (RGBA) and OUT/masks/NAME.png (0/255) for every photo, holding OUT's write lock.
 
     Raises:
         BadInput: no photos, or an unreadable one (named).
         EstimatorError: no usable model.
+        StoreBusy: another fgbg process is writing into ``out``.
     """
     paths = list_images(Path(photos))
     if not paths:
         raise BadInput(f"{photos}: no images found")
+    out = Path(out)
+    check_free(out)
     net = CutoutModel(model, worker_threads(1))
-    (Path(out) / "masks").mkdir(parents=True, exist_ok=True)
     written = []
-    for path in tqdm(paths, unit="photo", disable=not progress):
-        try:
-            img, _ = read_image(path)
-        except BadInput as e:
-            raise BadInput(f"{path}: {e}") from None
-        rgb = np.asarray(img.convert("RGB"))
-        rgba = np.dstack([rgb, net.alpha(rgb)])
-        target = Path(out) / f"{path.stem}.png"
-        atomic_write_bytes(target, codecs.encode_png(rgba))
-        atomic_write_bytes(Path(out) / "masks" / f"{path.stem}.png", codecs.encode_png_gray(fg_mask(rgba)))
-        written.append(target)
+    make_dirs(out / "masks")
+    with store_lock(out, "cutout"), progress_bar(len(paths), "cutout", "photo", enabled=progress) as bar:
+        for path in paths:
+            rgba = cut_out(net, path)
+            target = out / f"{path.stem}.png"
+            atomic_write_bytes(target, codecs.encode_png(rgba))
+            atomic_write_bytes(out / "masks" / f"{path.stem}.png", codecs.encode_png_gray(fg_mask(rgba)))
+            written.append(target)
+            bar.update(1)
     return written
+
+
+def cut_out(net: CutoutModel, path: Path) -> np.ndarray:
+    """One photo -> uint8 (H, W, 4): its RGB and the network's alpha."""
+    try:
+        img, _ = read_image(path)
+    except BadInput as e:
+        raise BadInput(f"{path}: {e}") from None
+    rgb = np.asarray(img.convert("RGB"))
+    return np.dstack([rgb, net.alpha(rgb)])

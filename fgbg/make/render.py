@@ -1,7 +1,9 @@
-"""Render one planned sample: placement, composite, mask, depth, encoded members.
+"""Render planned samples: placement, composite, mask, depth, encoded members; the worker side.
 
 A :class:`Renderer` holds the prepared assets of one store, read from its ``assets/``
 folder by the process that uses it (workers open their own files; nothing is shared).
+:func:`init_worker` builds a worker's renderer and :func:`render_shard` renders and
+commits one whole shard: the two functions ``generate`` maps over the shards.
 """
 
 from __future__ import annotations
@@ -28,10 +30,13 @@ from fgbg.make.compose import (
 from fgbg.config import GenerateConfig
 from fgbg.depth.estimator import Estimator, apply_scale, image_range, load_estimator
 from fgbg.depth.layered import layered_depth, quantize_depth
-from fgbg.make.plan import SampleRef
+from fgbg.make.plan import Plan, SampleRef, Shard
+from fgbg.store.identity import STATE_JSON
 from fgbg.store.layout import ASSETS_DIR, DATASET_JSON, WORK_DIR
+from fgbg.store.write import write_shard
 
 BG_DEPTH_BITS = 16  # bg inverse-depth maps are kept in assets/ at 16 bits
+LAYERED_BATCH = 64  # samples rendered per call when no network is involved
 
 
 def asset_paths(store: Path, kind: str, n: int) -> list[Path]:
@@ -65,7 +70,7 @@ class Renderer:
         A store in progress is described by ``.work/state.json``, a complete one by
         ``dataset.json``; either gives the same renderer, so any sample can be re-made.
         """
-        work_state = Path(store) / WORK_DIR / "state.json"
+        work_state = Path(store) / WORK_DIR / STATE_JSON
         if work_state.exists():
             state = json.loads(work_state.read_text())
         else:
@@ -181,3 +186,37 @@ class Renderer:
             "depth.png": codecs.encode_png_gray(depth),
             "json": json.dumps(annotation, separators=(",", ":")).encode(),
         }
+
+
+# ---------------------------------------------------------------- the worker side of generate
+
+_renderer: Renderer | None = None  # this worker's, built once by init_worker
+
+
+def init_worker(out: str, threads: int) -> None:
+    global _renderer
+    _renderer = Renderer.from_store(Path(out), threads)
+
+
+def render_shard(task: tuple[str, int, int, int]) -> tuple[int, dict, list[str]]:
+    """Render and commit one shard (out, index, start, stop); returns (index, file record, manifest lines)."""
+    out, index, start, stop = task
+    r = _renderer
+    plan = Plan.from_config(len(r.bg), len(r.fg), r.config)
+    shard = Shard(index, start, stop)
+    annotations: list[str] = []
+    clipped = 0
+    batch = r.config.depth_batch if r.estimator is not None else LAYERED_BATCH
+
+    def samples():
+        nonlocal clipped
+        refs = list(plan.samples(shard))
+        for i in range(0, len(refs), batch):
+            rendered, n = r.render_batch(refs[i : i + batch])
+            clipped += n
+            for ref, members in zip(refs[i : i + batch], rendered):
+                annotations.append(members["json"].decode())
+                yield ref.key, members
+
+    record = write_shard(Path(out), r.config.format, shard.name, samples())
+    return index, {**record, "depth_clipped": clipped}, annotations

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 from fgbg.errors import StoreBusy
-
-LOCK_FILE = ".lock"
+from fgbg.store.layout import LOCK_FILE
 
 
 @contextmanager
@@ -34,13 +33,34 @@ def store_lock(folder: Path, verb: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise StoreBusy(f"store {folder} is being written by {_holder(fd)}; wait for it to finish, or stop it") from None
+            raise _busy(folder, fd) from None
         holder = {"pid": os.getpid(), "verb": verb, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(holder).encode(), 0)
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def check_free(folder: Path) -> None:
+    """Raise :class:`StoreBusy` now if another process holds ``folder``'s lock; creates nothing.
+
+    A cheap early refusal before slow preparation; only :func:`store_lock` is authoritative.
+    """
+    try:
+        fd = os.open(Path(folder) / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return  # no lock file (or no folder): nobody holds it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _busy(folder, fd) from None
+    finally:
+        os.close(fd)
+
+
+def _busy(folder: Path, fd: int) -> StoreBusy:
+    return StoreBusy(f"store {folder} is being written by {_holder(fd)}; wait for it to finish, or stop it")
 
 
 def _holder(fd: int) -> str:

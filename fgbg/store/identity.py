@@ -1,0 +1,193 @@
+"""A run's identity, and the state of its --out folder: new, resumable, complete or someone else's.
+
+The identity (config, every source file's sha256, the depth network and its scales) is
+written to ``.work/state.json`` when a run begins and kept in ``dataset.json`` when it ends;
+a rerun with the same identity resumes or confirms, another one is refused. Everything
+here that changes the folder is called under the store's write lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fgbg.config import GenerateConfig
+from fgbg.depth.layered import horizon_row
+from fgbg.errors import CorruptStore, UserError
+from fgbg.store.layout import (
+    ASSETS_DIR,
+    DATASET_JSON,
+    DERIVED,
+    LOCK_FILE,
+    MANIFEST,
+    MEMBERS,
+    SHARDS_DIR,
+    TMP_SUFFIX,
+    WORK_DIR,
+    atomic_write_json,
+    commit,
+    remove,
+    temporary,
+)
+
+if TYPE_CHECKING:
+    from fgbg.make.assets import Assets
+
+STATE_JSON = "state.json"  # in .work/: the identity of the run in progress
+IDENTITY = ("config", "sources", "depth_model", "depth_scales")
+KIND_DIRS = sorted({kind for kind, _ in MEMBERS.values()})  # folder/zip formats: KIND/bNNN...
+# What --overwrite deletes, in this order: the data first, the identity (.work, dataset.json)
+# last, so that a run killed while deleting is still recognised as ours by its rerun.
+OWNED = [SHARDS_DIR, *KIND_DIRS, ASSETS_DIR, MANIFEST, *DERIVED, WORK_DIR, DATASET_JSON]
+# LOCK_FILE is ours too but never deleted: another writer may be waiting on it.
+
+
+def make_state(config: GenerateConfig, assets: "Assets", network: dict | None = None) -> dict:
+    """The run's identity: config, every source (file, sha256, depth map origin), the network."""
+    ground = horizon_row(config.size, config.horizon)
+    per_bg_network = config.depth == "estimator-per-bg"
+
+    def origin(d) -> str:
+        return "estimator" if per_bg_network else "sidecar" if d is not None else "ground-plane prior"
+
+    bg = [
+        {
+            "index": i,
+            "file": s.file,
+            "sha256": s.sha256,
+            "depth": origin(d),
+            "ground_top": ground if origin(d) == "ground-plane prior" else 0,
+        }
+        for i, (s, d) in enumerate(zip(assets.bg_sources, assets.bg_depth))
+    ]
+    fg = [{"index": i, "file": s.file, "sha256": s.sha256} for i, s in enumerate(assets.fg_sources)]
+    state = {"config": config.to_dict(), "sources": {"bg": bg, "fg": fg}}
+    return json.loads(json.dumps({**state, **(network or {})}))  # as it reads back from disk
+
+
+def same_run(recorded: dict, state: dict) -> bool:
+    if "depth" in recorded and "fgbg_version" in recorded:  # dataset.json keeps the network under "depth"
+        recorded = {**recorded, **{k: recorded["depth"].get(k) for k in ("depth_model", "depth_scales")}}
+    return all(recorded.get(k) == state.get(k) for k in IDENTITY)
+
+
+# A root temporary of ours, as layout.temporary names them: a new .work/ being made, or an
+# owned name being deleted. Only these (and the lock) let a folder still count as empty.
+OUR_ROOT_TEMPORARY = re.compile(rf"({'|'.join(map(re.escape, OWNED))})(\.deleted)?\.\d+{re.escape(TMP_SUFFIX)}")
+
+
+def is_scratch(name: str) -> bool:
+    """A root entry that holds no data: the lock file, or a temporary a killed writer of ours left."""
+    return name == LOCK_FILE or OUR_ROOT_TEMPORARY.fullmatch(name) is not None
+
+
+def check_out_folder(out: Path) -> None:
+    """Refuse, reading only, an ``--out`` that is a file or a folder of someone else's files.
+
+    Raises:
+        UserError: naming ``--out`` and what to do.
+    """
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: is a file, not a folder; choose a new or empty folder for --out")
+    if not out.is_dir() or identity_file(out) is not None:
+        return
+    foreign = sorted(name for name in os.listdir(out) if not is_scratch(name))
+    if foreign:
+        raise UserError(
+            f"--out {out}: not empty and not an fgbg store ({', '.join(foreign[:3])}...);"
+            " choose a new or empty folder for --out"
+        )
+
+
+def identity_file(out: Path) -> Path | None:
+    """dataset.json of a complete store, else .work/state.json of one in progress, else None."""
+    for path in (out / DATASET_JSON, out / WORK_DIR / STATE_JSON):
+        if path.is_file():
+            return path
+    return None
+
+
+def out_status(out: Path, state: dict, overwrite: bool) -> str:
+    """What ``out`` is to this run, reading only: "new", "resume", "complete" or "replace".
+
+    Raises:
+        UserError: ``out`` is a file, holds foreign files, or another run (and not --overwrite).
+    """
+    check_out_folder(out)
+    path = identity_file(out) if out.is_dir() else None
+    if path is None:
+        return "new"
+    try:
+        recorded = json.loads(path.read_text())
+    except ValueError as e:  # edited by hand: our own writes are atomic
+        if overwrite:
+            return "replace"
+        raise CorruptStore(f"{path}: not readable JSON ({e}); use another --out, or --overwrite to replace it") from None
+    if same_run(recorded, state):
+        return "complete" if path.name == DATASET_JSON else "resume"
+    if overwrite:
+        return "replace"
+    raise UserError(
+        f"--out {out}: holds a store made with a different config or different source images;"
+        " use another --out, or --overwrite to replace it"
+    )
+
+
+def prepare_out(out: Path, state: dict, overwrite: bool) -> str:
+    """Under the lock: check ``out`` again, delete a replaced store and stale temporaries.
+
+    Returns "new", "resume" or "complete"; a complete store killed before its ``.work/`` was
+    removed is tidied and counts as complete.
+    """
+    status = out_status(out, state, overwrite)
+    if status == "replace":
+        for name in OWNED:
+            remove(out / name)
+        status = "new"
+    if status == "complete" and not (out / WORK_DIR).exists():
+        return status  # nothing was left behind: don't walk the store
+    remove_temporaries(out)
+    if status == "complete":
+        remove(out / WORK_DIR)  # killed between writing dataset.json and removing .work/
+    return status
+
+
+def stale_temporaries(out: Path) -> list[Path]:
+    """Files and folders named *.tmp that killed writers left anywhere in the store.
+
+    A folder-format sample folder (KIND/bNNN) is renamed in whole, so none is looked into:
+    the walk stays cheap on a store of a million loose files.
+    """
+    out = Path(out)
+    found, stack = [], [out]
+    while stack:
+        folder = stack.pop()
+        sample_folders = folder.parent == out and folder.name in KIND_DIRS
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.endswith(TMP_SUFFIX):
+                    found.append(Path(entry.path))
+                elif entry.is_dir(follow_symlinks=False) and not sample_folders:
+                    stack.append(Path(entry.path))
+    return sorted(found)
+
+
+def remove_temporaries(out: Path) -> None:
+    """Leftovers of killed writers; call only while holding the store's lock."""
+    for path in stale_temporaries(out):
+        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
+
+def begin_work(out: Path, state: dict) -> None:
+    """Create ``.work/`` holding the run's identity, in one rename: it exists only complete."""
+    work = out / WORK_DIR
+    if (work / STATE_JSON).is_file():
+        return
+    scratch = temporary(work)
+    scratch.mkdir()
+    atomic_write_json(scratch / STATE_JSON, state)
+    commit(scratch, work)
