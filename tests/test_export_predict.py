@@ -12,6 +12,7 @@ from PIL import Image
 import fgbg.demo
 from fgbg.cli import main
 from fgbg.config import GenerateConfig
+from fgbg.errors import UserError
 from fgbg.learn.export import TOLERANCE, export_onnx
 from fgbg.make.generate import generate
 from fgbg.learn.model import ModelConfig, inference_net
@@ -106,9 +107,63 @@ def test_pairs_from_folders(tmp_path):
     (tmp_path / "bg").mkdir()
     (tmp_path / "bg" / "a.png").write_bytes(b"")
     assert [f.name for _, f in find_pairs(tmp_path / "bg" / "a.png", tmp_path / "fg_bg")] == ["a.jpg", "b.png"]
-    assert [(b.name, f.name) for b, f in find_pairs(tmp_path / "bg", tmp_path / "fg_bg")] == [("a.png", "a.jpg")]
-    with pytest.raises(FileNotFoundError):
+    said = []
+    assert [(b.name, f.name) for b, f in find_pairs(tmp_path / "bg", tmp_path / "fg_bg", said.append)] == [("a.png", "a.jpg")]
+    assert said == ["1 composite has no background of the same name, skipped: b.png"]
+    with pytest.raises(UserError, match="nope.jpg: no such file"):
         find_pairs(tmp_path / "nope.jpg", tmp_path / "fg_bg")
+
+
+def test_predict_on_folders_reports_unpaired_files_and_predicts_the_pairs(run, tmp_path, capsys):
+    bg, composite = odd_pair(tmp_path / "bg")
+    fg_bg = tmp_path / "fg_bg"
+    fg_bg.mkdir()
+    composite.rename(fg_bg / "room.jpg")  # pairs with bg/room.png
+    for name in ("hall.jpg", "kitchen.jpg", "porch.png"):
+        Image.open(fg_bg / "room.jpg").save(fg_bg / name)
+    Image.open(bg).save(tmp_path / "bg" / "attic.png")
+    code = main(["predict", str(run / "run" / "best.ckpt"), "--bg", str(tmp_path / "bg"), "--fg-bg", str(fg_bg), "--out", str(tmp_path / "p")])
+    assert code == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert [line for line in err if "skipped" in line] == [
+        "3 composites have no background of the same name, skipped: hall.jpg, kitchen.jpg, porch.png",
+        "1 background has no composite of the same name, skipped: attic.png",
+    ]
+    assert sorted(p.name for p in (tmp_path / "p").glob("*.mask.png")) == ["room.mask.png"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match=r"no \(bg, fg_bg\) pairs"):
+        predict(run / "run" / "best.ckpt", tmp_path / "bg", tmp_path / "empty", tmp_path / "q", log=quiet)
+
+
+def onnx_without_fgbg_metadata(path):
+    """A valid ONNX model (bg -> mask_logits, identity) that `fgbg export` did not write."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("bg", TensorProto.FLOAT, [None, 3, None, None])
+    y = helper.make_tensor_value_info("mask_logits", TensorProto.FLOAT, [None, 3, None, None])
+    graph = helper.make_graph([helper.make_node("Identity", ["bg"], ["mask_logits"])], "plain", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_models_that_are_not_ours_are_one_line_for_evaluate_predict_and_export(run, tmp_path, capsys):
+    bg, composite = odd_pair(tmp_path / "in")
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(np.random.default_rng(1).bytes(1000))
+    plain_onnx = onnx_without_fgbg_metadata(tmp_path / "plain.onnx")
+    calls = {
+        "evaluate": ["evaluate", str(junk), str(run / "store"), "--out", str(tmp_path / "e")],
+        "predict": ["predict", str(junk), "--bg", str(bg), "--fg-bg", str(composite), "--out", str(tmp_path / "p")],
+        "export": ["export", str(junk), "--out", str(tmp_path / "m.onnx")],
+        "predict onnx": ["predict", str(plain_onnx), "--bg", str(bg), "--fg-bg", str(composite), "--out", str(tmp_path / "p")],
+        "predict missing onnx": ["predict", str(tmp_path / "nope.onnx"), "--bg", str(bg), "--fg-bg", str(composite), "--out", str(tmp_path / "p")],
+    }
+    for what, argv in calls.items():
+        assert main(argv) == 2, what
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(tmp_path) in err[0] and "Traceback" not in err[0], (what, err)
+    assert not (tmp_path / "p").exists() and not (tmp_path / "m.onnx").exists()
 
 
 def test_cli_export_and_predict(run, tmp_path, capsys):
@@ -118,5 +173,5 @@ def test_cli_export_and_predict(run, tmp_path, capsys):
     assert "max abs difference" in capsys.readouterr().out
     assert main(["predict", str(onnx_path), "--onnx", "--bg", str(bg), "--fg-bg", str(composite), "--out", str(tmp_path / "p")]) == 0
     assert (tmp_path / "p" / "room_with_box.side.png").exists()
-    assert main(["predict", str(tmp_path / "missing.ckpt"), "--bg", str(bg), "--fg-bg", str(composite), "--out", str(tmp_path / "q")]) == 1
+    assert main(["predict", str(tmp_path / "missing.ckpt"), "--bg", str(bg), "--fg-bg", str(composite), "--out", str(tmp_path / "q")]) == 2
     assert "no such checkpoint" in capsys.readouterr().err

@@ -1,9 +1,12 @@
 """The two-head U-Net: a contract (shapes, resolutions, save/load), size, MACs, and no double sigmoid."""
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
+from fgbg.errors import UserError
 from fgbg.learn import metrics
 from fgbg.learn.losses import mask_loss
 from fgbg.learn.model import (
@@ -14,6 +17,8 @@ from fgbg.learn.model import (
     count_macs,
     count_parameters,
     describe,
+    inference_net,
+    load_checkpoint,
 )
 
 
@@ -93,7 +98,7 @@ def test_refiner_is_a_residual_on_the_coarse_logits():
 
 
 def test_refine_must_not_be_negative():
-    with pytest.raises(ValueError, match="refine"):
+    with pytest.raises(UserError, match="--refine"):
         ModelConfig(refine=-1)
 
 
@@ -137,3 +142,53 @@ def test_normalized_net_normalises_then_runs():
     bg, fg_bg = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
     x = (torch.cat([bg, fg_bg], 1) - torch.tensor(mean).view(1, 6, 1, 1)) / 0.5
     torch.testing.assert_close(wrapped(bg, fg_bg), net(x))
+
+
+def fake_checkpoint(path, config: ModelConfig = ModelConfig(width=4)) -> dict:
+    """What `fgbg train` saves, reduced to what loading needs: run meta and the module's weights."""
+    net = TwoHeadUNet(config)
+    meta = {"model": config.to_dict(), "stats": {"mean": [0.5] * 6, "std": [0.25] * 6}, "train": {"size": 32}}
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
+    torch.save({"hyper_parameters": {"meta": meta}, "state_dict": state, "epoch": 0}, path)
+    return state
+
+
+def not_checkpoints(folder) -> dict[str, object]:
+    """Files a user might pass where a checkpoint belongs, and a word the message should have."""
+    folder.mkdir(exist_ok=True)
+    good = folder / "good.ckpt"
+    fake_checkpoint(good)
+    data = good.read_bytes()
+    files = {
+        "missing.ckpt": None,
+        "random.ckpt": np.random.default_rng(0).bytes(4096),
+        "photo.png": None,
+        "model.onnx": b"\x08\x07\x12\x07pytorch" + bytes(200),  # the start of an ONNX protobuf
+        "truncated.ckpt": data[: len(data) // 2],
+        "empty.ckpt": b"",
+    }
+    for name, content in files.items():
+        if content is not None:
+            (folder / name).write_bytes(content)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "photo.png")
+    torch.save({"weights": torch.zeros(3)}, folder / "other_torch.pt")  # a torch file, not a run
+    words = {"missing.ckpt": "no such checkpoint", "photo.png": "PNG", "model.onnx": "ONNX", "truncated.ckpt": "truncated",
+             "empty.ckpt": "empty", "other_torch.pt": "not an fgbg training checkpoint", "random.ckpt": "not an fgbg checkpoint"}  # fmt: skip
+    return {name: word for name, word in words.items()}
+
+
+def test_a_checkpoint_loads_back_with_its_weights(tmp_path):
+    state = fake_checkpoint(tmp_path / "run.ckpt")
+    net, meta = load_checkpoint(tmp_path / "run.ckpt")
+    assert net.config == ModelConfig(width=4) and meta["train"]["size"] == 32
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, state[f"net.{k}"])
+
+
+def test_files_that_are_not_checkpoints_are_one_line_naming_them(tmp_path):
+    for name, word in not_checkpoints(tmp_path).items():
+        with pytest.raises(UserError) as e:
+            inference_net(tmp_path / name)
+        message = str(e.value)
+        assert "\n" not in message and message.startswith(str(tmp_path / name)), message
+        assert word in message and ("fgbg train" in message), message

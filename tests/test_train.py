@@ -104,8 +104,17 @@ def test_cli_train_and_budget(store, tmp_path, capsys):
     meta = json.loads((run / "run.json").read_text())
     assert meta["split"]["by"] == "fg" and meta["train"]["epochs"] >= 1
     assert "M parameters" in capsys.readouterr().out
-    assert main(args) == 1
-    assert "--resume" in capsys.readouterr().err
+    assert main(args) == 2  # a UserError
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"fgbg train {store} --out {run} --resume" in err[0]
+
+
+@pytest.mark.parametrize("flags, named", [(["--epochs", "0"], "--epochs"), (["--val-fraction", "1.5"], "--val-fraction"),
+                                          (["--max-minutes", "inf"], "--max-minutes"), (["--width", "1"], "--width")])  # fmt: skip
+def test_impossible_train_numbers_are_one_line_before_any_work(tmp_path, capsys, flags, named):
+    assert main(["train", str(tmp_path / "store"), "--out", str(tmp_path / "run"), *flags]) == 2  # checked before the store is read
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and named in err[0] and not (tmp_path / "run").exists()
 
 
 def test_a_schedule_moved_mid_run_continues_where_it_was():

@@ -25,6 +25,8 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
+from fgbg.errors import UserError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 ROBUST_PERCENTILES = (1.0, 99.0)
@@ -33,7 +35,7 @@ METRIC_DEPTH_TYPES = {"glpn", "zoedepth", "depth_pro", "prompt_depth_anything"}
 DEPTH_NORMS = ("bg", "dataset", "image")
 
 
-class EstimatorError(Exception):
+class EstimatorError(UserError):
     """A depth model that cannot be used; ``str()`` says which and what to do."""
 
 
@@ -129,7 +131,7 @@ class OnnxEstimator:
     """A depth network in an ONNX file, run on the CPU by ONNX Runtime."""
 
     def __init__(self, path: Path, preset: str | None = None, threads: int = 1, input_size: int | None = None):
-        import onnxruntime as ort
+        from fgbg.engine.devices import onnx_session
 
         path = Path(path)
         if not path.is_file():
@@ -138,13 +140,7 @@ class OnnxEstimator:
         preset = preset or settings.get("preset")
         if preset is not None and preset not in PRESETS:
             raise EstimatorError(f"unknown depth preset {preset!r}; choose one of {', '.join(PRESETS)}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types
-            raise EstimatorError(f"{path}: ONNX Runtime cannot load it ({str(e).splitlines()[0]})") from None
+        self.session = onnx_session(path, threads)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None

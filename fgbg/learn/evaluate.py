@@ -15,11 +15,13 @@ from typing import Callable
 
 import torch
 
+from fgbg.errors import ConfigError
 from fgbg.learn import metrics
 from fgbg.learn.data import StoreDataset, load_stats, make_loader, read_entries, split_indices
 from fgbg.learn.model import inference_net
 from fgbg.store.layout import atomic_write_json
 from fgbg.learn.viz import COLUMNS, image_grid, prediction_rows, save_png
+from fgbg.progress import progress as progress_reporter
 
 # The keys of metrics.json, stable for other tools.
 METRIC_KEYS = (
@@ -42,32 +44,41 @@ def evaluation_indices(store: Path, meta: dict, split: str) -> list[int]:
     if split == "all":
         return list(range(len(entries)))
     if split != "val":
-        raise ValueError(f"--split must be val or all, got {split!r}")
+        raise ConfigError(f"--split must be val or all, got {split!r}")
     t = meta["train"]
     return split_indices(entries, t["val"], t["val_fraction"], t["seed"]).val
 
 
 @torch.inference_mode()
-def predict_dataset(net, dataset: StoreDataset, threshold: float, batch: int = 64) -> dict[str, torch.Tensor]:
-    """Per-image metrics (N,) of ``net`` (a NormalizedNet) and of the baseline at ``threshold``, over a dataset of [0, 1] samples."""
+def predict_dataset(net, dataset: StoreDataset, threshold: float, batch: int = 64, progress: bool | None = False) -> dict[str, torch.Tensor]:
+    """Per-image metrics (N,) of ``net`` (a NormalizedNet) and of the baseline at ``threshold``, over a dataset of [0, 1] samples.
+
+    ``progress`` as in :func:`fgbg.progress.progress` (default silent).
+    """
     per_image: dict[str, list[torch.Tensor]] = {}
-    for b in make_loader(dataset, batch, shuffle=False):
-        pred = net(b["bg"], b["fg_bg"])
-        hard = metrics.binarize(pred.mask_logits)
-        gt = b["mask"] > 0.5
-        values = {
-            "index": b["index"],
-            "mask_iou": metrics.mask_iou(hard, gt),
-            "mask_dice": metrics.mask_dice(hard, gt),
-            "baseline_mask_iou": metrics.mask_iou(metrics.baseline_mask(b["bg"], b["fg_bg"], threshold), gt),
-            "depth_rmse": metrics.depth_rmse(pred.depth, b["depth"]),
-            "depth_absrel": metrics.depth_absrel(pred.depth, b["depth"]),
-            "depth_delta1": metrics.depth_delta1(pred.depth, b["depth"]),
-            "depth_ssim": metrics.depth_ssim(pred.depth, b["depth"]),
-        }
-        for k, v in values.items():
-            per_image.setdefault(k, []).append(v)
+    with progress_reporter(len(dataset), "evaluate", "sample", enabled=progress) as bar:
+        for b in make_loader(dataset, batch, shuffle=False):
+            add_batch_metrics(per_image, net(b["bg"], b["fg_bg"]), b, threshold)
+            bar.update(len(b["index"]))
     return {k: torch.cat(v) for k, v in per_image.items()}
+
+
+def add_batch_metrics(per_image: dict[str, list[torch.Tensor]], pred, b: dict, threshold: float) -> None:
+    """Append the per-image metrics (B,) of one batch's prediction and of the baseline to ``per_image``."""
+    hard = metrics.binarize(pred.mask_logits)
+    gt = b["mask"] > 0.5
+    values = {
+        "index": b["index"],
+        "mask_iou": metrics.mask_iou(hard, gt),
+        "mask_dice": metrics.mask_dice(hard, gt),
+        "baseline_mask_iou": metrics.mask_iou(metrics.baseline_mask(b["bg"], b["fg_bg"], threshold), gt),
+        "depth_rmse": metrics.depth_rmse(pred.depth, b["depth"]),
+        "depth_absrel": metrics.depth_absrel(pred.depth, b["depth"]),
+        "depth_delta1": metrics.depth_delta1(pred.depth, b["depth"]),
+        "depth_ssim": metrics.depth_ssim(pred.depth, b["depth"]),
+    }
+    for k, v in values.items():
+        per_image.setdefault(k, []).append(v)
 
 
 @torch.inference_mode()
@@ -86,8 +97,15 @@ def evaluate(
     split: str = "val",
     threads: int | None = None,
     log: Callable[[str], None] = print,
+    progress: bool | None = None,
 ) -> dict:
-    """Write ``out/metrics.json``, ``out/report.md``, ``out/random.png``, ``out/worst.png``; return the metrics."""
+    """Write ``out/metrics.json``, ``out/report.md``, ``out/random.png``, ``out/worst.png``; return the metrics.
+
+    ``progress``: None = a bar on a terminal, sparse lines in a log; True = the bar; False = silent.
+
+    Raises:
+        UserError: ``checkpoint`` is not a training checkpoint, ``split`` is not val or all.
+    """
     started = time.perf_counter()
     torch.set_num_threads(threads or os.cpu_count() or 1)
     store, out = Path(store), Path(out)
@@ -96,7 +114,7 @@ def evaluate(
     indices = evaluation_indices(store, meta, split)
     stats = load_stats(store)
     dataset = StoreDataset(store, indices, size, stats, normalized=False)
-    per_image = predict_dataset(net, dataset, meta["baseline"]["threshold"])
+    per_image = predict_dataset(net, dataset, meta["baseline"]["threshold"], progress=progress)
     result = {k: per_image[k].mean().item() for k in METRIC_KEYS if k in per_image}
     result.update(n_images=len(dataset), size=size)
     out.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from fgbg.errors import UserError
 from fgbg.learn.model import inference_net
 
 OPSET = 17
@@ -22,7 +23,7 @@ TOLERANCE = 1e-4  # max abs difference allowed between onnxruntime and torch
 INPUTS, OUTPUTS = ("bg", "fg_bg"), ("mask_logits", "depth")
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """The exported graph does not reproduce torch."""
 
 
@@ -56,13 +57,13 @@ def export_onnx(checkpoint: Path, onnx_path: Path, check: bool = True, log: Call
 
 def check_onnx(net: torch.nn.Module, onnx_path: Path, size: int, batch: int = 3) -> float:
     """Max abs difference between onnxruntime and torch on a random batch (of a size other than the export's)."""
-    import onnxruntime as ort
+    from fgbg.engine.devices import onnx_session
 
     g = torch.Generator().manual_seed(0)
     bg, fg_bg = torch.rand(batch, 3, size, size, generator=g), torch.rand(batch, 3, size, size, generator=g)
     with torch.inference_mode():
         expected = net(bg, fg_bg)
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    session = onnx_session(onnx_path, threads=0)
     got = session.run(list(OUTPUTS), {"bg": bg.numpy(), "fg_bg": fg_bg.numpy()})
     diff = max(float(np.abs(g_ - e.numpy()).max()) for g_, e in zip(got, expected))
     if not diff < TOLERANCE:

@@ -15,6 +15,8 @@ of a full-resolution first stage on a CPU at the same width, with sub-pixel outp
 from __future__ import annotations
 
 import dataclasses
+import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -22,6 +24,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from fgbg.errors import ConfigError, UserError
 
 IN_CHANNELS = 6  # bg (3) + fg_bg (3)
 
@@ -37,13 +41,13 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.width < 2:
-            raise ValueError(f"width must be at least 2, got {self.width}")
+            raise ConfigError(f"--width must be at least 2, got {self.width}")
         if not 2 <= self.stages <= 6:
-            raise ValueError(f"stages must be in 2..6, got {self.stages}")
+            raise ConfigError(f"stages must be in 2..6, got {self.stages}")
         if self.stem not in (1, 2, 4):
-            raise ValueError(f"stem must be 1, 2 or 4, got {self.stem}")
+            raise ConfigError(f"stem must be 1, 2 or 4, got {self.stem}")
         if self.refine < 0:
-            raise ValueError(f"refine must be 0 or more channels, got {self.refine}")
+            raise ConfigError(f"--refine must be 0 or more channels, got {self.refine}")
 
     def channels(self) -> list[int]:
         """Channels per encoder stage, e.g. [16, 32, 64, 128]."""
@@ -245,17 +249,63 @@ def describe(model: nn.Module, size: int) -> str:
 # ---------------------------------------------------------------- checkpoints
 
 
+CHECKPOINT_KEYS = ("hyper_parameters", "state_dict")
+
+
+def what_file_is(head: bytes, path: Path) -> str:
+    """A few words on what a file that should be a checkpoint looks like, from its first bytes."""
+    if not head:
+        return "an empty file"
+    if head.startswith(b"\x89PNG"):
+        return "a PNG image"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "a JPEG image"
+    if path.suffix.lower() == ".onnx":
+        return "an ONNX model: `fgbg predict` runs those; evaluate and export need the .ckpt"
+    if head.startswith(b"PK"):
+        return "a truncated or damaged checkpoint, or another zip file"
+    return "unrecognised contents"
+
+
+def read_checkpoint(path: Path) -> dict:
+    """The dict of a training checkpoint (``best.ckpt``, ``last.ckpt``), checked to be one.
+
+    Loaded with ``weights_only=True``: tensors and plain containers only, so a file that is not
+    a checkpoint cannot run code while it is read.
+
+    Raises:
+        UserError: the file is missing, is not a torch checkpoint (an image, an ONNX file, random
+            bytes, a truncated file), or is a torch file that ``fgbg train`` did not write.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: a folder, not a checkpoint; give the checkpoint file in it, e.g. {path / 'best.ckpt'}")
+    if not path.is_file():
+        raise UserError(f"{path}: no such checkpoint; train one with `fgbg train STORE --out RUN` (then RUN/best.ckpt)")
+    expected = "expected a checkpoint written by `fgbg train` (RUN/best.ckpt or RUN/last.ckpt)"
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a truncated one has lost its directory
+        raise UserError(f"{path}: not an fgbg checkpoint ({what_file_is(head, path)}); {expected}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile) as e:  # damaged members
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{path}: not a readable checkpoint ({reason[:200]}); {expected}") from None
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in CHECKPOINT_KEYS) or "meta" not in ckpt["hyper_parameters"]:
+        raise UserError(f"{path}: a torch file, but not an fgbg training checkpoint (no run metadata); {expected}")
+    return ckpt
+
+
 def load_checkpoint(path: Path) -> tuple[TwoHeadUNet, dict]:
     """A training checkpoint -> (net in eval mode, run metadata: model, train, stats, split, baseline).
 
     Reads the Lightning checkpoint file directly, so evaluate/predict/export need no Lightning.
+
+    Raises:
+        UserError: see :func:`read_checkpoint`.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such checkpoint; train one with `fgbg train STORE --out RUN`")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if "hyper_parameters" not in ckpt or "state_dict" not in ckpt:
-        raise ValueError(f"{path}: not an fgbg training checkpoint (no hyper_parameters/state_dict)")
+    ckpt = read_checkpoint(path)
     meta = ckpt["hyper_parameters"]["meta"]
     net = TwoHeadUNet(ModelConfig.from_dict(meta["model"]))
     prefix = "net."

@@ -8,11 +8,15 @@ depth). This module imports neither torch nor onnxruntime at the top: ``--onnx``
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Callable, Protocol
 
 import numpy as np
 from PIL import Image
+
+from fgbg.errors import UserError
+from fgbg.progress import progress as progress_reporter
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 SIDE_PAD = 4  # white pixels between the pictures of a side-by-side PNG
@@ -50,14 +54,14 @@ class OnnxPredictor:
     """An exported ONNX file run with onnxruntime (no torch)."""
 
     def __init__(self, onnx_path: Path) -> None:
-        import onnxruntime as ort
+        from fgbg.engine.devices import onnx_session
 
-        if not Path(onnx_path).exists():
-            raise FileNotFoundError(f"{onnx_path}: no such ONNX file; make one with `fgbg export CKPT --onnx {onnx_path}`")
-        self.session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        if not Path(onnx_path).is_file():
+            raise UserError(f"{onnx_path}: no such ONNX file; make one with `fgbg export CKPT --out {onnx_path}`")
+        self.session = onnx_session(onnx_path, threads=0)
         meta = self.session.get_modelmeta().custom_metadata_map
         if "fgbg.size" not in meta:
-            raise ValueError(f"{onnx_path}: not an fgbg export (no fgbg.size metadata)")
+            raise UserError(f"{onnx_path}: an ONNX model, but not one `fgbg export` wrote (no fgbg.size metadata)")
         self.size = int(meta["fgbg.size"])
 
     def __call__(self, bg: np.ndarray, fg_bg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -70,8 +74,8 @@ def load_rgb(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             return np.asarray(img.convert("RGB"))
-    except OSError as e:
-        raise ValueError(f"{path}: not a readable image ({e})") from None
+    except (OSError, Image.DecompressionBombError) as e:
+        raise UserError(f"{path}: not a readable image ({e})") from None
 
 
 def to_model_input(rgb: np.ndarray, size: int) -> np.ndarray:
@@ -102,31 +106,60 @@ def side_by_side(images: list[np.ndarray], pad: int = SIDE_PAD) -> np.ndarray:
     return np.concatenate(parts[:-1], axis=1)
 
 
-def find_pairs(bg: Path, fg_bg: Path) -> list[tuple[Path, Path]]:
+def pair_by_name(bgs: list[Path], composites: list[Path]) -> tuple[list[tuple[Path, Path]], list[Path], list[Path]]:
+    """Match backgrounds and composites by file name stem (room1.jpg + room1.png).
+
+    Returns (pairs in composite order, composites with no background, backgrounds with no composite).
+    """
+    by_stem = {p.stem: p for p in bgs}
+    pairs = [(by_stem[f.stem], f) for f in composites if f.stem in by_stem]
+    paired = {f.stem for f in composites}
+    return pairs, [f for f in composites if f.stem not in by_stem], [b for b in bgs if b.stem not in paired]
+
+
+def unpaired_line(files: list[Path], what: str, missing: str, shown: int = 10) -> str:
+    """``3 composites have no background of the same name: a.jpg, b.jpg, c.jpg`` (the first ``shown``)."""
+    names = ", ".join(f.name for f in files[:shown]) + (f" and {len(files) - shown} more" if len(files) > shown else "")
+    has = "has" if len(files) == 1 else "have"
+    return f"{len(files)} {what}{'' if len(files) == 1 else 's'} {has} no {missing} of the same name, skipped: {names}"
+
+
+def find_pairs(bg: Path, fg_bg: Path, warn: Callable[[str], None] | None = None) -> list[tuple[Path, Path]]:
     """(bg, fg_bg) file pairs: file + file; one bg file + a folder of fg_bg; or two folders matched by file name stem.
 
+    Two folders: composites without a background of their name, and backgrounds without a
+    composite, are skipped, and said so through ``warn`` (one line each kind; default stderr).
+
     Raises:
-        FileNotFoundError: a path does not exist; ValueError: a folder pairing finds nothing.
+        UserError: a path does not exist, a bg folder is given with one fg_bg file, or no pairs.
     """
+    warn = warn or _to_stderr
     for p in (bg, fg_bg):
         if not p.exists():
-            raise FileNotFoundError(f"{p}: no such file or folder")
+            raise UserError(f"{p}: no such file or folder")
 
     def images(folder: Path) -> list[Path]:
         return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
     if fg_bg.is_file():
         if bg.is_dir():
-            raise ValueError(f"--bg {bg} is a folder but --fg-bg {fg_bg} is a file; give one bg file")
+            raise UserError(f"--bg {bg} is a folder but --fg-bg {fg_bg} is a file; give one bg file")
         return [(bg, fg_bg)]
     if bg.is_file():
         pairs = [(bg, f) for f in images(fg_bg)]
     else:
-        by_stem = {p.stem: p for p in images(bg)}
-        pairs = [(by_stem[f.stem], f) for f in images(fg_bg) if f.stem in by_stem]
+        pairs, lone_composites, lone_bgs = pair_by_name(images(bg), images(fg_bg))
+        if pairs and lone_composites:
+            warn(unpaired_line(lone_composites, "composite", "background"))
+        if pairs and lone_bgs:
+            warn(unpaired_line(lone_bgs, "background", "composite"))
     if not pairs:
-        raise ValueError(f"no (bg, fg_bg) pairs in {bg} and {fg_bg}; two folders are paired by file name (room1.jpg + room1.png)")
+        raise UserError(f"no (bg, fg_bg) pairs in {bg} and {fg_bg}; two folders are paired by file name (room1.jpg + room1.png)")
     return pairs
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def predict(
@@ -137,30 +170,43 @@ def predict(
     onnx: bool = False,
     batch: int = 16,
     log: Callable[[str], None] = print,
+    warn: Callable[[str], None] | None = None,
+    progress: bool | None = None,
 ) -> list[Path]:
-    """Predict every pair, writing NAME.mask.png, NAME.depth.png and NAME.side.png into ``out``; returns the mask paths."""
+    """Predict every pair, writing NAME.mask.png, NAME.depth.png and NAME.side.png into ``out``; returns the mask paths.
+
+    ``warn`` (default: stderr) hears of files left unpaired; ``progress`` as in :func:`fgbg.progress.progress`.
+    """
+    pairs = find_pairs(Path(bg), Path(fg_bg), warn)
     predictor: Predictor = OnnxPredictor(model) if onnx else TorchPredictor(model)
-    pairs = find_pairs(Path(bg), Path(fg_bg))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for start in range(0, len(pairs), batch):
-        chunk = pairs[start : start + batch]
-        composites = [load_rgb(f) for _, f in chunk]
-        backgrounds = []
-        for (b, _), c in zip(chunk, composites):
-            rgb = load_rgb(b)
-            if rgb.shape != c.shape:  # the bg must line up with the composite
-                rgb = np.asarray(Image.fromarray(rgb).resize((c.shape[1], c.shape[0]), Image.BILINEAR))
-            backgrounds.append(rgb)
-        x_bg = np.stack([to_model_input(b, predictor.size) for b in backgrounds])
-        x_fg = np.stack([to_model_input(c, predictor.size) for c in composites])
-        masks, depths = predictor(x_bg, x_fg)
-        for (_, f), b, c, m, d in zip(chunk, backgrounds, composites, masks, depths):
-            mask, depth = to_pngs(m, d, c.shape[0], c.shape[1])
-            Image.fromarray(mask).save(out / f"{f.stem}.mask.png")
-            Image.fromarray(depth).save(out / f"{f.stem}.depth.png")
-            Image.fromarray(side_by_side([b, c, mask, depth])).save(out / f"{f.stem}.side.png")
-            written.append(out / f"{f.stem}.mask.png")
+    with progress_reporter(len(pairs), "predict", "image", enabled=progress) as bar:
+        for start in range(0, len(pairs), batch):
+            written += predict_batch(predictor, pairs[start : start + batch], out)
+            bar.update(len(pairs[start : start + batch]))
     log(f"wrote masks, depth maps and side-by-side PNGs of {len(written)} images to {out}")
+    return written
+
+
+def predict_batch(predictor: Predictor, chunk: list[tuple[Path, Path]], out: Path) -> list[Path]:
+    """Run one batch of (bg, fg_bg) files and write its three PNGs per composite; returns the mask paths."""
+    composites = [load_rgb(f) for _, f in chunk]
+    backgrounds = []
+    for (b, _), c in zip(chunk, composites):
+        rgb = load_rgb(b)
+        if rgb.shape != c.shape:  # the bg must line up with the composite
+            rgb = np.asarray(Image.fromarray(rgb).resize((c.shape[1], c.shape[0]), Image.BILINEAR))
+        backgrounds.append(rgb)
+    x_bg = np.stack([to_model_input(b, predictor.size) for b in backgrounds])
+    x_fg = np.stack([to_model_input(c, predictor.size) for c in composites])
+    masks, depths = predictor(x_bg, x_fg)
+    written = []
+    for (_, f), b, c, m, d in zip(chunk, backgrounds, composites, masks, depths):
+        mask, depth = to_pngs(m, d, c.shape[0], c.shape[1])
+        Image.fromarray(mask).save(out / f"{f.stem}.mask.png")
+        Image.fromarray(depth).save(out / f"{f.stem}.depth.png")
+        Image.fromarray(side_by_side([b, c, mask, depth])).save(out / f"{f.stem}.side.png")
+        written.append(out / f"{f.stem}.mask.png")
     return written
