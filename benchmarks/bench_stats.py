@@ -31,7 +31,7 @@ from fgbg.config import GenerateConfig
 from fgbg.demo import demo_assets
 from fgbg.make.generate import generate
 from fgbg.engine.local import map_shards
-from fgbg.store import iter_samples, read_dataset_json
+from fgbg.store import StoreReader, iter_samples, read_dataset_json
 
 
 def decode_seconds_per_image(store: Path, n: int = 500) -> float:
@@ -54,7 +54,7 @@ def decode_shard(task: tuple[str, int]) -> int:
     """Worker: decode every fg_bg JPEG of one shard, nothing else; returns the count."""
     store, index = Path(task[0]), task[1]
     n = 0
-    for _, m in stats.read_shard(store, index):
+    for _, m in StoreReader(store).iter_shard(index, ("fg_bg.jpg",)):
         codecs.decode_jpeg(m["fg_bg.jpg"])
         n += 1
     return n

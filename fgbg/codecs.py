@@ -76,7 +76,13 @@ def decode_png(data: bytes) -> np.ndarray:
 def decode_png_gray(data: bytes) -> np.ndarray:
     """PNG bytes -> uint8 or uint16 (H, W), ~2x faster than Pillow for the grey PNGs that
     :func:`encode_png_gray` writes (one IDAT, Up filter on every row): zlib + a cumulative sum.
-    Any other PNG goes through :func:`decode_png`."""
+    Any other PNG goes through :func:`decode_png`.
+
+    Raises:
+        ValueError: too short or no PNG signature (a truncated or foreign file).
+    """
+    if len(data) < 57 or data[:8] != PNG_SIGNATURE:  # 57: signature + IHDR + empty IDAT + IEND
+        raise ValueError(f"not a PNG, or cut short ({len(data)} bytes)")
     w, h, bits, colour, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
     n = struct.unpack(">I", data[33:37])[0]
     if data[12:16] != b"IHDR" or data[37:41] != b"IDAT" or colour != 0 or interlace or bits not in (8, 16):

@@ -9,6 +9,7 @@ from PIL import Image
 from fgbg.inspect.card import SECTIONS, card_markdown, demo_attribution, depth_sentence, write_card
 from fgbg.cli import main
 from fgbg.config import GenerateConfig
+from fgbg.errors import CorruptStore
 from fgbg.make.generate import generate
 from fgbg.inspect.preview import PREVIEW_KINDS, TURBO, depth_panel, grid, preview, turbo
 from fgbg.inspect.stats import write_stats
@@ -21,12 +22,12 @@ from .conftest import SMALL
 @pytest.fixture
 def store(folders, tmp_path):
     out = tmp_path / "store"
-    generate(*folders, out, GenerateConfig(**SMALL), workers=1, progress=False)
+    generate(*folders, out, GenerateConfig(**SMALL), workers=0, progress=False)
     return out
 
 
 def test_card_has_every_section_and_its_images_open(store):
-    path = write_card(store, workers=1)
+    path = write_card(store, workers=0)
     text = path.read_text()
     assert path == store / "README.md"
     positions = [text.index(section) for section in SECTIONS]
@@ -55,7 +56,7 @@ def test_card_has_every_section_and_its_images_open(store):
     rows = re.findall(r"^\| (\S+\.(?:jpg|png)) \|", licence, flags=re.M)
     assert sorted(rows) == sorted(used)
     # the card and its files do not make the store look corrupt
-    assert verify(store, workers=1).ok
+    assert verify(store, workers=0).ok
 
 
 def test_card_says_licence_unknown_for_sources_it_does_not_know(store):
@@ -63,7 +64,7 @@ def test_card_says_licence_unknown_for_sources_it_does_not_know(store):
     assert demo_attribution(meta) is not None
     meta["sources"]["fg"][0]["sha256"] = "0" * 64  # a file that is not one of the bundled demo images
     assert demo_attribution(meta) is None
-    stats = write_stats(store, workers=1)
+    stats = write_stats(store, workers=0)
     text = card_markdown(meta, stats, {}, None, "mine")
     assert "**Unknown.**" in text[text.index("## Licence and attribution") :]
 
@@ -71,11 +72,11 @@ def test_card_says_licence_unknown_for_sources_it_does_not_know(store):
 def test_card_includes_a_given_attribution_file(store, tmp_path):
     notes = tmp_path / "ATTRIBUTION.md"
     notes.write_text("# Sources\n\n- office.jpg: CC0, by A. Person\n")
-    text = write_card(store, attribution=notes, workers=1).read_text()
+    text = write_card(store, attribution=notes, workers=0).read_text()
     licence = text[text.index("## Licence and attribution") :]
     assert "office.jpg: CC0, by A. Person" in licence and "### Sources" in licence
     with pytest.raises(FileNotFoundError, match="not found"):
-        write_card(store, attribution=tmp_path / "nope.md", workers=1)
+        write_card(store, attribution=tmp_path / "nope.md", workers=0)
 
 
 def test_depth_sentence_never_claims_a_network_for_layered_depth():
@@ -90,7 +91,7 @@ def test_depth_sentence_never_claims_a_network_for_layered_depth():
 @pytest.mark.parametrize("fmt", ["folder", "zip"])
 def test_previews_of_every_kind_in_other_formats(folders, tmp_path, fmt):
     out = tmp_path / fmt
-    generate(*folders, out, GenerateConfig(**{**SMALL, "format": fmt}), workers=1, progress=False)
+    generate(*folders, out, GenerateConfig(**{**SMALL, "format": fmt}), workers=0, progress=False)
     for kind in PREVIEW_KINDS:
         img = preview(out, kind, 5)
         assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
@@ -98,7 +99,7 @@ def test_previews_of_every_kind_in_other_formats(folders, tmp_path, fmt):
 
 def test_depth_preview_shows_grey_beside_turbo(folders, tmp_path):
     out = tmp_path / "deep"
-    generate(*folders, out, GenerateConfig(**{**SMALL, "depth_bits": 16}), workers=1, progress=False)
+    generate(*folders, out, GenerateConfig(**{**SMALL, "depth_bits": 16}), workers=0, progress=False)
     img = preview(out, "depth", 3, cols=3)
     assert img.shape[1] == 4 + 3 * (2 * 64 + 4 + 4)  # three double-wide cells
     depth = np.array([[0, 65535]], np.uint16)
@@ -127,8 +128,36 @@ def test_cli_show_and_card(store, tmp_path, capsys):
         assert im.size == (4 + 6 * 68, 4 + 68)  # 6 cells of 64 px in one row (8 per row max)
     with pytest.raises(SystemExit):
         main(["show", str(store), "--kind", "nope"])
-    assert main(["card", str(store), "--workers", "1", "--quiet"]) == 0
+    assert main(["card", str(store), "--workers", "0", "--quiet"]) == 0
     assert "README.md" in capsys.readouterr().out
     assert read_dataset_json(store)["counts"]["samples"] == 36
     code = main(["show", str(store), "--n", "0", "--out", str(out)])
-    assert code == 1 and "at least 1" in capsys.readouterr().err
+    assert code == 2 and "--n must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_a_truncated_png_stops_card_and_show_with_one_line_naming_it(folders, tmp_path, capsys):
+    store = tmp_path / "folder"
+    generate(*folders, store, GenerateConfig(**{**SMALL, "format": "folder"}), workers=0, progress=False)
+    for kind in ("mask", "depth"):
+        path = store / kind / "b000" / "b000_f001_0_01.png"
+        path.write_bytes(path.read_bytes()[:30])
+    depth = store / "depth" / "b000" / "b000_f001_0_01.png"
+    with pytest.raises(CorruptStore, match=f"^{depth}: does not decode .*run `fgbg verify {store}`"):
+        preview(store, "depth", 36)  # every sample: the damaged one among them
+    for argv in (["show", str(store), "--kind", "aligned", "--n", "36", "--out", str(tmp_path / "a.png")],
+                 ["card", str(store), "--workers", "0", "--quiet"]):  # fmt: skip
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err
+        assert re.fullmatch(rf"fgbg {argv[0]}: error: {store}/(mask|depth)/b000/b000_f001_0_01\.png: does not decode .*", err)
+    assert not (tmp_path / "a.png").exists() and not (store / "README.md").exists()
+
+
+def test_card_takes_the_store_lock(store):
+    from fgbg.errors import StoreBusy
+    from fgbg.store.lock import store_lock
+
+    with store_lock(store, "generate"):
+        with pytest.raises(StoreBusy, match="fgbg generate"):
+            write_card(store, workers=0)
+    assert not (store / "README.md").exists() and not (store / "previews").exists()

@@ -8,9 +8,9 @@ import torch
 
 from fgbg import codecs
 from fgbg.config import GenerateConfig
+from fgbg.errors import CorruptStore
 from fgbg.learn.data import (
     AugmentConfig,
-    SampleReader,
     StoreDataset,
     apply_augment,
     draw_augment,
@@ -30,7 +30,7 @@ TINY = dict(size=32, fg_size=16, placements=2, shard_size=5)
 @pytest.fixture
 def store(folders, tmp_path):
     out = tmp_path / "store"
-    generate(*folders, out, GenerateConfig(**TINY), workers=1, progress=False)
+    generate(*folders, out, GenerateConfig(**TINY), workers=0, progress=False)
     return out
 
 
@@ -38,7 +38,7 @@ def test_every_format_yields_the_same_tensors(folders, tmp_path):
     datasets = {}
     for fmt in ("wds", "folder", "zip"):
         out = tmp_path / fmt
-        generate(*folders, out, GenerateConfig(**TINY, format=fmt), workers=1, progress=False)
+        generate(*folders, out, GenerateConfig(**TINY, format=fmt), workers=0, progress=False)
         datasets[fmt] = StoreDataset(out)
     n = len(datasets["wds"])
     assert n == len(datasets["folder"]) == len(datasets["zip"]) == 3 * 3 * 2 * 2
@@ -87,7 +87,7 @@ def test_resizing_in_uint8_is_within_a_grey_level_of_float(shape, dtype):
 
 def test_two_workers_yield_the_same_samples_as_zero(store):
     ds = StoreDataset(store, augment=AugmentConfig(), seed=3)
-    assert ds.reader._handles == {}  # nothing opened in __init__: nothing shared across fork
+    assert ds.reader._files == {}  # nothing opened in __init__: nothing shared across fork
 
     def epochs(workers):
         loader = make_loader(ds, batch=4, shuffle=True, workers=workers, seed=5)
@@ -109,12 +109,32 @@ def test_two_workers_yield_the_same_samples_as_zero(store):
 
 
 def test_reader_reopens_its_files_in_a_new_process(store, monkeypatch):
-    reader = SampleReader(store)
+    reader = StoreDataset(store).reader
     first = reader.read(0)
-    assert len(reader._handles) == 1
+    assert len(reader._files) == 1
     monkeypatch.setattr("os.getpid", lambda: -1)  # as a forked worker sees it
     assert reader.read(0) == first
-    assert reader._pid == -1 and len(reader._handles) == 1
+    assert reader._pid == -1 and len(reader._files) == 1
+
+
+def test_entries_come_from_the_plan_not_the_manifest(store):
+    manifest = [json.loads(line) for line in (store / "manifest.jsonl").read_text().splitlines()]
+    (store / "manifest.jsonl").unlink()  # training needs only dataset.json and the shards
+    entries = read_entries(store)
+    assert [(e.key, e.bg, e.fg) for e in entries] == [(m["key"], m["bg"], m["fg"]) for m in manifest]
+    assert StoreDataset(store)[len(manifest) - 1]["index"].item() == len(manifest) - 1
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_damaged_member_stops_loading_with_one_line_naming_it(folders, tmp_path, workers):
+    out = tmp_path / "folder"
+    generate(*folders, out, GenerateConfig(**TINY, format="folder"), workers=0, progress=False)
+    path = out / "mask" / "b001" / "b001_f000_1_01.png"
+    path.write_bytes(path.read_bytes()[:30])  # a truncated PNG
+    loader = make_loader(StoreDataset(out), batch=4, shuffle=False, workers=workers)
+    with pytest.raises(CorruptStore) as caught:
+        list(loader)
+    assert str(caught.value) == f"{path}: does not decode (not a PNG, or cut short (30 bytes)); run `fgbg verify {out}` to list every damaged file"
 
 
 @pytest.mark.parametrize("by", ["bg", "fg"])

@@ -13,7 +13,7 @@ from fgbg.config import GenerateConfig
 from fgbg.make.generate import generate
 from fgbg.make.render import asset_paths
 from fgbg.inspect.stats import KINDS, KindStats, channel_summary, collect, compute_stats, histogram, merge, write_stats
-from fgbg.store import iter_samples, read_dataset_json
+from fgbg.store import StoreReader, iter_samples, read_dataset_json
 
 from .conftest import SMALL
 
@@ -22,7 +22,7 @@ SCHEMA = {"count": int, "channels": int, "height": int, "width": int, "format": 
 
 
 def make(folders, out, **overrides):
-    generate(*folders, out, GenerateConfig(**{**SMALL, **overrides}), workers=1, progress=False)
+    generate(*folders, out, GenerateConfig(**{**SMALL, **overrides}), workers=0, progress=False)
     return out
 
 
@@ -60,7 +60,7 @@ def pixels_by_kind(store):
 
 
 def test_stats_equal_a_float64_computation_over_every_pixel(store):
-    result = compute_stats(store, workers=1, cache=False)
+    result = compute_stats(store, workers=0, cache=False)
     expected, nbytes = pixels_by_kind(store)
     assert list(result["kinds"]) == list(KINDS)
     for kind, entry in result["kinds"].items():
@@ -84,7 +84,7 @@ def test_stats_equal_a_float64_computation_over_every_pixel(store):
 
 
 def test_binary_mask_std_is_sqrt_p_times_1_minus_p(store):
-    result = compute_stats(store, workers=1, cache=False)
+    result = compute_stats(store, workers=0, cache=False)
     expected, _ = pixels_by_kind(store)
     for kind in ("mask", "fg_mask"):
         entry = result["kinds"][kind]
@@ -96,7 +96,7 @@ def test_binary_mask_std_is_sqrt_p_times_1_minus_p(store):
 
 
 def test_stats_merged_from_shards_equal_stats_of_the_whole(store):
-    whole = collect(store, workers=1, cache=False)
+    whole = collect(store, workers=0, cache=False)
     meta = read_dataset_json(store)
     parts = [stats.shard_stats((str(store), s["index"], stats.SAMPLE_KINDS))[1] for s in meta["shards"]]
     assert len(parts) == 6
@@ -112,12 +112,12 @@ def test_stats_merged_from_shards_equal_stats_of_the_whole(store):
 
 
 def test_two_workers_give_the_same_stats_as_one(store):
-    assert compute_stats(store, workers=2, cache=False) == compute_stats(store, workers=1, cache=False)
+    assert compute_stats(store, workers=2, cache=False) == compute_stats(store, workers=0, cache=False)
 
 
 def test_16_bit_depth(folders, tmp_path):
     store = make(folders, tmp_path / "deep", depth_bits=16)
-    result = compute_stats(store, workers=1, cache=False)
+    result = compute_stats(store, workers=0, cache=False)
     depth = np.stack([codecs.decode_png(m["depth.png"]) for _, m in iter_samples(store)])
     assert depth.dtype == np.uint16
     values = depth.astype(np.float64) / 65535
@@ -127,27 +127,27 @@ def test_16_bit_depth(folders, tmp_path):
     assert entry["std"][0] == pytest.approx(values.std(), abs=1e-9)
     assert entry["max"][0] == pytest.approx(values.max(), abs=1e-12)
     # more distinct values than 8 bits can hold: the 65536 bins are really used
-    assert len(np.unique(depth)) > 0 and collect(store, ["depth"], workers=1, cache=False)["depth"].hist.shape == (1, 65536)
+    assert len(np.unique(depth)) > 0 and collect(store, ["depth"], workers=0, cache=False)["depth"].hist.shape == (1, 65536)
 
 
 def test_rerun_reads_only_changed_or_new_shards(store, monkeypatch):
-    first = write_stats(store, workers=1)
+    first = write_stats(store, workers=0)
     read = []
     real = stats.shard_stats
     monkeypatch.setattr(stats, "shard_stats", lambda task: read.append(task[1]) or real(task))
-    assert write_stats(store, workers=1) == first and read == []
+    assert write_stats(store, workers=0) == first and read == []
     # a shard that is new since the last run (no cache entry), and one whose sha256 changed
     (store / stats.CACHE_DIR / "shard-000002.npz").unlink()
     meta = json.loads((store / "dataset.json").read_text())
     rel = next(iter(meta["shards"][4]["files"]))
     meta["shards"][4]["files"][rel] = "0" * 64
     (store / "dataset.json").write_text(json.dumps(meta))
-    assert write_stats(store, workers=1)["kinds"] == first["kinds"]
+    assert write_stats(store, workers=0)["kinds"] == first["kinds"]
     assert sorted(read) == [2, 4]
 
 
 def test_stats_json_schema(store):
-    result = write_stats(store, workers=1)
+    result = write_stats(store, workers=0)
     on_disk = json.loads((store / "stats.json").read_text())
     assert on_disk == json.loads(json.dumps(result))
     assert isinstance(on_disk["total_bytes"], int) and on_disk["total_bytes"] > read_dataset_json(store)["total_bytes"]
@@ -182,7 +182,7 @@ def test_summary_of_a_hand_made_histogram():
 
 
 def test_cli_stats_prints_the_table_and_snippet(store, capsys):
-    assert main(["stats", str(store), "--workers", "1", "--quiet"]) == 0
+    assert main(["stats", str(store), "--workers", "0", "--quiet"]) == 0
     out = capsys.readouterr().out
     for kind in KINDS:
         assert f"\n{kind} " in out
@@ -190,32 +190,39 @@ def test_cli_stats_prints_the_table_and_snippet(store, capsys):
     assert (store / "stats.json").exists()
 
 
-def test_fast_tar_scan_reads_what_tarfile_reads(store):
-    import io
-    import tarfile
-
-    from fgbg.store.tarscan import iter_tar_members, iter_tar_samples
-
-    data = (store / "shards" / "shard-000000.tar").read_bytes()
-    assert list(iter_tar_samples(data)) == list(iter_samples(store, shards=[0]))
-    with pytest.raises(tarfile.ReadError):
-        list(iter_tar_members(data[: len(data) // 2]))
-    buf = io.BytesIO()  # a long (GNU) name: handed over to tarfile
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for name in ("a.txt", "x" * 150 + ".txt"):
-            info = tarfile.TarInfo(name)
-            info.size = 3
-            tar.addfile(info, io.BytesIO(b"abc"))
-    assert list(iter_tar_members(buf.getvalue())) == [("a.txt", b"abc"), ("x" * 150 + ".txt", b"abc")]
-
-
-def test_an_unreadable_shard_is_one_clear_error(store, capsys):
+def test_a_cut_shard_is_one_line_naming_the_member(store, capsys):
     path = store / "shards" / "shard-000003.tar"
     path.write_bytes(path.read_bytes()[:3000])
-    assert main(["stats", str(store), "--workers", "1", "--quiet", "--no-cache"]) == 1
+    assert main(["stats", str(store), "--workers", "0", "--quiet", "--no-cache"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
-    assert "shard 3 is unreadable" in err and "fgbg verify" in err
+    first = StoreReader(store).key(read_dataset_json(store)["shards"][3]["start"])
+    assert f"{path} member {first}." in err and "cut short" in err and f"fgbg verify {store}" in err
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_a_truncated_png_in_a_folder_store_is_one_line_naming_it(folders, tmp_path, capsys, workers):
+    store = make(folders, tmp_path / "folder", format="folder")
+    path = store / "mask" / "b000" / "b000_f001_0_01.png"
+    path.write_bytes(path.read_bytes()[:30])
+    assert main(["stats", str(store), "--workers", workers, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"fgbg stats: error: {path}: does not decode (not a PNG, or cut short (30 bytes));"
+        f" run `fgbg verify {store}` to list every damaged file"
+    )
+    assert not (store / "stats.json").exists()
+
+
+def test_stats_take_the_store_lock(store):
+    from fgbg.errors import StoreBusy
+    from fgbg.store.lock import store_lock
+
+    with store_lock(store, "generate"):
+        with pytest.raises(StoreBusy, match="fgbg generate"):
+            write_stats(store, workers=0)
+        assert not (store / "stats.json").exists() and not (store / stats.CACHE_DIR).exists()
+    assert write_stats(store, workers=0)["samples"] == 36
 
 
 def test_binary_shortcut_is_exact():

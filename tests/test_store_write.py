@@ -1,8 +1,12 @@
+import hashlib
 import io
 import tarfile
 
+import numpy as np
 import pytest
 
+from fgbg.store.layout import MEMBERS
+from fgbg.store.tarscan import decode_index
 from fgbg.store.write import ustar_header, write_wds
 
 
@@ -28,4 +32,18 @@ def test_wds_shard_is_byte_identical_to_tarfile(tmp_path):
                 info.size, info.mtime, info.mode, info.uname, info.gname = len(data), 0, 0o644, "", ""
                 tar.addfile(info, io.BytesIO(data))
     assert ours == buf.getvalue()
-    assert record["count"] == 5 and record["bytes"] == len(ours)
+    index = (tmp_path / "shards" / "shard-000000.idx").read_bytes()
+    assert record["count"] == 5 and record["bytes"] == len(ours) + len(index)
+    assert record["files"] == {"shards/shard-000000.tar": hashlib.sha256(ours).hexdigest()}
+    assert record["idx"] == {"shards/shard-000000.idx": hashlib.sha256(index).hexdigest()}
+
+
+def test_wds_index_holds_the_offset_and_size_tarfile_finds_for_every_member(tmp_path):
+    samples = [(f"b000_f000_0_{k:02d}", {s: bytes([k + i]) * (300 * k + 97 * i) for i, s in enumerate(MEMBERS)})
+               for k in range(4)]  # fmt: skip
+    write_wds(tmp_path, "shard-000000", samples)
+    table = decode_index(np.fromfile(tmp_path / "shards" / "shard-000000.idx", "<u8"), 4, len(MEMBERS))
+    with tarfile.open(tmp_path / "shards" / "shard-000000.tar") as tar:
+        found = [(info.offset_data, info.size) for info in tar]
+    assert table.reshape(-1, 2).tolist() == [list(place) for place in found]
+    assert not list((tmp_path / "shards").glob("*.tmp"))

@@ -21,17 +21,18 @@ SHARD = "shards/shard-000001.tar"
 
 
 def make(folders, out, **overrides) -> Path:
-    generate(*folders, out, GenerateConfig(**{**SMALL, **overrides}), workers=1, progress=False)
+    generate(*folders, out, GenerateConfig(**{**SMALL, **overrides}), workers=0, progress=False)
     return out
 
 
 def problems(store) -> list[str]:
-    return verify(store, workers=1).problems
+    return verify(store, workers=0).problems
 
 
 def rewrite_tar(store: Path, rel: str, change) -> None:
     """Rewrite a tar shard through change(name, data) -> bytes or None (drop the member),
-    then record its new sha256 in dataset.json, so only the changed content is wrong."""
+    then record its new sha256 in dataset.json, so only the changed content is wrong; its
+    member index goes, as if an older fgbg had written the shard."""
     path = store / rel
     with tarfile.open(path) as tar:
         members = [(info, tar.extractfile(info).read()) for info in tar]
@@ -45,6 +46,8 @@ def rewrite_tar(store: Path, rel: str, change) -> None:
     for shard in meta["shards"]:
         if rel in shard["files"]:
             shard["files"][rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+            for idx in shard.pop("idx"):
+                (store / idx).unlink()
     (store / "dataset.json").write_text(json.dumps(meta, indent=1))
 
 
@@ -56,7 +59,7 @@ def store(folders, tmp_path):
 @pytest.mark.parametrize("fmt", ["wds", "folder", "zip"])
 def test_a_fresh_store_of_each_format_passes(folders, tmp_path, fmt):
     store = make(folders, tmp_path / fmt, format=fmt)
-    report = verify(store, workers=1)
+    report = verify(store, workers=0)
     assert report.ok, report.problems
     assert report.samples == 36 and "every check passed" in str(report)
 
@@ -139,6 +142,42 @@ def test_stray_files_and_an_unfinished_run_are_caught(store):
     ])  # fmt: skip
 
 
+def test_member_indexes_and_the_lock_file_belong_to_the_store(store):
+    from fgbg.store.lock import store_lock
+
+    with store_lock(store, "stats"):
+        pass  # leaves STORE/.lock, as every writing verb does
+    assert (store / ".lock").is_file() and len(list((store / "shards").glob("*.idx"))) == 6
+    assert problems(store) == []
+
+
+def test_a_damaged_or_missing_member_index_is_caught(store):
+    idx = store / "shards" / "shard-000001.idx"
+    data = bytearray(idx.read_bytes())
+    data[24 + 8 * 5] ^= 0x01  # the size of the 3rd member of the 1st sample
+    idx.write_bytes(bytes(data))
+    assert problems(store) == [
+        "shards/shard-000001.idx: sha256 differs from dataset.json (changed or truncated; 472 bytes)",
+        f"shards/shard-000001.idx: 1 member offset(s) disagree with {SHARD}",
+    ]
+    idx.unlink()
+    assert problems(store) == ["shards/shard-000001.idx: missing (shard-000001, 7 samples)"]
+    (store / "shards" / "shard-000009.idx").write_bytes(bytes(data))
+    assert "shards/shard-000009.idx: stray file, not part of the store" in problems(store)
+
+
+def test_a_truncated_png_in_a_folder_store_is_one_line(folders, tmp_path, capsys):
+    store = make(folders, tmp_path / "folder", format="folder")
+    path = store / "mask" / "b000" / "b000_f001_0_01.png"
+    path.write_bytes(path.read_bytes()[:30])
+    assert problems(store) == [
+        "mask/b000/: sha256 of its files differs from dataset.json (changed, missing or extra files)",
+        "mask/b000/b000_f001_0_01.png: does not decode (not an image, or cut short: 30 bytes)",
+    ]
+    assert main(["verify", str(store), "--workers", "0", "--quiet"]) == 1
+    assert "Traceback" not in capsys.readouterr().err
+
+
 def test_folder_format_missing_member_and_changed_file(folders, tmp_path):
     store = make(folders, tmp_path / "folder", format="folder")
     first = sorted((store / "mask" / "b001").iterdir())[0]
@@ -165,11 +204,11 @@ def test_counts_that_disagree_with_the_plan_are_caught(store):
 
 
 def test_cli_verify_exit_codes_and_one_line_per_problem(store, capsys):
-    assert main(["verify", str(store), "--workers", "1", "--quiet"]) == 0
+    assert main(["verify", str(store), "--workers", "0", "--quiet"]) == 0
     assert "every check passed" in capsys.readouterr().out
     (store / SHARD).unlink()
     (store / "stray.tmp").write_text("")
-    assert main(["verify", str(store), "--workers", "1", "--quiet"]) == 1
+    assert main(["verify", str(store), "--workers", "0", "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err
     lines = err.strip().splitlines()

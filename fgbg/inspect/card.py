@@ -15,6 +15,8 @@ from fgbg.make.assets import demo_assets
 from fgbg.inspect.preview import PREVIEW_KINDS, preview, save_png
 from fgbg.inspect.stats import KINDS, dimensions, human_bytes, normalisation_snippets, write_stats
 from fgbg.store.layout import atomic_write_bytes, read_dataset_json
+from fgbg.store.lock import store_lock
+from fgbg.store.read import StoreReader
 
 CARD = "README.md"
 PREVIEWS_DIR = "previews"
@@ -305,10 +307,11 @@ def card_markdown(meta: dict, stats: dict, previews: dict[str, str], attribution
 def write_previews(store: Path, n: int = 16, rows: int = 4, seed: int = 0) -> dict[str, str]:
     """previews/KIND.png for every kind and previews/aligned.png; returns {kind: relative path}."""
     store = Path(store)
+    reader = StoreReader(store)
     paths = {}
     for kind in PREVIEW_KINDS:
         rel = f"{PREVIEWS_DIR}/{kind}.png"
-        save_png(preview(store, kind, rows if kind == "aligned" else n, seed), store / rel)
+        save_png(preview(reader, kind, rows if kind == "aligned" else n, seed), store / rel)
         paths[kind] = rel
     return paths
 
@@ -325,9 +328,12 @@ def write_card(
     Stats come from :func:`fgbg.inspect.stats.write_stats` (cached per shard, so cheap after
     ``fgbg stats``). ``attribution``: a file whose text goes in the licence section;
     default: the bundled demo assets' attribution when the store was made from them.
+    Holds the store's write lock while it writes.
 
     Raises:
         FileNotFoundError: no dataset.json, or the attribution file is missing.
+        StoreBusy: another process is writing the store.
+        CorruptStore: a member or asset does not decode (names it).
     """
     store = Path(store)
     meta = read_dataset_json(store)
@@ -338,9 +344,9 @@ def write_card(
         text = attribution.read_text().strip()
     else:
         text = demo_attribution(meta)
-    stats = write_stats(store, workers=workers, progress=progress)
-    previews = write_previews(store, n)
-    name = store.resolve().name
-    path = store / CARD
-    atomic_write_bytes(path, (card_markdown(meta, stats, previews, text, name) + "\n").encode())
+    with store_lock(store, "card"):
+        stats = write_stats(store, workers=workers, progress=progress, lock=False)
+        previews = write_previews(store, n)
+        path = store / CARD
+        atomic_write_bytes(path, (card_markdown(meta, stats, previews, text, store.resolve().name) + "\n").encode())
     return path

@@ -1,24 +1,24 @@
 """Pictures of a store: a grid of each kind, and rows of aligned (bg, fg_bg, mask, depth).
 
-Pure helpers work on arrays (:func:`turbo`, :func:`grid`, :func:`depth_panel`); the
-readers pick a few samples (seeded, spread over the whole store) and read only those,
-in any format. ``fgbg show`` and ``fgbg card`` use :func:`preview`.
+Pure helpers work on arrays (:func:`turbo`, :func:`grid`, :func:`depth_panel`); a few
+samples are picked (seeded, spread over the whole store) and only those are read, through
+the store's reader (:class:`fgbg.store.read.StoreReader`, any format); a damaged member
+raises a one-line :class:`fgbg.errors.CorruptStore` naming it. ``fgbg show`` and
+``fgbg card`` use :func:`preview`.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import math
-import tarfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from fgbg import codecs
-from fgbg.store.layout import MEMBERS, read_dataset_json
+from fgbg.errors import ConfigError
+from fgbg.store.read import StoreReader, decoding
 
 PREVIEW_KINDS = ("bg", "fg", "fg_mask", "fg_bg", "mask", "depth", "aligned")
 ALIGNED = ("bg", "fg_bg", "mask", "depth")
@@ -133,123 +133,80 @@ def pick(n_total: int, n: int, seed: int = 0) -> list[int]:
     return sorted(np.random.default_rng(seed).choice(n_total, size=n, replace=False).tolist())
 
 
-def read_samples(store: Path, indices: list[int]) -> list[tuple[str, dict[str, bytes]]]:
+def read_samples(store: Path | StoreReader, indices: list[int]) -> list[tuple[str, dict[str, bytes]]]:
     """The samples at plan positions ``indices`` (any format), reading only those."""
-    from fgbg.config import GenerateConfig
-    from fgbg.make.plan import Plan
-
-    store = Path(store)
-    meta = read_dataset_json(store)
-    plan = Plan.from_config(meta["counts"]["bg"], meta["counts"]["fg"], GenerateConfig.from_dict(meta["config"]))
-    keys = [plan[i].key for i in indices]
-    by_shard: dict[int, list[str]] = {}
-    for i, key in zip(indices, keys):
-        shard = next(s for s in meta["shards"] if s["start"] <= i < s["start"] + s["count"])
-        by_shard.setdefault(shard["index"], []).append(key)
-    found: dict[str, dict[str, bytes]] = {}
-    for index, wanted in by_shard.items():
-        shard = meta["shards"][index]
-        found.update(_read_keys(store, meta["format"], shard, set(wanted)))
-    return [(key, found[key]) for key in keys]
+    reader = as_reader(store)
+    return [(reader.key(i), reader.read(i)) for i in indices]
 
 
-def _read_keys(store: Path, fmt: str, shard: dict, wanted: set[str]) -> dict[str, dict[str, bytes]]:
-    out: dict[str, dict[str, bytes]] = {k: {} for k in wanted}
-    if fmt == "wds":
-        with tarfile.open(store / next(iter(shard["files"])), "r") as tar:
-            for info in tar:
-                key, _, suffix = info.name.partition(".")
-                if key in wanted:
-                    out[key][suffix] = tar.extractfile(info).read()
-        return out
-    group = next(iter(shard["files"])).split("/")[1].removesuffix(".zip")
-    for suffix, (kind, ext) in MEMBERS.items():
-        if fmt == "folder":
-            for key in wanted:
-                out[key][suffix] = (store / kind / group / f"{key}{ext}").read_bytes()
-        else:
-            with zipfile.ZipFile(store / kind / f"{group}.zip") as z:
-                for key in wanted:
-                    out[key][suffix] = z.read(f"{key}{ext}")
-    return out
+def as_reader(store: Path | StoreReader) -> StoreReader:
+    return store if isinstance(store, StoreReader) else StoreReader(store)
 
 
-def _asset_images(store: Path, kind: str, n: int, seed: int) -> list[np.ndarray]:
-    from fgbg.make.render import asset_paths
-
-    meta = read_dataset_json(store)
-    count = meta["counts"]["bg" if kind == "bg" else "fg"]
-    paths = asset_paths(store, kind, count)
-    images = []
-    for i in pick(count, n, seed):
-        data = paths[i].read_bytes()
+def _asset_image(reader: StoreReader, kind: str, i: int) -> np.ndarray:
+    """Prepared input ``i`` of ``kind`` (bg, fg, fg_mask) as a display image uint8 (h, w, 3)."""
+    data = reader.read_asset(kind, i)
+    with decoding(str(reader.asset_path(kind, i)), reader.store):
         if kind == "bg":
-            images.append(codecs.decode_jpeg(data))
-        elif kind == "fg":
-            images.append(over_checkerboard(codecs.decode_png(data)))
-        else:
-            images.append(grey_rgb(codecs.decode_png(data)))
-    return images
-
-
-def _member_image(suffix: str, data: bytes) -> np.ndarray:
-    """A sample member as a display image: uint8 (H, W, 3) (depth: grey beside turbo)."""
-    if suffix == "fg_bg.jpg":
-        return codecs.decode_jpeg(data)
-    if suffix == "mask.png":
+            return codecs.decode_jpeg(data)
+        if kind == "fg":
+            return over_checkerboard(codecs.decode_png(data))
         return grey_rgb(codecs.decode_png(data))
-    return depth_panel(codecs.decode_png(data))
 
 
-def kind_images(store: Path, kind: str, n: int, seed: int = 0) -> list[np.ndarray]:
+def _member_image(reader: StoreReader, index: int, suffix: str, data: bytes) -> np.ndarray:
+    """A sample member as a display image: uint8 (H, W, 3) (depth: grey beside turbo)."""
+    img = reader.decode(index, suffix, data)
+    if suffix == "fg_bg.jpg":
+        return img
+    return grey_rgb(img) if suffix == "mask.png" else depth_panel(img)
+
+
+def kind_images(store: Path | StoreReader, kind: str, n: int, seed: int = 0) -> list[np.ndarray]:
     """``n`` display images (uint8 (h, w, 3)) of one kind, picked with ``seed``."""
-    store = Path(store)
+    reader = as_reader(store)
     if kind in ("bg", "fg", "fg_mask"):
-        return _asset_images(store, kind, n, seed)
+        count = reader.meta["counts"]["bg" if kind == "bg" else "fg"]
+        return [_asset_image(reader, kind, i) for i in pick(count, n, seed)]
     suffix = {"fg_bg": "fg_bg.jpg", "mask": "mask.png", "depth": "depth.png"}[kind]
-    meta = read_dataset_json(store)
-    samples = read_samples(store, pick(meta["counts"]["samples"], n, seed))
-    return [_member_image(suffix, m[suffix]) for _, m in samples]
+    return [_member_image(reader, i, suffix, reader.read(i, (suffix,))[suffix]) for i in pick(len(reader), n, seed)]
 
 
-def aligned_rows(store: Path, n: int = 4, seed: int = 0) -> np.ndarray:
+def aligned_rows(store: Path | StoreReader, n: int = 4, seed: int = 0) -> np.ndarray:
     """``n`` rows of (bg, fg_bg, mask, depth in turbo) of the same samples, with a header."""
-    from fgbg.make.render import asset_paths
-
-    store = Path(store)
-    meta = read_dataset_json(store)
-    bg_paths = asset_paths(store, "bg", meta["counts"]["bg"])
+    reader = as_reader(store)
     cells = []
-    for _, m in read_samples(store, pick(meta["counts"]["samples"], n, seed)):
-        ann = json.loads(m["json"])
-        depth = codecs.decode_png(m["depth.png"])
+    for i in pick(len(reader), n, seed):
+        m = reader.read(i)
+        depth = reader.decode(i, "depth.png", m["depth.png"])
         cells += [
-            codecs.decode_jpeg(bg_paths[ann["bg"]].read_bytes()),
-            codecs.decode_jpeg(m["fg_bg.jpg"]),
-            grey_rgb(codecs.decode_png(m["mask.png"])),
+            _asset_image(reader, "bg", reader.plan[i].bg),
+            reader.decode(i, "fg_bg.jpg", m["fg_bg.jpg"]),
+            grey_rgb(reader.decode(i, "mask.png", m["mask.png"])),
             turbo(depth_unit(depth)),
         ]
     page = grid(cells, cols=len(ALIGNED))
     return with_header(page, ["bg", "fg_bg", "mask", "depth (turbo)"], cells[0].shape[1])
 
 
-def preview(store: Path, kind: str, n: int = 32, seed: int = 0, cols: int | None = None) -> np.ndarray:
+def preview(store: Path | StoreReader, kind: str, n: int = 32, seed: int = 0, cols: int | None = None) -> np.ndarray:
     """A picture of one kind (or "aligned" rows): uint8 (H, W, 3).
 
     Args:
-        store: a complete store (any format).
+        store: a complete store (any format), or a reader of it.
         kind: one of :data:`PREVIEW_KINDS`.
         n: images (rows for "aligned"); fewer if the store has fewer.
         seed: which images are picked.
         cols: cells per row (default 8; 4 for depth, whose cells are double wide).
 
     Raises:
-        ValueError: an unknown kind or n < 1.
+        ConfigError: an unknown kind or n < 1 (a ValueError too).
+        CorruptStore: a picked member or asset is missing or does not decode (names it).
     """
     if kind not in PREVIEW_KINDS:
-        raise ValueError(f"unknown kind {kind!r}; choose from {', '.join(PREVIEW_KINDS)}")
+        raise ConfigError(f"--kind: unknown kind {kind!r}; choose from {', '.join(PREVIEW_KINDS)}")
     if n < 1:
-        raise ValueError(f"--n must be at least 1, got {n}")
+        raise ConfigError(f"--n must be at least 1, got {n}")
     if kind == "aligned":
         return aligned_rows(store, n, seed)
     return grid(kind_images(store, kind, n, seed), cols or (4 if kind == "depth" else 8))

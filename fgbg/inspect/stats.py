@@ -23,11 +23,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import tarfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 from PIL import Image
@@ -35,8 +33,8 @@ from PIL import Image
 from fgbg import __version__, codecs
 from fgbg.engine.local import map_shards
 from fgbg.store.layout import DATASET_JSON, MANIFEST, atomic_write_bytes, atomic_write_json, read_dataset_json
-from fgbg.store.read import iter_samples
-from fgbg.store.tarscan import iter_tar_samples
+from fgbg.store.lock import store_lock
+from fgbg.store.read import StoreReader, decoding
 
 STATS_JSON = "stats.json"
 CACHE_DIR = ".stats_cache"
@@ -272,30 +270,25 @@ def image_histogram(kind: str, data: bytes) -> tuple[np.ndarray, tuple[int, ...]
 
 
 def shard_stats(task: tuple[str, int, tuple[str, ...]]) -> tuple[int, dict[str, KindStats]]:
-    """Worker: (store, shard index, kinds) -> (index, per-kind stats of that shard)."""
+    """Worker: (store, shard index, kinds) -> (index, per-kind stats of that shard).
+
+    Raises:
+        CorruptStore: a member is missing, cut short or does not decode (names it).
+    """
     store, index, kinds = task
+    reader = StoreReader(Path(store))
     out = {kind: KindStats(kind) for kind in kinds}
     members = {kind: KINDS[kind].source for kind in kinds}
     try:
-        for key, sample in read_shard(Path(store), index):
+        for key, sample in reader.iter_shard(index, tuple(members.values())):
             for kind, suffix in members.items():
                 data = sample[suffix]
-                hist, shape = image_histogram(kind, data)
+                with reader.decoding(key, suffix):
+                    hist, shape = image_histogram(kind, data)
                 out[kind].add(hist, shape, len(data))
-    except (OSError, EOFError, KeyError, ValueError, tarfile.TarError, zipfile.BadZipFile) as e:
-        raise ValueError(
-            f"{store}: shard {index} is unreadable ({type(e).__name__}: {e}); run `fgbg verify {store}`"
-        ) from None
+    finally:
+        reader.close()
     return index, out
-
-
-def read_shard(store: Path, index: int) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """The samples of one shard; wds shards through the fast tar scanner (see store.tarscan)."""
-    meta = read_dataset_json(store)
-    if meta["format"] != "wds":
-        return iter_samples(store, shards=[index])
-    rel = next(iter(meta["shards"][index]["files"]))
-    return iter_tar_samples((store / rel).read_bytes())
 
 
 def asset_stats(store: Path, meta: dict, kinds: Iterable[str]) -> dict[str, KindStats]:
@@ -304,15 +297,14 @@ def asset_stats(store: Path, meta: dict, kinds: Iterable[str]) -> dict[str, Kind
     Every bg appears equally often in the samples, so these are also the statistics of
     the bg input as a trainer sees it.
     """
-    from fgbg.make.render import asset_paths  # imported here: render pulls in scipy, workers never need it
-
-    n = {"bg": meta["counts"]["bg"], "fg": meta["counts"]["fg"], "fg_mask": meta["counts"]["fg"]}
+    reader = StoreReader(store, meta)
     out = {}
     for kind in kinds:
         s = KindStats(kind)
-        for path in asset_paths(store, KINDS[kind].source, n[kind]):
-            data = path.read_bytes()
-            hist, shape = image_histogram(kind, data)
+        for i in range(meta["counts"]["bg" if kind == "bg" else "fg"]):
+            data = reader.read_asset(KINDS[kind].source, i)
+            with decoding(str(reader.asset_path(KINDS[kind].source, i)), store):
+                hist, shape = image_histogram(kind, data)
             s.add(hist, shape, len(data))
         out[kind] = s
     return out
@@ -369,7 +361,7 @@ def collect(
     Args:
         store: a complete store (any format).
         kinds: which of :data:`KINDS` to count.
-        workers: processes for the shards (None = CPU count, 1 = this process).
+        workers: processes for the shards (None = CPU count, 0 = this process).
         progress: tqdm bar over the samples read.
         cache: reuse and write ``STORE/.stats_cache/SHARD.npz``.
 
@@ -430,13 +422,31 @@ def compute_stats(
     progress: bool = False,
     cache: bool = True,
 ) -> dict:
-    """stats.json of a store, without writing it (see :func:`collect` for the arguments)."""
-    return stats_json(store, collect(store, kinds, workers, progress, cache))
+    """stats.json of a store, without writing it (see :func:`collect` for the arguments);
+    with ``cache``, under the store's write lock, since the per-shard cache is written."""
+    if not cache:
+        return stats_json(store, collect(store, kinds, workers, progress, cache))
+    read_dataset_json(store)  # a missing store: say so before the lock would create its folder
+    with store_lock(store, "stats"):
+        return stats_json(store, collect(store, kinds, workers, progress, cache))
 
 
-def write_stats(store: Path, workers: int | None = None, progress: bool = False, cache: bool = True) -> dict:
-    """Compute every kind's stats and write ``STORE/stats.json``; returns its content."""
-    stats = compute_stats(store, workers=workers, progress=progress, cache=cache)
+def write_stats(
+    store: Path, workers: int | None = None, progress: bool = False, cache: bool = True, lock: bool = True
+) -> dict:
+    """Compute every kind's stats and write ``STORE/stats.json``; returns its content.
+
+    Holds the store's write lock (``fgbg stats``) unless ``lock`` is False: the caller holds it.
+
+    Raises:
+        StoreBusy: another process is writing the store.
+        CorruptStore: a member or asset does not decode (names it).
+    """
+    if lock:
+        read_dataset_json(store)  # a missing store: say so before the lock would create its folder
+        with store_lock(store, "stats"):
+            return write_stats(store, workers, progress, cache, lock=False)
+    stats = stats_json(store, collect(store, workers=workers, progress=progress, cache=cache))
     atomic_write_json(Path(store) / STATS_JSON, stats)
     return stats
 

@@ -5,6 +5,7 @@ Checks, for all three formats (wds, folder, zip):
 - ``dataset.json`` reads, and its counts equal the plan (bg x fg x flips x placements);
 - every shard file exists and its sha256 equals the one in ``dataset.json`` (a flipped
   byte, a truncated or missing shard); for the folder format, the digest over its files;
+  a wds shard's member index (``.idx``) agrees with the offsets in its tar;
 - every planned key has all its members (fg_bg.jpg, mask.png, depth.png, json), and no
   unplanned sample or member is there;
 - each member decodes to the right size and mode (RGB JPEG; 8-bit grey mask; 8 or
@@ -12,7 +13,8 @@ Checks, for all three formats (wds, folder, zip):
 - ``manifest.jsonl`` lists the planned keys in order; the prepared assets decode;
 - no stray or temporary files (``*.tmp``, ``.work/``, anything generate did not write).
 
-Shards are checked on spawned worker processes; each opens its own files.
+Shards are read by :meth:`fgbg.store.read.StoreReader.scan_shard` (every member, as far as
+each file goes) on spawned worker processes; each opens its own files.
 """
 
 from __future__ import annotations
@@ -20,37 +22,28 @@ from __future__ import annotations
 import io
 import json
 import os
-import tarfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import simplejpeg
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from fgbg.config import GenerateConfig
 from fgbg.make.plan import Plan
 from fgbg.engine.local import map_shards
-from fgbg.store.layout import (
-    ASSETS_DIR,
-    DATASET_JSON,
-    MANIFEST,
-    MEMBERS,
-    SHARDS_DIR,
-    TMP_SUFFIX,
-    WORK_DIR,
-    digest_members,
-    sha256_file,
-)
+from fgbg.errors import UserError
+from fgbg.store.layout import ASSETS_DIR, DATASET_JSON, MANIFEST, MEMBERS, SHARDS_DIR, TMP_SUFFIX, WORK_DIR, sha256_file
+from fgbg.store.lock import LOCK_FILE
+from fgbg.store.read import DECODE_ERRORS, StoreReader
 
-# Names at a store's root written by `fgbg stats`, `fgbg card` and `fgbg show`.
-DERIVED = ("stats.json", "README.md", "previews", ".stats_cache")
+# Names at a store's root written by `fgbg stats`, `fgbg card` and `fgbg show`, and the write lock.
+DERIVED = ("stats.json", "README.md", "previews", ".stats_cache", LOCK_FILE)
 MAX_LISTED = 5  # list at most this many missing/unexpected keys of one shard by name
 
 
-class VerifyError(Exception):
+class VerifyError(UserError):
     """A store is not whole; ``str()`` is one line per problem."""
 
 
@@ -93,7 +86,9 @@ def check_member(suffix: str, data: bytes, key: str, size: int, depth_bits: int)
             return None if isinstance(ann, dict) and ann.get("key") == key else "does not name its key"
         img = Image.open(io.BytesIO(data))
         img.load()
-    except (ValueError, OSError, SyntaxError) as e:  # simplejpeg/Pillow/json decode errors
+    except UnidentifiedImageError:  # Pillow's message names a BytesIO object, not the damage
+        return f"does not decode (not an image, or cut short: {len(data)} bytes)"
+    except DECODE_ERRORS as e:  # simplejpeg/Pillow/json decode errors
         return f"does not decode ({str(e).strip() or type(e).__name__})"
     if img.size != (size, size):
         return f"is {img.size[0]}x{img.size[1]}, expected {size}x{size}"
@@ -110,95 +105,28 @@ def check_member(suffix: str, data: bytes, key: str, size: int, depth_bits: int)
     return None
 
 
-# ---------------------------------------------------------------- one shard, tolerant readers
+# ---------------------------------------------------------------- one shard
 
-Members = dict[str, dict[str, bytes]]  # key -> {member suffix: bytes}
 Locate = Callable[[str, str], str]  # (key, suffix) -> where the member lives, for messages
 
 
-def read_wds(store: Path, rel: str, problems: list[str]) -> tuple[Members, Locate]:
-    """Members of a tar shard, reading as far as it goes; problems appended."""
-    samples: Members = {}
-    try:
-        with tarfile.open(store / rel, "r") as tar:
-            for info in tar:
-                if not info.isfile():
-                    problems.append(f"{rel}: {info.name}: not a regular file")
-                    continue
-                key, _, suffix = info.name.partition(".")
-                data = tar.extractfile(info).read()
-                if suffix in samples.setdefault(key, {}):
-                    problems.append(f"{rel}: {info.name}: duplicate member")
-                samples[key][suffix] = data
-    except (tarfile.TarError, EOFError, OSError) as e:
-        problems.append(f"{rel}: unreadable after {len(samples)} sample(s): {e}")
-    return samples, lambda key, suffix: f"{rel}: {key}.{suffix}"
-
-
-def _group_of(shard: dict) -> str:
-    """bNNN: the bg group a folder/zip shard holds (from its first file name)."""
-    return next(iter(shard["files"])).split("/")[1].removesuffix(".zip")
-
-
-def read_folder(store: Path, shard: dict, problems: list[str]) -> tuple[Members, Locate]:
-    """Members of a folder shard (KIND/bNNN/KEY.ext); checks each KIND/bNNN/ digest."""
-    group = _group_of(shard)
-    samples: Members = {}
-    for suffix, (kind, ext) in MEMBERS.items():
-        rel = f"{kind}/{group}/"
-        folder = store / rel
-        if not folder.is_dir():
-            problems.append(f"{rel}: missing")
-            continue
-        named = []
-        for path in sorted(folder.iterdir()):
-            if not path.is_file() or not path.name.endswith(ext):
-                problems.append(f"{rel}{path.name}: unexpected {'folder' if path.is_dir() else 'file'}")
-                continue
-            data = path.read_bytes()
-            named.append((path.name, data))
-            samples.setdefault(path.name.removesuffix(ext), {})[suffix] = data
-        if rel in shard["files"] and digest_members(named) != shard["files"][rel]:
-            problems.append(f"{rel}: sha256 of its files differs from dataset.json (changed, missing or extra files)")
-
-    def locate(key: str, suffix: str) -> str:
-        kind, ext = MEMBERS[suffix]
-        return f"{kind}/{group}/{key}{ext}"
-
-    return samples, locate
-
-
-def read_zip(store: Path, shard: dict, problems: list[str]) -> tuple[Members, Locate]:
-    """Members of a zip shard (KIND/bNNN.zip), reading each zip as far as it goes."""
-    group = _group_of(shard)
-    samples: Members = {}
-    for suffix, (kind, ext) in MEMBERS.items():
-        rel = f"{kind}/{group}.zip"
-        if not (store / rel).is_file():
-            continue  # reported missing by the sha256 check
-        try:
-            with zipfile.ZipFile(store / rel) as z:
-                for name in z.namelist():
-                    if not name.endswith(ext) or "/" in name:
-                        problems.append(f"{rel}: {name}: unexpected member")
-                        continue
-                    samples.setdefault(name.removesuffix(ext), {})[suffix] = z.read(name)
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
-            problems.append(f"{rel}: unreadable: {e}")
-
-    def locate(key: str, suffix: str) -> str:
-        kind, ext = MEMBERS[suffix]
-        return f"{kind}/{group}.zip: {key}{ext}"
-
-    return samples, locate
+def locator(reader: StoreReader, shard: int) -> Locate:
+    """Where a member of ``shard`` lives, relative to the store (verify's problem lines)."""
+    if reader.format == "wds":
+        rel = reader.tar_of(shard)
+        return lambda key, suffix: f"{rel}: {key}.{suffix}"
+    group = reader.group(shard)
+    if reader.format == "folder":
+        return lambda key, suffix: f"{MEMBERS[suffix][0]}/{group}/{key}{MEMBERS[suffix][1]}"
+    return lambda key, suffix: f"{MEMBERS[suffix][0]}/{group}.zip: {key}{MEMBERS[suffix][1]}"
 
 
 def check_files(store: Path, shard: dict, fmt: str) -> list[str]:
-    """Every file of the shard exists and matches its sha256 (folder: checked by the reader)."""
+    """Every file of the shard (and its .idx) exists and matches its sha256 (folder: checked by the reader)."""
     if fmt == "folder":
         return []
     problems = []
-    for rel, digest in shard["files"].items():
+    for rel, digest in {**shard["files"], **shard.get("idx", {})}.items():
         path = store / rel
         if not path.is_file():
             problems.append(f"{rel}: missing ({shard['name']}, {shard['count']} samples)")
@@ -215,20 +143,15 @@ def _keys_line(where: str, what: str, keys: list[str]) -> str:
 def verify_shard(task: tuple[str, int]) -> tuple[int, int, list[str]]:
     """Worker: (store, shard index) -> (index, samples checked, problems)."""
     store, index = Path(task[0]), task[1]
-    meta = json.loads((store / DATASET_JSON).read_text())
-    config = GenerateConfig.from_dict(meta["config"])
+    reader = StoreReader(store, json.loads((store / DATASET_JSON).read_text()))
+    meta, config, plan = reader.meta, reader.config, reader.plan
     shard = meta["shards"][index]
-    plan = Plan.from_config(meta["counts"]["bg"], meta["counts"]["fg"], config)
     planned = plan.shards()[index]
-    where = ", ".join(shard["files"]) if meta["format"] != "wds" else next(iter(shard["files"]))
+    where = ", ".join(shard["files"]) if meta["format"] != "wds" else reader.tar_of(index)
     problems = check_files(store, shard, meta["format"])
-    if meta["format"] == "wds":
-        rel = next(iter(shard["files"]))
-        samples, locate = read_wds(store, rel, problems) if (store / rel).is_file() else ({}, None)
-    elif meta["format"] == "folder":
-        samples, locate = read_folder(store, shard, problems)
-    else:
-        samples, locate = read_zip(store, shard, problems)
+    scan = reader.scan_shard(index)
+    samples, locate = scan.samples, locator(reader, index)
+    problems += scan.problems
     keys = [ref.key for ref in plan.samples(planned)]
     absent = [k for k in keys if k not in samples]
     if absent and (samples or meta["format"] != "wds"):
@@ -340,7 +263,7 @@ def expected_files(store: Path, meta: dict) -> tuple[set[str], set[str]]:
         folders.add(f"{ASSETS_DIR}/{kind}")
         files.update(p.relative_to(store).as_posix() for p in asset_paths(store, kind, count))
     for shard in meta["shards"]:
-        for rel in shard["files"]:
+        for rel in {**shard["files"], **shard.get("idx", {})}:
             parts = rel.rstrip("/").split("/")
             folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
             (folders if rel.endswith("/") else files).add(rel.rstrip("/"))
@@ -382,7 +305,7 @@ def verify(store: Path, workers: int | None = None, progress: bool = False) -> R
 
     Args:
         store: the store folder.
-        workers: processes for the shard checks (None = CPU count, 1 = this process).
+        workers: processes for the shard checks (None = CPU count, 0 = this process).
         progress: tqdm bar over the samples checked.
     """
     store = Path(store)

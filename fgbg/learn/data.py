@@ -7,9 +7,12 @@ A sample is a dict of tensors at the training size S:
 - ``depth``: float32 (1, S, S) in [0, 1], inverse depth, near = bright (PNG value / 255 or / 65535)
 - ``index``: int, the sample's position in the store (plan order)
 
-Random access by index: :class:`SampleReader` finds every member once (tar offsets, file or
-zip member names) and opens files lazily, once per process, so each DataLoader worker (and
-each distributed rank, through a DistributedSampler) reads with its own handles. The
+Random access by index goes through the store's one reader
+(:class:`fgbg.store.read.StoreReader`): member places come from the index written with each
+shard, keys and each sample's bg and fg from the plan in dataset.json (nothing is scanned,
+and the manifest is not parsed); files open lazily, once per process, so each DataLoader
+worker (and each distributed rank, through a DistributedSampler) reads with its own
+handles. A damaged member stops loading with a one-line CorruptStore naming it. The
 augmentation of a sample is drawn from a generator seeded by (seed, epoch, index), so any
 number of workers yields the same samples.
 """
@@ -17,12 +20,9 @@ number of workers yields the same samples.
 from __future__ import annotations
 
 import json
-import os
-import tarfile
-import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fgbg import codecs
-from fgbg.make.render import asset_paths
-from fgbg.store.layout import MANIFEST, MEMBERS, bg_group, read_dataset_json
+from fgbg.make.plan import Plan, SampleRef
+from fgbg.store.read import StoreReader, decoding
 
 ValBy = Literal["bg", "fg", "random"]
 VAL_BY: tuple[str, ...] = ("bg", "fg", "random")
@@ -77,106 +77,23 @@ def denormalize(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.T
     return x * s + m
 
 
-# ---------------------------------------------------------------- reading members by index
+# ---------------------------------------------------------------- which samples
 
 
-@dataclass(frozen=True)
-class Entry:
-    key: str
-    bg: int
-    fg: int
+def read_entries(store: Path) -> Plan:
+    """Every sample of the store in plan order: ``entries[i]`` has .key, .bg, .fg, .flip, .k.
 
-
-def read_entries(store: Path) -> list[Entry]:
-    """Every sample of the store in plan order, from manifest.jsonl."""
-    path = Path(store) / MANIFEST
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not found; is {store} a complete fgbg store? run `fgbg generate` first")
-    out = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            m = json.loads(line)
-            out.append(Entry(m["key"], int(m["bg"]), int(m["fg"])))
-    return out
-
-
-def index_tar(path: Path) -> dict[str, dict[str, tuple[int, int]]]:
-    """{key: {member suffix: (byte offset, size)}} of a WebDataset tar, reading headers only."""
-    index: dict[str, dict[str, tuple[int, int]]] = {}
-    with tarfile.open(path, "r") as tar:
-        for info in tar:
-            if info.isfile():
-                key, suffix = info.name.split(".", 1)
-                index.setdefault(key, {})[suffix] = (info.offset_data, info.size)
-    return index
-
-
-class SampleReader:
-    """Random access to a store's samples: ``reader.read(i) -> {member suffix: bytes}``.
-
-    Locations are found once in ``__init__`` (no file stays open); handles are opened on
-    first use and belong to the process that opened them: after a fork (DataLoader workers)
-    each process opens its own.
+    The plan itself (from dataset.json): computed on demand, nothing per sample is held.
     """
+    return StoreReader(store).plan
 
-    def __init__(self, store: Path) -> None:
-        self.store = Path(store)
-        meta = read_dataset_json(self.store)
-        self.format: str = meta["format"]
-        self.depth_bits: int = int(meta["config"]["depth_bits"])
-        self.size: int = int(meta["config"]["size"])
-        self.n_bg: int = int(meta["counts"]["bg"])
-        self.entries = read_entries(self.store)
-        if len(self.entries) != meta["counts"]["samples"]:
-            raise ValueError(f"{self.store}: manifest has {len(self.entries)} samples, dataset.json says {meta['counts']['samples']}; run `fgbg verify`")
-        self._tar_of: list[tuple[str, dict[str, tuple[int, int]]]] = []
-        if self.format == "wds":
-            by_key = {}
-            for shard in meta["shards"]:
-                name = next(iter(shard["files"]))  # {relative path: sha256}
-                for key, members in index_tar(self.store / name).items():
-                    by_key[key] = (name, members)
-            missing = [e.key for e in self.entries if e.key not in by_key]
-            if missing:
-                raise ValueError(f"{self.store}: {len(missing)} samples of the manifest are not in the shards (first {missing[0]}); run `fgbg verify`")
-            self._tar_of = [by_key[e.key] for e in self.entries]
-        self._pid: int | None = None
-        self._handles: dict[str, object] = {}
 
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_pid": None, "_handles": {}}  # never ship open handles (spawn)
-
-    def _handle(self, name: str):
-        if self._pid != os.getpid():  # a new process (forked worker): forget the parent's handles
-            self._pid, self._handles = os.getpid(), {}
-        if name not in self._handles:
-            path = self.store / name
-            self._handles[name] = zipfile.ZipFile(path) if name.endswith(".zip") else os.open(path, os.O_RDONLY)
-        return self._handles[name]
-
-    def read(self, i: int) -> dict[str, bytes]:
-        """The members of sample ``i`` (plan order): fg_bg.jpg, mask.png, depth.png, json."""
-        key = self.entries[i].key
-        if self.format == "wds":
-            name, members = self._tar_of[i]
-            fd = self._handle(name)
-            return {suffix: os.pread(fd, size, offset) for suffix, (offset, size) in members.items()}
-        group = bg_group(key)
-        if self.format == "folder":
-            return {s: (self.store / kind / group / (key + ext)).read_bytes() for s, (kind, ext) in MEMBERS.items()}
-        return {s: self._handle(f"{kind}/{group}.zip").read(key + ext) for s, (kind, ext) in MEMBERS.items()}
-
-    def read_bg(self, bg: int) -> bytes:
-        """The JPEG bytes of background ``bg`` (assets/bg), the exact image its composites were made on."""
-        return asset_paths(self.store, "bg", self.n_bg)[bg].read_bytes()
-
-    def close(self) -> None:
-        for h in self._handles.values():
-            h.close() if isinstance(h, zipfile.ZipFile) else os.close(h)
-        self._handles = {}
+def entry_column(entries: Sequence[SampleRef], by: str) -> np.ndarray:
+    """int64 (N,): the bg or fg index of every entry; from the plan's order when given a Plan."""
+    if isinstance(entries, Plan):
+        i = np.arange(len(entries), dtype=np.int64)
+        return i // entries.per_bg if by == "bg" else i // (entries.flips * entries.placements) % entries.n_fg
+    return np.fromiter((getattr(e, by) for e in entries), np.int64, len(entries))
 
 
 # ---------------------------------------------------------------- split
@@ -193,12 +110,14 @@ class Split:
 
     def record(self) -> dict:
         """What a run records: everything but the index lists (they follow from it)."""
-        d = asdict(self)
-        return {**{k: d[k] for k in ("by", "fraction", "seed", "held_out")}, "n_train": len(self.train), "n_val": len(self.val)}
+        return {"by": self.by, "fraction": self.fraction, "seed": self.seed, "held_out": list(self.held_out),
+                "n_train": len(self.train), "n_val": len(self.val)}  # not asdict: it would copy 400k indices
 
 
-def split_indices(entries: list[Entry], by: str = "bg", fraction: float = 0.2, seed: int = 0) -> Split:
+def split_indices(entries: Sequence[SampleRef], by: str = "bg", fraction: float = 0.2, seed: int = 0) -> Split:
     """Hold out ``fraction`` of the backgrounds (or foregrounds, or samples) for validation.
+
+    ``entries``: the store's plan (:func:`read_entries`) or any sequence of objects with .bg and .fg.
 
     Raises:
         ValueError: an unknown ``by``, or too few backgrounds/foregrounds to hold one out.
@@ -211,18 +130,16 @@ def split_indices(entries: list[Entry], by: str = "bg", fraction: float = 0.2, s
     if by == "random":
         n = len(entries)
         n_val = max(1, round(fraction * n))
-        val = sorted(rng.choice(n, n_val, replace=False).tolist())
-        chosen = set(val)
-        return Split(by, fraction, seed, [], [i for i in range(n) if i not in chosen], val)
-    ids = sorted({getattr(e, by) for e in entries})
+        val = np.sort(rng.choice(n, n_val, replace=False))
+        return Split(by, fraction, seed, [], np.setdiff1d(np.arange(n), val).tolist(), val.tolist())
+    column = entry_column(entries, by)
+    ids = np.unique(column).tolist()
     if len(ids) < 2:
         raise ValueError(f"--val {by} needs at least 2 {by}s in the store, it has {len(ids)}; use --val random")
     n_held = min(len(ids) - 1, max(1, round(fraction * len(ids))))
     held = sorted(int(i) for i in rng.choice(ids, n_held, replace=False))
-    held_set = set(held)
-    val = [i for i, e in enumerate(entries) if getattr(e, by) in held_set]
-    train = [i for i, e in enumerate(entries) if getattr(e, by) not in held_set]
-    return Split(by, fraction, seed, held, train, val)
+    is_val = np.isin(column, held)
+    return Split(by, fraction, seed, held, np.flatnonzero(~is_val).tolist(), np.flatnonzero(is_val).tolist())
 
 
 # ---------------------------------------------------------------- augmentation
@@ -303,14 +220,14 @@ class StoreDataset(Dataset):
         seed: int = 0,
         normalized: bool = True,
     ) -> None:
-        self.reader = SampleReader(store)
+        self.reader = StoreReader(store)
         self.indices = list(range(len(self.reader))) if indices is None else list(indices)
-        self.size = size or self.reader.size
+        self.size = size or self.reader.config.size
         self.stats = stats or load_stats(store)
         self.augment = augment
         self.seed = seed
         self.normalized = normalized
-        self.depth_top = (1 << self.reader.depth_bits) - 1
+        self.depth_top = (1 << self.reader.config.depth_bits) - 1
         self._bg_cache: dict[int, torch.Tensor] = {}
 
     def __len__(self) -> int:
@@ -318,19 +235,25 @@ class StoreDataset(Dataset):
 
     def _bg(self, bg: int) -> torch.Tensor:
         if bg not in self._bg_cache:
-            self._bg_cache[bg] = to_tensor(codecs.decode_jpeg(self.reader.read_bg(bg)), self.size)
+            data = self.reader.read_asset("bg", bg)
+            with decoding(str(self.reader.asset_path("bg", bg)), self.reader.store):
+                self._bg_cache[bg] = to_tensor(codecs.decode_jpeg(data), self.size)
         return self._bg_cache[bg]
 
     def raw(self, position: int) -> dict[str, torch.Tensor]:
-        """Sample at ``position``, decoded and resized, on the [0, 1] scale, not augmented or normalised."""
+        """Sample at ``position``, decoded and resized, on the [0, 1] scale, not augmented or normalised.
+
+        Raises:
+            CorruptStore: a member is missing, cut short or does not decode (names it).
+        """
         index = self.indices[position]
         members = self.reader.read(index)
-        mask = to_tensor(codecs.decode_png_gray(members["mask.png"]), self.size)
+        mask = to_tensor(self.reader.decode(index, "mask.png", members["mask.png"]), self.size)
         return {
-            "bg": self._bg(self.reader.entries[index].bg),
-            "fg_bg": to_tensor(codecs.decode_jpeg(members["fg_bg.jpg"]), self.size),
+            "bg": self._bg(self.reader.plan[index].bg),
+            "fg_bg": to_tensor(self.reader.decode(index, "fg_bg.jpg", members["fg_bg.jpg"]), self.size),
             "mask": (mask > 0.5).float(),
-            "depth": to_tensor(codecs.decode_png_gray(members["depth.png"]), self.size, self.depth_top),
+            "depth": to_tensor(self.reader.decode(index, "depth.png", members["depth.png"]), self.size, self.depth_top),
         }
 
     def __getitem__(self, item) -> dict[str, torch.Tensor]:

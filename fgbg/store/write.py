@@ -7,19 +7,23 @@ one shard under temporary names, renames them into place when complete and retur
 
 from __future__ import annotations
 
-import os
+import hashlib
 import shutil
 import zipfile
 from pathlib import Path
 from typing import Iterable
 
-from fgbg.store.layout import MEMBERS, SHARDS_DIR, TMP_SUFFIX, bg_group, digest_members, sha256_file
+import numpy as np
+
+from fgbg.store import layout
+from fgbg.store.tarscan import BLOCK, INDEX_SUFFIX, RECORD, encode_index
+from fgbg.store.layout import MEMBERS, SHARDS_DIR, bg_group, digest_members, sha256_file
 
 Samples = Iterable[tuple[str, dict[str, bytes]]]
 FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed times make byte-identical archives
 
 
-TAR_BLOCK, TAR_RECORD = 512, 20 * 512  # tar's block and record sizes
+TAR_BLOCK, TAR_RECORD = BLOCK, RECORD  # tar's block and record sizes
 
 
 def ustar_header(name: str, size: int) -> bytes:
@@ -44,64 +48,79 @@ def ustar_header(name: str, size: int) -> bytes:
 
 
 def write_wds(out: Path, name: str, samples: Samples) -> dict:
-    """One tar: members KEY.fg_bg.jpg, KEY.mask.png, ... contiguous per sample."""
-    rel = f"{SHARDS_DIR}/{name}.tar"
-    final = out / rel
-    final.parent.mkdir(exist_ok=True)
-    tmp = final.with_name(final.name + TMP_SUFFIX)
-    count = written = 0
-    with open(tmp, "wb") as f:
+    """One tar, members KEY.fg_bg.jpg, KEY.mask.png, ... contiguous per sample, and its member
+    index ``shards/NAME.idx`` (each member's data offset and size; see :mod:`fgbg.store.tarscan`),
+    each committed durably. Returns the shard record, the index listed under ``"idx"``."""
+    tar_rel, idx_rel = f"{SHARDS_DIR}/{name}.tar", f"{SHARDS_DIR}/{name}{INDEX_SUFFIX}"
+    layout.make_dirs(out / SHARDS_DIR)
+    digest, rows, written = hashlib.sha256(), [], 0
+    with layout.atomic_file(out / tar_rel) as f:
         for key, members in samples:
+            row = []
             for suffix in MEMBERS:
                 data = members[suffix]
-                padding = -len(data) % TAR_BLOCK
-                f.write(ustar_header(f"{key}.{suffix}", len(data)) + data + b"\0" * padding)
-                written += TAR_BLOCK + len(data) + padding
-            count += 1
+                block = ustar_header(f"{key}.{suffix}", len(data)) + data + b"\0" * (-len(data) % TAR_BLOCK)
+                f.write(block)
+                digest.update(block)
+                row.append((written + TAR_BLOCK, len(data)))
+                written += len(block)
+            rows.append(row)
         end = written + 2 * TAR_BLOCK  # end-of-archive marker, then pad to a whole record
-        f.write(b"\0" * (2 * TAR_BLOCK + -end % TAR_RECORD))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
-    return {"files": {rel: sha256_file(final)}, "bytes": final.stat().st_size, "count": count}
+        tail = b"\0" * (2 * TAR_BLOCK + -end % TAR_RECORD)
+        f.write(tail)
+        digest.update(tail)
+        written += len(tail)
+    index = encode_index(np.array(rows, np.int64).reshape(len(rows), len(MEMBERS), 2))
+    layout.atomic_write_bytes(out / idx_rel, index)
+    return {
+        "files": {tar_rel: digest.hexdigest()},
+        "idx": {idx_rel: hashlib.sha256(index).hexdigest()},
+        "bytes": written + len(index),
+        "count": len(rows),
+    }
 
 
 def write_folder(out: Path, name: str, samples: Samples) -> dict:
-    """KIND/bNNN/KEY.ext, one sub-folder per bg per kind; sub-folders renamed in when done."""
+    """KIND/bNNN/KEY.ext, one sub-folder per bg per kind: its files written in a temporary
+    sub-folder, fsynced, and the sub-folder renamed in, durably."""
     samples = list(samples)
     group = bg_group(samples[0][0])
     files, total = {}, 0
     for suffix, (kind, ext) in MEMBERS.items():
         final = out / kind / group
-        tmp = final.with_name(group + TMP_SUFFIX)
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        layout.make_dirs(final.parent)
+        tmp = layout.temporary(final)
+        shutil.rmtree(tmp, ignore_errors=True)  # this process's own name: never another writer's
+        tmp.mkdir()
         named = [(key + ext, members[suffix]) for key, members in samples]
         for file_name, data in named:
             (tmp / file_name).write_bytes(data)
             total += len(data)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        layout.crash_point()
+        for file_name, _ in named:  # all written first: the fsyncs then mostly wait for writeback already under way
+            layout.fsync_file(tmp / file_name)
+        layout.fsync_dir(tmp)
+        if final.exists():  # committed by a run killed before it recorded the shard
+            layout.remove(final)
+        layout.commit(tmp, final)
         files[f"{kind}/{group}/"] = digest_members(named)
     return {"files": files, "bytes": total, "count": len(samples)}
 
 
 def write_zip(out: Path, name: str, samples: Samples) -> dict:
-    """KIND/bNNN.zip, one zip per bg per kind (the classic layout), stored uncompressed."""
+    """KIND/bNNN.zip, one zip per bg per kind (the classic layout), stored uncompressed, committed durably."""
     samples = list(samples)
     group = bg_group(samples[0][0])
     files, total = {}, 0
     for suffix, (kind, ext) in MEMBERS.items():
         rel = f"{kind}/{group}.zip"
         final = out / rel
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(final.name + TMP_SUFFIX)
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
+        layout.make_dirs(final.parent)
+        with layout.atomic_file(final) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
             for key, members in samples:
                 info = zipfile.ZipInfo(key + ext, FIXED_ZIP_TIME)
                 info.external_attr = 0o644 << 16
                 z.writestr(info, members[suffix])
-        os.replace(tmp, final)
         files[rel] = sha256_file(final)
         total += final.stat().st_size
     return {"files": files, "bytes": total, "count": len(samples)}
