@@ -1,29 +1,59 @@
-"""fgbg: synthetic foreground/background datasets with exact masks and depth.
+"""fgbg: synthetic foreground/background datasets with exact masks and depth, and a model trained on them.
 
-Module map, in the order the data flows:
+The package reads like the data flows:
 
-- ``assets``   read and prepare bg/fg folders (alpha, keying, trimming, resizing)
-- ``plan``     every sample a config asks for, keys, shards
-- ``compose``  placement sampling and alpha blending (pure numpy)
-- ``depth``    depth sources (``layered``: bg map + fg layer at its foot)
-- ``render``   one sample: composite + mask + depth, encoded
-- ``store``    shard writers and readers per format, atomic writes
-- ``generate`` plan -> workers -> store, with resume and progress
-- ``pool``     one function per shard on spawned workers, with a progress bar
-- ``stats``    exact per-kind, per-channel histograms -> stats.json (cached per shard)
-- ``verify``   prove a store whole, or list every problem, one line each
-- ``preview``  grids of each kind and aligned rows (numpy turbo colour map)
-- ``card``     the dataset card: STORE/README.md and STORE/previews/
-- ``data``     torch datasets over a store: split by bg/fg, paired augmentation, per-worker files
-- ``model``    the two-head U-Net (mask logits, depth), checkpoint loading
-- ``losses``   BCE + Dice for the mask, L1 + SSIM + gradient for depth
-- ``metrics``  per-image IoU/Dice, depth RMSE/AbsRel/delta1/SSIM, the differencing baseline
-- ``train``    Lightning training: checkpoints, TensorBoard, resume, budget, summary
-- ``evaluate`` metrics.json, report.md and picture grids (``viz``) of a checkpoint
-- ``predict``  masks and depth for images of any size (torch, or ONNX without torch)
-- ``export``   ONNX export checked against torch
-- ``demo``     the bundled demo assets and ``fgbg demo``
-- ``cli``      the command line: parses and calls
+- ``make/``     assets (read and prepare bg/fg folders) -> plan (keys, shards) -> compose
+                (placement and blending, pure numpy) -> render (one sample) -> generate (the job);
+                prepared (the store's assets/), cutout (foregrounds from photos)
+- ``depth/``    depth sources: layered (bg map + fg layer at its foot), sidecars, estimator
+                networks (ONNX, transformers), network (their once-per-run preparation)
+- ``store/``    layout and durable writes, writers and the one reader (``StoreReader``) per
+                format, identity of a run, dataset.json and manifest, the write lock
+- ``inspect/``  stats (exact histograms), verify, preview, card
+- ``learn/``    data, model, losses, metrics, train (with its schedule, callbacks and resume),
+                evaluate, predict, export
+- ``engine/``   where work fans out (``local``: spawned worker processes) and devices (the one
+                ONNX Runtime session builder)
+- ``config``, ``errors`` (the one-line ``UserError``), ``progress``, ``codecs``, ``cli`` (thin), ``demo``
+
+The names below import lazily, so ``import fgbg`` costs nothing until one is used
+(training pulls in torch and Lightning; generation does not).
 """
 
+from __future__ import annotations
+
+import importlib
+
 __version__ = "0.1.0"
+
+_PUBLIC = {
+    "GenerateConfig": "fgbg.config",
+    "UserError": "fgbg.errors",
+    "generate": "fgbg.make.generate",
+    "StoreReader": "fgbg.store.read",
+    "iter_samples": "fgbg.store.read",
+    "write_stats": "fgbg.inspect.stats",
+    "read_stats": "fgbg.inspect.stats",
+    "verify": "fgbg.inspect.verify",
+    "show": "fgbg.inspect.preview",
+    "write_card": "fgbg.inspect.card",
+    "TrainConfig": "fgbg.learn.train",
+    "train": "fgbg.learn.train",
+    "ModelConfig": "fgbg.learn.model",
+    "evaluate": "fgbg.learn.evaluate",
+    "predict": "fgbg.learn.predict",
+    "export_onnx": "fgbg.learn.export",
+    "run_demo": "fgbg.demo",
+}
+
+__all__ = ["__version__", *_PUBLIC]
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'fgbg' has no attribute {name!r}")
+    return getattr(importlib.import_module(_PUBLIC[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
