@@ -26,6 +26,10 @@ class StoreBusy(UserError):
     """Another process holds the store's write lock."""
 
 
+class NotFound(UserError, FileNotFoundError):
+    """A file or store the user named does not exist (still a FileNotFoundError for callers that catch that)."""
+
+
 class CorruptStore(UserError):
     """A store's file is missing, truncated or does not decode: names the file; `fgbg verify` lists all."""
 

@@ -11,6 +11,7 @@ import hashlib
 from pathlib import Path
 
 from fgbg import __version__
+from fgbg.errors import NotFound
 from fgbg.make.assets import demo_assets
 from fgbg.inspect.preview import PREVIEW_KINDS, preview, save_png
 from fgbg.inspect.stats import KINDS, dimensions, human_bytes, normalisation_snippets, write_stats
@@ -340,7 +341,7 @@ def write_card(
     if attribution is not None:
         attribution = Path(attribution)
         if not attribution.is_file():
-            raise FileNotFoundError(f"{attribution}: not found; give a text or Markdown file naming each source's licence")
+            raise NotFound(f"{attribution}: not found; give a text or Markdown file naming each source's licence")
         text = attribution.read_text().strip()
     else:
         text = demo_attribution(meta)

@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from fgbg import __version__, codecs
+from fgbg.errors import NotFound
 from fgbg.engine.local import map_shards
 from fgbg.store.layout import DATASET_JSON, MANIFEST, atomic_write_bytes, atomic_write_json, read_dataset_json
 from fgbg.store.lock import store_lock
@@ -454,7 +455,7 @@ def write_stats(
 def read_stats(store: Path) -> dict:
     path = Path(store) / STATS_JSON
     if not path.exists():
-        raise FileNotFoundError(f"{path}: not found; run `fgbg stats {store}` first")
+        raise NotFound(f"{path}: not found; run `fgbg stats {store}` first")
     return json.loads(path.read_text())
 
 

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from fgbg.errors import CorruptStore, NotFound
+
 # member suffix -> (folder for the folder/zip formats, file extension there)
 MEMBERS: dict[str, tuple[str, str]] = {
     "fg_bg.jpg": ("fg_bg", ".jpg"),
@@ -153,10 +155,22 @@ def atomic_write_json(path: Path, obj) -> None:
 
 
 def read_dataset_json(store: Path) -> dict:
-    path = Path(store) / DATASET_JSON
+    """The store's dataset.json.
+
+    Raises:
+        NotFound: no such store, or one still being made (``.work/`` and no dataset.json).
+        CorruptStore: dataset.json is not valid JSON.
+    """
+    store = Path(store)
+    path = store / DATASET_JSON
     if not path.exists():
-        raise FileNotFoundError(f"{path}: not found; is {store} a complete fgbg store? run `fgbg generate` first")
-    return json.loads(path.read_text())
+        if (store / WORK_DIR).is_dir():
+            raise NotFound(f"{store}: an unfinished store (no {DATASET_JSON} yet); rerun the `fgbg generate` command that made it")
+        raise NotFound(f"{path}: not found; is {store} an fgbg store? make one with `fgbg generate`")
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CorruptStore(f"{path}: not valid JSON ({e}); rerun the `fgbg generate` command that made the store") from None
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
