@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from fgbg import __version__
-from fgbg.config import BG_FITS, DEPTH_NORMS, DEPTH_SOURCES, FORMATS, GenerateConfig
+from fgbg.config import BG_FITS, DEPTH_BITS, DEPTH_NORMS, DEPTH_PRESETS, DEPTH_SOURCES, FORMATS, ON_BAD, GenerateConfig
 from fgbg.errors import UserError
 
 DESCRIPTION = """\
@@ -162,11 +162,11 @@ def add_generate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--perspective", action="store_true", default=d["perspective"], help="scale each foreground by the depth where it stands: near is larger (with a single --scale S, from 0.3 S at the horizon to S at the bottom)")
     p.add_argument("--depth", default=d["depth"], choices=DEPTH_SOURCES, help=f"depth source (default {d['depth']}): 'layered' (no model) = background depth map (a NAME.depth.png beside the background, else a ground-plane prior) with the foreground as a flat layer at its foot point; 'estimator' = a depth network run on every composite; 'estimator-per-bg' = the network once per background, then the layered rule")
     p.add_argument("--model", "--depth-model", dest="depth_model", default=d["depth_model"], metavar="PATH_OR_ID", help="for the estimator sources: an .onnx file (MiDaS, Depth Anything ...), a transformers model folder, or a Hugging Face id")
-    p.add_argument("--depth-preset", default=d["depth_preset"], choices=["", "midas-small", "depth-anything"], help="input convention of an ONNX model: midas-small (256 px) or depth-anything (518 px, multiple of 14), both ImageNet mean/std; default: the model's own input size, or MODEL.json beside the file")
+    p.add_argument("--depth-preset", default=d["depth_preset"], choices=["", *DEPTH_PRESETS], help="input convention of an ONNX model: midas-small (256 px) or depth-anything (518 px, multiple of 14), both ImageNet mean/std; default: the model's own input size, or MODEL.json beside the file")
     p.add_argument("--depth-batch", type=int, default=d["depth_batch"], help=f"images per network call (default {d['depth_batch']})")
     p.add_argument("--depth-norm", default=d["depth_norm"], choices=DEPTH_NORMS, help=f"scale of network depth: one per background from its own map (bg), one for the whole store (dataset), or per-image min-max (image: the seed notebooks' way, recorded as such) (default {d['depth_norm']})")
     p.add_argument("--horizon", type=float, default=d["horizon"], help=f"ground-plane prior: horizon height as a fraction of the image from the top (default {d['horizon']:g})")
-    p.add_argument("--depth-bits", type=int, default=d["depth_bits"], choices=[8, 16], help=f"bits per depth PNG (default {d['depth_bits']})")
+    p.add_argument("--depth-bits", type=int, default=d["depth_bits"], choices=DEPTH_BITS, help=f"bits per depth PNG (default {d['depth_bits']})")
     p.add_argument("--format", default=d["format"], choices=FORMATS, help=f"wds: tar shards for WebDataset; folder: KIND/bNNN/KEY.ext; zip: KIND/bNNN.zip (default {d['format']})")
     p.add_argument("--jpeg-quality", type=int, default=d["jpeg_quality"], help=f"JPEG quality of composites and backgrounds (default {d['jpeg_quality']}); masks and depth are lossless PNG")
     p.add_argument("--bg-fit", default=d["bg_fit"], choices=BG_FITS, help=f"fit backgrounds to the square by centre crop or by stretching (default {d['bg_fit']})")
@@ -183,7 +183,7 @@ def add_train_parser(sub) -> None:
     tr.add_argument("--out", type=out_folder, required=True, help="run folder (checkpoints best.ckpt and last.ckpt, tb/ logs, run.json, summary.json)")
     config_option(tr, "--size", TRAIN_CONFIG, type=int, help="training side in pixels; samples are resized on load (default %(default)s)")
     config_option(tr, "--epochs", TRAIN_CONFIG, type=int, help="epochs of the one-cycle schedule (default %(default)s, or as many as fit --max-minutes)")
-    config_option(tr, "--max-minutes", TRAIN_CONFIG, type=float, help="wall-clock budget of the run; alone, it also sizes the schedule (in steps, re-sized after the first epoch)")
+    config_option(tr, "--max-minutes", TRAIN_CONFIG, type=float, help="wall-clock budget of the run; alone, it also sizes the schedule (in steps, re-sized after the first epoch); with --resume it is the run's total budget: the earlier attempts' training time counts")
     config_option(tr, "--batch", TRAIN_CONFIG, type=int, help="batch size (default %(default)s)")
     config_option(tr, "--lr", TRAIN_CONFIG, type=float, help="peak learning rate (default %(default)s)")
     config_option(tr, "--width", MODEL_CONFIG, type=int, help="channels of the first U-Net stage (default %(default)s)")
@@ -206,6 +206,7 @@ def add_model_parsers(sub) -> None:
     ev.add_argument("store", type=Path, help="the store to evaluate on")
     ev.add_argument("--out", type=out_folder, required=True, help="folder for metrics.json, report.md and the PNG grids")
     ev.add_argument("--split", default="val", choices=["val", "all"], help="the run's held-out split (default) or every sample (another store)")
+    add_progress_options(ev)
 
     pr = sub.add_parser("predict", help="predict mask and depth for (bg, fg_bg) images of any size", description="Writes NAME.mask.png (0/255), NAME.depth.png (near = bright) and NAME.side.png per composite.")
     pr.add_argument("model", type=Path, help="a checkpoint (best.ckpt), or an ONNX file from `fgbg export` (NAME.onnx: run with onnxruntime, without torch)")
@@ -213,6 +214,7 @@ def add_model_parsers(sub) -> None:
     pr.add_argument("--fg-bg", type=Path, required=True, help="composite image, or a folder of them")
     pr.add_argument("--out", type=out_folder, required=True, help="output folder")
     pr.add_argument("--onnx", action="store_true", help="MODEL is an ONNX file even without the .onnx suffix")
+    add_progress_options(pr)
 
     ex = sub.add_parser("export", help="export a checkpoint to ONNX (dynamic batch), checked against torch", description="Inputs bg and fg_bg, float (N, 3, S, S) RGB on [0, 1]; outputs mask_logits and depth (N, 1, S, S).")
     ex.add_argument("checkpoint", type=Path, help="a checkpoint from `fgbg train`")
@@ -235,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--bg", type=Path, required=True, help="folder of background photos (JPEG, PNG, WebP, BMP, TIFF); NAME.depth.png beside one gives its depth")
     gen.add_argument("--fg", type=Path, required=True, help="folder of foreground cut-outs: PNG/WebP with transparency, or photos on a plain (e.g. white) background")
     gen.add_argument("--out", type=out_folder, required=True, help="output folder (the store); rerun to resume")
-    gen.add_argument("--on-bad", default="fail", choices=["fail", "skip"], help="bad input files: fail (default: list them all, generate nothing) or skip them with a warning")
+    gen.add_argument("--on-bad", default="fail", choices=ON_BAD, help="bad input files: fail (default: list them all, generate nothing) or skip them with a warning")
     add_generate_options(gen)
 
     demo = sub.add_parser("demo", help="run the whole job on the small demo images shipped with fgbg", description="Generate a store from the bundled demo backgrounds and foregrounds, in seconds.")
@@ -258,7 +260,7 @@ def add_depth_parsers(sub) -> None:
     )
     maps.add_argument("folder", type=Path, help="folder of background photos")
     maps.add_argument("--model", required=True, metavar="PATH_OR_ID", help="an .onnx file, a transformers folder or a Hugging Face id")
-    maps.add_argument("--preset", default=None, choices=["midas-small", "depth-anything"], help="input convention of an ONNX model (default: from the model)")
+    maps.add_argument("--preset", default=None, choices=DEPTH_PRESETS, help="input convention of an ONNX model (default: from the model)")
     maps.add_argument("--overwrite", action="store_true", help="replace existing sidecars")
     add_progress_options(maps)
     cut = sub.add_parser(
@@ -357,13 +359,13 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from fgbg.learn.evaluate import evaluate
 
-    evaluate(args.checkpoint, args.store, args.out, split=args.split)
+    evaluate(args.checkpoint, args.store, args.out, split=args.split, progress=args.progress)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
     from fgbg.learn.predict import predict
 
-    predict(args.model, args.bg, args.fg_bg, args.out, onnx=args.onnx or args.model.suffix.lower() == ".onnx")
+    predict(args.model, args.bg, args.fg_bg, args.out, onnx=args.onnx or args.model.suffix.lower() == ".onnx", progress=args.progress)
 
 
 def cmd_export(args: argparse.Namespace) -> None:

@@ -20,6 +20,10 @@ OnBad = Literal["fail", "skip"]
 FORMATS: tuple[str, ...] = ("wds", "folder", "zip")
 DEPTH_SOURCES: tuple[str, ...] = ("layered", "estimator", "estimator-per-bg")
 DEPTH_NORMS: tuple[str, ...] = ("bg", "dataset", "image")
+DEPTH_BITS: tuple[int, ...] = (8, 16)
+# Input conventions of ONNX depth networks (--depth-preset): square side in pixels, which must be a multiple of the second number
+DEPTH_PRESETS: dict[str, tuple[int, int]] = {"midas-small": (256, 1), "depth-anything": (518, 14)}
+ON_BAD: tuple[str, ...] = ("fail", "skip")
 BG_FITS: tuple[str, ...] = ("crop", "stretch")
 MIN_SIZE, MAX_SIZE = 16, 4096  # --size bounds, in pixels: 4096^2 RGB is 50 MB per image already
 MIN_FG_SIZE = 4
@@ -107,8 +111,10 @@ def _check_choices(c: GenerateConfig) -> None:
         raise ConfigError(f"--depth {c.depth} needs a model: pass --model PATH_OR_ID")
     if c.depth_norm not in DEPTH_NORMS:
         raise ConfigError(f"--depth-norm must be one of {', '.join(DEPTH_NORMS)}, got {c.depth_norm!r}")
-    if c.depth_bits not in (8, 16):
+    if c.depth_bits not in DEPTH_BITS:
         raise ConfigError(f"--depth-bits must be 8 or 16, got {c.depth_bits}")
+    if c.depth_preset and c.depth_preset not in DEPTH_PRESETS:
+        raise ConfigError(f"--depth-preset must be one of {', '.join(DEPTH_PRESETS)} (or none: the model's own), got {c.depth_preset!r}")
     if c.format not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {c.format!r}")
     if c.bg_fit not in BG_FITS:

@@ -52,7 +52,7 @@ def demo_train(
         shutil.rmtree(run)
     log(f"demo: training for {minutes:g} min at {size} px (CPU)")
     train(store, run, TrainConfig(size=size, epochs=None, max_minutes=minutes, batch=32), progress=progress, log=log)
-    m = evaluate(run / "best.ckpt", store, run / "eval", log=lambda _: None)
+    m = evaluate(run / "best.ckpt", store, run / "eval", log=lambda _: None, progress=progress)
     log(f"demo: held-out mask IoU {m['mask_iou']:.4f} (differencing baseline {m['baseline_mask_iou']:.4f}), Dice {m['mask_dice']:.4f};"
         f" depth RMSE {m['depth_rmse']:.4f}, delta1 {m['depth_delta1']:.4f}, SSIM {m['depth_ssim']:.4f}")
     log(f"demo: TensorBoard: tensorboard --logdir {run / 'tb'}; report: {run / 'eval' / 'report.md'}")

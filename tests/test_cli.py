@@ -137,3 +137,24 @@ def test_generate_and_train_defaults_are_the_configs_own(monkeypatch, tmp_path):
     assert seen[0] == (TrainConfig(), ModelConfig(), {"resume": False, "progress": None})
     budget, model, _ = seen[1]
     assert budget == TrainConfig(epochs=None, max_minutes=2.0, workers=0, augment=False) and model == ModelConfig(width=8)
+
+
+@pytest.mark.parametrize("flag, progress", [([], None), (["--progress"], True), (["--no-progress"], False), (["--quiet"], False)])
+def test_evaluate_and_predict_take_the_progress_flags_of_every_verb(monkeypatch, tmp_path, flag, progress):
+    import fgbg.learn.evaluate
+    import fgbg.learn.predict
+
+    seen = []
+    monkeypatch.setattr(fgbg.learn.evaluate, "evaluate", lambda checkpoint, store, out, **kw: seen.append(kw["progress"]))
+    monkeypatch.setattr(fgbg.learn.predict, "predict", lambda model, bg, fg_bg, out, **kw: seen.append(kw["progress"]))
+    assert main(["evaluate", "best.ckpt", "store", "--out", str(tmp_path / "e"), *flag]) == 0
+    assert main(["predict", "best.ckpt", "--bg", "b.jpg", "--fg-bg", "c.jpg", "--out", str(tmp_path / "p"), *flag]) == 0
+    assert seen == [progress, progress]
+
+
+def test_a_depth_preset_that_does_not_exist_is_refused_before_any_work():
+    from fgbg.config import GenerateConfig
+    from fgbg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--depth-preset must be one of midas-small, depth-anything"):
+        GenerateConfig(depth="estimator", depth_model="model.onnx", depth_preset="midas")

@@ -1,6 +1,7 @@
 """Training: the loss falls, a run writes what it promises, a resume is exact, evaluate and the demo."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -8,12 +9,14 @@ import torch
 from fgbg.cli import main
 from fgbg.config import GenerateConfig
 from fgbg.learn.data import StoreDataset, make_loader
-from fgbg.demo import run_demo
+from fgbg.demo import demo_train, run_demo
 from fgbg.learn.evaluate import METRIC_KEYS, evaluate
 from fgbg.make.generate import generate
 from fgbg.learn.losses import MaskDepthLoss
 from fgbg.learn.model import ModelConfig, TwoHeadUNet, load_checkpoint
-from fgbg.learn.train import StopAfterEpochs, TrainConfig, TrainError, one_cycle, train
+from fgbg.learn.callbacks import StopAfterEpochs
+from fgbg.learn.module import one_cycle
+from fgbg.learn.train import TrainConfig, TrainError, train
 
 TINY = dict(size=32, fg_size=16, placements=2, shard_size=5)
 # one thread: the suite may share the cores with other work, and two OpenMP threads on one free core crawl
@@ -30,6 +33,15 @@ def store(folders, tmp_path):
 
 def quiet(_: str) -> None:
     pass
+
+
+def assert_planned_by_the_patches(said: list[str], run) -> None:
+    """The plans of a budget run follow its test's patches: 1e-7 s per sample, BUDGET_SHARE 0.5."""
+    assert any("at 10000000 samples/s measured" in line for line in said), said
+    steps = next(int(m[1]) for line in said if (m := re.search(r"re-planned after epoch 0 .*: (\d+) steps", line)))
+    meta = json.loads((run / "run.json").read_text())
+    budget, pace = meta["train"]["max_minutes"] * 60, meta["schedule"]["seconds_per_step"]
+    assert steps <= budget * 0.5 / pace + 1, said  # half the budget at epoch 0's pace (0.95 of it: ~1.9x the steps)
 
 
 def test_loss_decreases_over_a_few_steps(store):
@@ -88,7 +100,9 @@ def test_a_run_writes_checkpoints_logs_and_summary_and_resumes_exactly(store, tm
     out = tmp_path / "eval"
     result = evaluate(run / "best.ckpt", store, out, log=quiet)
     saved = json.loads((out / "metrics.json").read_text())
-    assert list(saved) == list(METRIC_KEYS) and saved["n_images"] == 12 and saved["size"] == 32
+    names = ["mask_iou", "mask_dice", "baseline_mask_iou", "depth_rmse", "depth_absrel", "depth_delta1", "depth_ssim"]
+    assert list(saved) == [*names, "n_images", "size"] == list(METRIC_KEYS) and saved["n_images"] == 12 and saved["size"] == 32
+    assert set(names) <= set(straight["best"])  # validation logs the same names
     assert saved["mask_iou"] == pytest.approx(straight["best"]["mask_iou"], abs=1e-5)
     assert saved["baseline_mask_iou"] == pytest.approx(straight["best"]["baseline_mask_iou"], abs=1e-5)
     assert saved["depth_rmse"] == pytest.approx(straight["best"]["depth_rmse"], abs=1e-5)
@@ -135,12 +149,13 @@ def test_a_schedule_moved_mid_run_continues_where_it_was():
 
 
 def test_a_budget_run_replans_from_its_first_epoch_and_ends_annealed(store, tmp_path, monkeypatch):
-    monkeypatch.setattr("fgbg.learn.train.seconds_per_sample", lambda *a, **k: 1e-7)  # a plan far too optimistic
-    monkeypatch.setattr("fgbg.learn.train.BUDGET_SHARE", 0.5)  # tiny epochs: per-epoch checkpoint writes weigh a lot
+    monkeypatch.setattr("fgbg.learn.budget.seconds_per_sample", lambda *a, **k: 1e-7)  # a plan far too optimistic
+    monkeypatch.setattr("fgbg.learn.budget.BUDGET_SHARE", 0.5)  # tiny epochs: per-epoch checkpoint writes weigh a lot
     said = []
     config = TrainConfig(epochs=None, max_minutes=0.1, **FAST)
     summary = train(store, tmp_path / "run", config, SMALL_NET, progress=False, log=said.append)
     assert any("re-planned after epoch 0" in line for line in said)
+    assert_planned_by_the_patches(said, tmp_path / "run")
     meta = json.loads((tmp_path / "run" / "run.json").read_text())
     ckpt = torch.load(tmp_path / "run" / "last.ckpt", map_location="cpu", weights_only=False)
     total = meta["schedule"]["total_steps"]
@@ -156,3 +171,15 @@ def test_demo_trains_and_evaluates(tmp_path, capsys):
     assert "differencing baseline" in printed and "tensorboard --logdir" in printed
     metrics = json.loads((tmp_path / "demo" / "run" / "eval" / "metrics.json").read_text())
     assert set(metrics) == set(METRIC_KEYS)
+
+
+def test_the_demo_passes_progress_to_training_and_evaluation(tmp_path, monkeypatch):
+    import fgbg.learn.evaluate
+    import fgbg.learn.train
+
+    seen = {}
+    monkeypatch.setattr(fgbg.learn.train, "train", lambda *a, progress=None, **kw: seen.update(train=progress))
+    metrics = dict.fromkeys(METRIC_KEYS, 0.5)
+    monkeypatch.setattr(fgbg.learn.evaluate, "evaluate", lambda *a, progress=None, **kw: seen.update(evaluate=progress) or metrics)
+    demo_train(tmp_path / "store", tmp_path / "run", 0.1, 32, log=quiet, progress=False)
+    assert seen == {"train": False, "evaluate": False}

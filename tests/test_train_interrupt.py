@@ -18,10 +18,12 @@ import fgbg.demo
 from fgbg.cli import main
 from fgbg.config import GenerateConfig
 from fgbg.learn.model import ModelConfig
-from fgbg.learn.train import TrainConfig, TrainInterrupted, resume_meta, spent_seconds, train
+from fgbg.learn.resume import resume_meta, spent_seconds
+from fgbg.learn.train import TrainConfig, TrainInterrupted, train
 from fgbg.make.generate import generate
 
 from .conftest import copy_images
+from .test_train import assert_planned_by_the_patches
 
 TINY = dict(size=32, fg_size=16, placements=2, shard_size=5)  # 36 samples: 24 train (3 steps of 8), 12 val
 FAST = dict(size=32, batch=8, workers=0, log_images=4, threads=1)
@@ -144,12 +146,14 @@ def test_cli_ctrl_c_exits_130_with_the_command_that_resumes_and_logs_without_bar
 
 
 def test_a_resumed_budget_run_gets_the_rest_of_its_budget_and_ends_annealed(store, tmp_path, monkeypatch):
-    monkeypatch.setattr("fgbg.learn.train.seconds_per_sample", lambda *a, **k: 1e-7)  # a plan far too optimistic
-    monkeypatch.setattr("fgbg.learn.train.BUDGET_SHARE", 0.5)  # tiny epochs: per-epoch checkpoint writes weigh a lot
+    monkeypatch.setattr("fgbg.learn.budget.seconds_per_sample", lambda *a, **k: 1e-7)  # a plan far too optimistic
+    monkeypatch.setattr("fgbg.learn.budget.BUDGET_SHARE", 0.5)  # tiny epochs: per-epoch checkpoint writes weigh a lot
     run, budget = tmp_path / "run", 8.0  # seconds
     config = TrainConfig(epochs=None, max_minutes=budget / 60, **FAST)
+    said = []
     with pytest.raises(TrainInterrupted):  # in epoch 1, after the schedule was re-planned from epoch 0
-        train(store, run, config, SMALL_NET, progress=False, log=quiet, callbacks=[CtrlCAt(4)])
+        train(store, run, config, SMALL_NET, progress=False, log=said.append, callbacks=[CtrlCAt(4)])
+    assert_planned_by_the_patches(said, run)
     first = load(run / "last.ckpt")
     spent = spent_seconds(first)
     assert 0 < spent < budget and first["global_step"] == 5

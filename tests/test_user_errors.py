@@ -269,7 +269,7 @@ def test_predict_knows_an_onnx_file_by_its_suffix(tmp_path, monkeypatch):
     import fgbg.learn.predict
 
     seen = []
-    monkeypatch.setattr(fgbg.learn.predict, "predict", lambda model, bg, fg_bg, out, onnx=False: seen.append(onnx))
+    monkeypatch.setattr(fgbg.learn.predict, "predict", lambda model, bg, fg_bg, out, onnx=False, **kw: seen.append(onnx))
     args = ["--bg", "b.jpg", "--fg-bg", "c.jpg", "--out", str(tmp_path / "p")]
     assert main(["predict", "model.onnx", *args]) == 0
     assert main(["predict", "best.ckpt", *args]) == 0

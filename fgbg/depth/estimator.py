@@ -25,6 +25,7 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
+from fgbg.config import DEPTH_PRESETS
 from fgbg.errors import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -32,7 +33,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 ROBUST_PERCENTILES = (1.0, 99.0)
 # transformers model types whose output is metric depth (far = larger): inverted here
 METRIC_DEPTH_TYPES = {"glpn", "zoedepth", "depth_pro", "prompt_depth_anything"}
-DEPTH_NORMS = ("bg", "dataset", "image")
 
 
 class EstimatorError(UserError):
@@ -61,10 +61,7 @@ class Preprocess:
         return max(self.multiple, round(self.size / self.multiple) * self.multiple)
 
 
-PRESETS = {
-    "midas-small": Preprocess(size=256),
-    "depth-anything": Preprocess(size=518, multiple=14),
-}
+PRESETS = {name: Preprocess(size=side, multiple=multiple) for name, (side, multiple) in DEPTH_PRESETS.items()}  # ImageNet mean/std
 
 
 def to_network_input(images: np.ndarray, p: Preprocess) -> np.ndarray:

@@ -24,17 +24,7 @@ from fgbg.learn.viz import COLUMNS, image_grid, prediction_rows, save_png
 from fgbg.progress import progress as progress_reporter
 
 # The keys of metrics.json, stable for other tools.
-METRIC_KEYS = (
-    "mask_iou",
-    "mask_dice",
-    "baseline_mask_iou",
-    "depth_rmse",
-    "depth_absrel",
-    "depth_delta1",
-    "depth_ssim",
-    "n_images",
-    "size",
-)
+METRIC_KEYS = (*metrics.MASK_METRICS, metrics.BASELINE_MASK_IOU, *metrics.DEPTH_METRICS, "n_images", "size")
 GRID_ROWS = 16
 
 
@@ -65,17 +55,10 @@ def predict_dataset(net, dataset: StoreDataset, threshold: float, batch: int = 6
 
 def add_batch_metrics(per_image: dict[str, list[torch.Tensor]], pred, b: dict, threshold: float) -> None:
     """Append the per-image metrics (B,) of one batch's prediction and of the baseline to ``per_image``."""
-    hard = metrics.binarize(pred.mask_logits)
-    gt = b["mask"] > 0.5
     values = {
         "index": b["index"],
-        "mask_iou": metrics.mask_iou(hard, gt),
-        "mask_dice": metrics.mask_dice(hard, gt),
-        "baseline_mask_iou": metrics.mask_iou(metrics.baseline_mask(b["bg"], b["fg_bg"], threshold), gt),
-        "depth_rmse": metrics.depth_rmse(pred.depth, b["depth"]),
-        "depth_absrel": metrics.depth_absrel(pred.depth, b["depth"]),
-        "depth_delta1": metrics.depth_delta1(pred.depth, b["depth"]),
-        "depth_ssim": metrics.depth_ssim(pred.depth, b["depth"]),
+        **metrics.image_metrics(pred.mask_logits, pred.depth, b["mask"], b["depth"]),
+        metrics.BASELINE_MASK_IOU: metrics.baseline_mask_iou(b["bg"], b["fg_bg"], b["mask"], threshold),
     }
     for k, v in values.items():
         per_image.setdefault(k, []).append(v)
@@ -133,11 +116,7 @@ def evaluate(
 
 
 def format_metrics(m: dict) -> str:
-    return (
-        f"{m['n_images']} images at {m['size']} px: mask IoU {m['mask_iou']:.4f} (baseline {m['baseline_mask_iou']:.4f}),"
-        f" Dice {m['mask_dice']:.4f}; depth RMSE {m['depth_rmse']:.4f}, AbsRel {m['depth_absrel']:.4f},"
-        f" delta1 {m['depth_delta1']:.4f}, SSIM {m['depth_ssim']:.4f}"
-    )
+    return f"{m['n_images']} images at {m['size']} px: {metrics.format_metrics(m)}"
 
 
 def report(m: dict, meta: dict, checkpoint: Path, store: Path, split: str, worst: list[tuple[str, float]]) -> str:

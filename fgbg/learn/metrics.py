@@ -145,3 +145,35 @@ def choose_baseline_threshold(bg: torch.Tensor, fg_bg: torch.Tensor, mask: torch
     diff = (fg_bg - bg).abs().sum(1, keepdim=True)
     scores = [mask_iou(diff > t, mask > 0.5).mean().item() for t in candidates.tolist()]
     return float(candidates[int(torch.tensor(scores).argmax())])
+
+
+# ---------------------------------------------------------------- the metrics by name
+
+# Each per-image metric by the name it has everywhere: validation logs, summary.json, metrics.json.
+MASK_METRICS = {"mask_iou": mask_iou, "mask_dice": mask_dice}  # of (binarised prediction, gt mask)
+DEPTH_METRICS = {"depth_rmse": depth_rmse, "depth_absrel": depth_absrel, "depth_delta1": depth_delta1, "depth_ssim": depth_ssim}
+BASELINE_MASK_IOU = "baseline_mask_iou"  # the mask IoU of the differencing baseline, beside the model's
+
+
+def image_metrics(mask_logits: torch.Tensor, depth: torch.Tensor, mask: torch.Tensor, gt_depth: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every metric of MASK_METRICS and DEPTH_METRICS, per image (B,), by name.
+
+    Args:
+        mask_logits, depth: the prediction, (B, 1, H, W); mask: the gt, {0, 1}; gt_depth: [0, 1], (B, 1, H, W).
+    """
+    hard, gt = binarize(mask_logits), mask > 0.5
+    masks = {name: f(hard, gt) for name, f in MASK_METRICS.items()}
+    return {**masks, **{name: f(depth, gt_depth) for name, f in DEPTH_METRICS.items()}}
+
+
+def baseline_mask_iou(bg: torch.Tensor, fg_bg: torch.Tensor, mask: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Mask IoU per image (B,) of the differencing baseline at ``threshold``: bg, fg_bg (B, 3, H, W) in [0, 1], mask {0, 1} (B, 1, H, W)."""
+    return mask_iou(baseline_mask(bg, fg_bg, threshold), mask > 0.5)
+
+
+def format_metrics(m: dict) -> str:
+    """``mask IoU 0.8123 (baseline 0.6012), Dice 0.8890; depth RMSE ...`` of a dict of averaged metrics by name."""
+    return (
+        f"mask IoU {m['mask_iou']:.4f} (baseline {m[BASELINE_MASK_IOU]:.4f}), Dice {m['mask_dice']:.4f};"
+        f" depth RMSE {m['depth_rmse']:.4f}, AbsRel {m['depth_absrel']:.4f}, delta1 {m['depth_delta1']:.4f}, SSIM {m['depth_ssim']:.4f}"
+    )

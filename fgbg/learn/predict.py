@@ -16,9 +16,9 @@ import numpy as np
 from PIL import Image
 
 from fgbg.errors import UserError
+from fgbg.make.assets import IMAGE_SUFFIXES
 from fgbg.progress import progress as progress_reporter
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 SIDE_PAD = 4  # white pixels between the pictures of a side-by-side PNG
 
 

@@ -1,0 +1,306 @@
+"""The Lightning callbacks of a run: speed, the training clock and the budget, the end of the
+schedule, Ctrl-C, progress lines for a log, and checkpoints written atomically."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from fgbg.learn.budget import reschedule, steps_at_pace, steps_within_budget, validation_seconds
+from fgbg.progress import LOG_EVERY_FRACTION, LOG_EVERY_SECONDS, _clock, is_terminal
+from fgbg.store.layout import atomic_file, atomic_write_json
+
+LOG_MIN_SECONDS = 2.0  # progress lines in a log: never more often (tiny epochs would print every step)
+
+
+class Throughput(Callback):
+    """Training samples/s (excluding validation): on the progress bar, in TensorBoard, in the summary."""
+
+    def __init__(self) -> None:
+        self.samples, self.seconds = 0, 0.0
+        self._epoch_samples, self._epoch_seconds, self._t = 0, 0.0, 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._epoch_samples, self._epoch_seconds = 0, 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._t = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        dt, n = time.perf_counter() - self._t, int(batch["mask"].shape[0])
+        self.samples, self.seconds = self.samples + n, self.seconds + dt
+        self._epoch_samples, self._epoch_seconds = self._epoch_samples + n, self._epoch_seconds + dt
+        rate = self._epoch_samples / max(self._epoch_seconds, 1e-9)
+        pl_module.log("samples_per_s", rate, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
+
+    @property
+    def rate(self) -> float:
+        return self.samples / self.seconds if self.seconds else 0.0
+
+
+class StopAfterEpochs(Callback):
+    """Stop after ``n`` epochs of this run (the schedule still spans the configured epochs): simulates an interruption."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.done = n, 0
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.done += 1
+        if self.done >= self.n:
+            trainer.should_stop = True
+
+
+class EndOfSchedule(Callback):
+    """Stop (after a last validation) when the schedule's steps are done, also in mid-epoch."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step >= pl_module.meta["schedule"]["total_steps"]:
+            trainer.should_stop = True
+
+
+class TrainClock(Callback):
+    """Seconds spent training (validation included, start-up not) over every attempt of a run.
+
+    Kept in the checkpoint, so the budget (--max-minutes) counts what earlier attempts trained;
+    stops the run (after the step in flight and a last validation) once ``budget`` seconds are spent.
+    Also keeps when the current epoch began, so the pace of an epoch split by Ctrl-C is still known.
+    """
+
+    def __init__(self, budget: float | None) -> None:
+        self.budget, self.before, self._start = budget, 0.0, None
+        self.epoch_start = (0.0, 0)  # (seconds, global step) when the previous epoch ended (0 for the first)
+
+    @property
+    def seconds(self) -> float:
+        return self.before + (time.perf_counter() - self._start if self._start is not None else 0.0)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._stop_when_spent(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:  # before the checkpoints: the next epoch pays for them
+        self.epoch_start = (self.seconds, trainer.global_step)
+        self._stop_when_spent(trainer)
+
+    def _stop_when_spent(self, trainer) -> None:
+        if self.budget is not None and self.seconds >= self.budget:
+            trainer.should_stop = True
+
+    def epoch_pace(self, step: int) -> float | None:
+        """Seconds per step of the current epoch so far, with its validation and the previous epoch's
+        checkpoint writes; None before its first step."""
+        seconds, first = self.epoch_start
+        return (self.seconds - seconds) / (step - first) if step > first else None
+
+    def state_dict(self) -> dict:
+        return {"seconds": self.seconds, "epoch_start": list(self.epoch_start)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.before, self.epoch_start = state["seconds"], tuple(state["epoch_start"])
+
+
+class Replan(Callback):
+    """Budget-sized runs: keep the schedule within the budget, in steps, so that it ends annealed.
+
+    After the first epoch's validation (before its checkpoints), the plan made before training (a
+    few steps timed on random inputs) is replaced by the measured pace of that epoch, with its
+    loading, validation and logging: longer or shorter. At every step after that (and in epoch 0
+    once a tenth of it is done), in this attempt or a resumed one, the schedule is cut when the
+    pace of the current epoch, plus its validations, would overrun the budget: a busier machine,
+    an epoch longer than the budget. The schedule then still ends fully annealed, where the budget
+    alone would stop it halfway. The measured paces are kept in the run's meta (``schedule``).
+    """
+
+    def __init__(self, clock: TrainClock, budget: float, out: Path, log: Callable[[str], None]) -> None:
+        self.clock, self.budget, self.out, self.report = clock, budget, out, log
+        self._val_start = 0.0
+        self._warm: tuple[float, int] | None = None  # (seconds, step) after this attempt's first step
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._val_start = self.clock.seconds
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        schedule, done = pl_module.meta["schedule"], trainer.global_step
+        if trainer.sanity_checking:
+            return
+        schedule["val_seconds"] = self.clock.seconds - self._val_start
+        pace = self.clock.epoch_pace(done)
+        if "seconds_per_step" not in schedule and not trainer.should_stop and pace is not None:
+            schedule["seconds_per_step"] = pace  # the measured pace replaces the plan, both ways
+            self.resize(trainer, pl_module, steps_at_pace(done, self.clock.seconds, self.budget), "after epoch 0")
+        atomic_write_json(self.out / "run.json", pl_module.meta)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        meta, done = pl_module.meta, trainer.global_step
+        if self._warm is None:  # an attempt's first step pays for warming up: not a pace to plan by
+            self._warm = (self.clock.seconds, done)
+        schedule, (since, first) = meta["schedule"], max(self.clock.epoch_start, self._warm, key=lambda mark: mark[1])
+        if trainer.should_stop or done - first < max(3, schedule["steps_per_epoch"] // 10):
+            return
+        pace = (self.clock.seconds - since) / (done - first)  # training steps of this epoch, the last checkpoints' writes
+        val = validation_seconds(meta, pace)
+        total = steps_within_budget(done, schedule["total_steps"], self.clock.seconds, self.budget, pace + val / schedule["steps_per_epoch"], val)
+        if total < schedule["total_steps"]:
+            self.resize(trainer, pl_module, total, f"at step {done}")
+
+    def resize(self, trainer, pl_module, total: int, when: str) -> None:
+        schedule, done = pl_module.meta["schedule"], trainer.global_step
+        if total == schedule["total_steps"]:
+            return
+        bar = trainer.progress_bar_callback
+        (bar.print if bar is not None else self.report)(
+            f"re-planned {when} ({self.clock.seconds:.1f} s of the {self.budget:.0f} s budget spent): {total} steps"
+            f" ({total / schedule['steps_per_epoch']:.1f} epochs), was {schedule['total_steps']}"
+        )
+        reschedule(trainer, pl_module.meta, total)
+        trainer.should_stop = trainer.should_stop or total <= done
+
+
+class FollowSchedule(Callback):
+    """A resumed run whose schedule was re-sized before it started: the restored one-cycle
+    schedule (which has the old length) is replaced, at the step reached."""
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        total = pl_module.meta["schedule"]["total_steps"]
+        if trainer.lr_scheduler_configs[0].scheduler.total_steps != total:
+            reschedule(trainer, pl_module.meta, total)
+
+
+class StopRequested(Exception):
+    """Raised inside the Trainer to end fit() at once, after last.ckpt is saved."""
+
+
+class CtrlC(Callback):
+    """The first Ctrl-C stops training cleanly; a second one stops at once.
+
+    Training: the step in flight finishes, ``last.ckpt`` is saved at that step (exactly resumable:
+    see :class:`SkipDone`), and fit() ends by :class:`StopRequested`. In validation (or on an
+    epoch's last step), the epoch is finished first and fit() stops there (``stopped``), so the
+    epoch's checkpoints are written as usual. A second Ctrl-C stops without saving (``last.ckpt``
+    keeps the last checkpoint written). Only while :meth:`listening`.
+    """
+
+    def __init__(self, last: Path, say: Callable[[str], None]) -> None:
+        self.last, self.say = last, say
+        self.requested = False
+        self.saved_step: int | None = None  # where last.ckpt was saved on Ctrl-C
+        self.stopped = False  # fit() ended normally, at an epoch end, because of Ctrl-C
+        self._told = False
+
+    @contextmanager
+    def listening(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+            yield
+            return
+        before = signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, before)  # also undoes Lightning's SIG_IGN after a second Ctrl-C
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True  # nothing printed here: a signal handler must not write to a stream in use
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not self.requested or trainer.should_stop:  # a run ending anyway saves its own checkpoints
+            return
+        if batch_idx + 1 >= trainer.num_training_batches:  # validation and the epoch's checkpoints come next
+            return self.on_validation_batch_end(trainer, pl_module, None, None, 0)
+        trainer.save_checkpoint(self.last)
+        self.saved_step = trainer.global_step
+        raise StopRequested
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if self.requested and not self._told:
+            self._told = True
+            self.say("Ctrl-C: stopping after this epoch's validation and checkpoints (Ctrl-C again to stop now)")
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:  # before the checkpoints' (they run last)
+        ending = trainer.should_stop or trainer.global_step >= pl_module.meta["schedule"]["total_steps"]
+        if self.requested and not ending:
+            trainer.should_stop, self.stopped, self.saved_step = True, True, trainer.global_step
+
+
+class LogLines(Callback):
+    """Progress for a log (the bar's stream not a terminal), on stderr: a line at the first step,
+    then every ~10% of an epoch (at most one per LOG_MIN_SECONDS) or LOG_EVERY_SECONDS, and at the last::
+
+        epoch 2/10, step 130/400 (32%): loss 0.4123, 85 samples/s, val mask IoU 0.6123, 1:02 elapsed, ETA 2:11
+    """
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream
+        self._t0 = self._last_t = 0.0
+        self._step0 = self._last_step = 0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._t0 = self._last_t = time.monotonic()
+        self._step0 = self._last_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        now, step, total = time.monotonic(), trainer.global_step, pl_module.meta["schedule"]["total_steps"]
+        every = max(1, round(trainer.num_training_batches * LOG_EVERY_FRACTION))
+        due = step - self._last_step >= every and now - self._last_t >= LOG_MIN_SECONDS
+        if due or now - self._last_t >= LOG_EVERY_SECONDS or step >= total or step == self._step0 + 1:
+            self._last_t, self._last_step = now, step
+            print(self.line(trainer, pl_module, now), file=self.stream or sys.stderr, flush=True)
+
+    def line(self, trainer, pl_module, now: float) -> str:
+        schedule, step, got = pl_module.meta["schedule"], trainer.global_step, trainer.callback_metrics
+        total, elapsed = schedule["total_steps"], now - self._t0
+        per_step = elapsed / (step - self._step0) if step > self._step0 else 0.0
+        parts = [f"epoch {trainer.current_epoch + 1}/{schedule['epochs']}, step {step}/{total} ({100 * step / total:.0f}%):"]
+        if "train/loss_step" in got:
+            parts.append(f"loss {float(got['train/loss_step']):.4f},")
+        if "samples_per_s" in got:
+            parts.append(f"{float(got['samples_per_s']):.0f} samples/s,")
+        if pl_module.history:
+            parts.append(f"val mask IoU {pl_module.history[-1]['mask_iou']:.4f},")
+        parts.append(f"{_clock(elapsed)} elapsed, ETA {_clock(per_step * (total - step))}")
+        return " ".join(parts)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written under a temporary name, fsynced and renamed: a kill or a second Ctrl-C
+    mid-write leaves the previous last.ckpt, never half of one."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        with atomic_file(Path(path)) as f:
+            torch.save(checkpoint, f)
+
+
+def progress_callbacks(progress: bool | None) -> list[Callback]:
+    """True, or None on a terminal: Lightning's bar (drawn on stdout); None otherwise: LogLines; False: none."""
+    if progress is False:
+        return []
+    if progress or is_terminal(sys.stdout):
+        return [TQDMProgressBar(refresh_rate=5)]
+    return [LogLines()]
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Lightning's info lines (GPU available, tips, graceful shutdown) off; its warnings stay."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)

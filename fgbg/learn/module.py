@@ -1,0 +1,102 @@
+"""The LightningModule of a run: glue around the model, its losses and metrics, with AdamW and
+the one-cycle learning-rate schedule.
+
+Its only hyperparameter is the run's ``meta`` (see :func:`fgbg.learn.train.make_meta`), so a
+checkpoint rebuilds the module by itself.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from fgbg.learn import metrics
+from fgbg.learn.data import denormalize
+from fgbg.learn.losses import LossConfig, MaskDepthLoss
+from fgbg.learn.model import ModelConfig, TwoHeadUNet
+from fgbg.learn.viz import image_grid, prediction_rows
+
+PCT_START = 0.15  # share of the one-cycle schedule spent warming up
+
+
+def to_input(batch: dict) -> torch.Tensor:
+    """Normalised bg and fg_bg (B, 3, S, S) each -> (B, 6, S, S), channels_last."""
+    return torch.cat([batch["bg"], batch["fg_bg"]], dim=1).contiguous(memory_format=torch.channels_last)
+
+
+class FgbgModule(L.LightningModule):
+    """Glue: TwoHeadUNet + MaskDepthLoss + metrics + AdamW with a one-cycle schedule.
+
+    ``meta`` (saved as the only hyperparameter) holds every config, the stats, the split, the
+    baseline threshold and the schedule: a checkpoint rebuilds the run by itself.
+    """
+
+    def __init__(self, meta: dict) -> None:
+        super().__init__()
+        self.save_hyperparameters({"meta": meta})
+        self.meta = meta
+        self.net = TwoHeadUNet(ModelConfig.from_dict(meta["model"])).to(memory_format=torch.channels_last)
+        self.loss = MaskDepthLoss(LossConfig(**meta["loss"]))
+        self.history: list[dict] = []  # one dict of val metrics per epoch
+        self._val: dict[str, list[torch.Tensor]] = {}
+        self._grid: list | None = None
+
+    def forward(self, x: torch.Tensor):
+        return self.net(x)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        pred = self.net(to_input(batch))
+        losses = self.loss(pred, batch["mask"], batch["depth"])
+        n = batch["mask"].shape[0]
+        self.log("train/loss", losses.total, on_step=True, on_epoch=True, batch_size=n, prog_bar=True)
+        self.log("train/mask_loss", losses.mask, on_step=False, on_epoch=True, batch_size=n)
+        self.log("train/depth_loss", losses.depth, on_step=False, on_epoch=True, batch_size=n)
+        return losses.total
+
+    def on_validation_epoch_start(self) -> None:
+        self._val, self._grid = {}, None
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        pred = self.net(to_input(batch))
+        losses = self.loss(pred, batch["mask"], batch["depth"])
+        values = metrics.image_metrics(pred.mask_logits, pred.depth, batch["mask"], batch["depth"])
+        stats = self.meta["stats"]
+        bg = denormalize(batch["bg"], stats["mean"][:3], stats["std"][:3])
+        fg_bg = denormalize(batch["fg_bg"], stats["mean"][3:], stats["std"][3:])
+        values[metrics.BASELINE_MASK_IOU] = metrics.baseline_mask_iou(bg, fg_bg, batch["mask"], self.meta["baseline"]["threshold"])
+        values["loss"] = losses.total.expand(batch["mask"].shape[0])
+        for k, v in values.items():
+            self._val.setdefault(k, []).append(v.detach().cpu())
+        if self._grid is None:
+            k = self.meta["train"]["log_images"]
+            self._grid = prediction_rows(
+                bg[:k], fg_bg[:k], batch["mask"][:k], torch.sigmoid(pred.mask_logits[:k]), batch["depth"][:k], pred.depth[:k]
+            )
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val:
+            return
+        means = {k: torch.cat(v).mean().item() for k, v in self._val.items()}
+        for k, v in means.items():
+            self.log(f"val/{k}", v, prog_bar=k == "mask_iou")
+        self.history.append({"epoch": self.current_epoch, "step": self.global_step, **means})
+        logger = self.logger
+        if self._grid and logger is not None and hasattr(logger.experiment, "add_image"):
+            logger.experiment.add_image("val/bg_fgbg_gtmask_predmask_gtdepth_preddepth", image_grid(self._grid), self.current_epoch)
+
+    def configure_optimizers(self):
+        t = self.meta["train"]
+        optimizer = torch.optim.AdamW(self.net.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
+        schedule = one_cycle(optimizer, t["lr"], self.meta["schedule"]["total_steps"])
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["history"] = self.history
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.history = list(checkpoint.get("history", []))
+
+
+def one_cycle(optimizer: torch.optim.Optimizer, lr: float, total_steps: int, done: int = 0):
+    """The one-cycle schedule over ``total_steps`` optimizer steps, positioned after ``done`` of them."""
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps, pct_start=PCT_START, last_epoch=done - 1)
