@@ -131,6 +131,22 @@ def test_baseline_threshold_is_chosen_where_the_difference_separates():
     assert metrics.mask_iou(metrics.baseline_mask(bg, fg_bg, t), mask > 0).min() == 1.0
 
 
+
+def test_baseline_threshold_equals_scoring_every_candidate_with_mask_iou():
+    """The one-pass search picks what trying each candidate with mask_iou picks (empty masks included)."""
+    g = torch.Generator().manual_seed(0)
+    candidates = torch.linspace(0.01, 1.5, 150)
+    for trial in range(10):
+        bg = torch.rand(8, 3, 24, 24, generator=g)
+        mask = (torch.rand(8, 1, 24, 24, generator=g) > 0.7).float()
+        mask[0] = 0 if trial % 2 else mask[0]
+        noise = 0.05 * trial * torch.randn(8, 3, 24, 24, generator=g)
+        fg_bg = torch.where(mask > 0, torch.rand(8, 3, 24, 24, generator=g), bg + noise)
+        diff = (fg_bg - bg).abs().sum(1, keepdim=True)
+        scores = torch.tensor([metrics.mask_iou(diff > t, mask > 0.5).mean().item() for t in candidates.tolist()])
+        assert metrics.choose_baseline_threshold(bg, fg_bg, mask) == float(candidates[int(scores.argmax())])
+
+
 # ---------------------------------------------------------------- losses
 
 

@@ -138,13 +138,24 @@ def baseline_mask(bg: torch.Tensor, fg_bg: torch.Tensor, threshold: float) -> to
 def choose_baseline_threshold(bg: torch.Tensor, fg_bg: torch.Tensor, mask: torch.Tensor, candidates: torch.Tensor | None = None) -> float:
     """The threshold t in ``candidates`` (default 0.01 .. 1.5) with the best mean IoU of the baseline on these images.
 
+    Every candidate is scored in one pass: each pixel's difference is binned between the
+    sorted candidates, so the pixels above t are a suffix sum of the bins, per image, for
+    foreground and background pixels apart (IoU = above-and-fg / (fg + above-and-bg)).
+
     Args:
-        bg, fg_bg: (B, 3, H, W) in [0, 1]; mask: (B, 1, H, W) {0, 1}.
+        bg, fg_bg: (B, 3, H, W) in [0, 1]; mask: (B, 1, H, W) {0, 1}; candidates: (C,) ascending.
     """
     candidates = torch.linspace(0.01, 1.5, 150) if candidates is None else candidates
-    diff = (fg_bg - bg).abs().sum(1, keepdim=True)
-    scores = [mask_iou(diff > t, mask > 0.5).mean().item() for t in candidates.tolist()]
-    return float(candidates[int(torch.tensor(scores).argmax())])
+    n, c = bg.shape[0], len(candidates)
+    diff = (fg_bg - bg).abs().sum(1).flatten(1)  # (B, P)
+    fg = (mask > 0.5).flatten(1)
+    # bin i holds diff in (candidates[i-1], candidates[i]]: diff > candidates[j] exactly for bins i > j
+    bins = torch.bucketize(diff, candidates.to(diff.dtype)) + (c + 1) * torch.arange(n).unsqueeze(1)
+    per_bin = [torch.bincount(bins[sel], minlength=n * (c + 1)).view(n, c + 1) for sel in (fg, ~fg)]
+    above_fg, above_bg = (h.flip(1).cumsum(1).flip(1)[:, 1:] for h in per_bin)  # (B, C): pixels > candidates[j]
+    union = fg.sum(1, keepdim=True) + above_bg
+    iou = torch.where(union > 0, above_fg / union.clamp(min=1), torch.ones_like(union, dtype=torch.float64))
+    return float(candidates[int(iou.mean(0).argmax())])
 
 
 # ---------------------------------------------------------------- the metrics by name
