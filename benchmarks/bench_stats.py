@@ -92,7 +92,7 @@ def main() -> None:
         decode = decode_seconds_per_image(store)
         limit = w / decode
         tasks = [(str(store), s["index"]) for s in meta["shards"]]
-        decoded, decode_pool_seconds = timed(lambda: sum(map_shards(decode_shard, tasks, workers=w)))
+        decoded, decode_pool_seconds = timed(lambda: sum(map_shards(decode_shard, tasks, workers=w, progress=False)))
         assert decoded == n
         shutil.rmtree(store / stats.CACHE_DIR, ignore_errors=True)  # a cold run, which fills the cache
         _, all_seconds = timed(lambda: stats.collect(store, stats.SAMPLE_KINDS, workers=w, cache=True))
