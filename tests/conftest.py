@@ -21,13 +21,24 @@ def copy_images(src: Path, dst: Path, n: int, pattern: str = "*.png") -> Path:
     return dst
 
 
+def demo_folders(root: Path, n_bg: int = 3, n_fg: int = 3) -> tuple[Path, Path]:
+    """(ROOT/bg with n_bg real photos, ROOT/fg with n_fg real RGBA cut-outs) from the demo assets."""
+    bg_src, fg_src = demo_assets()
+    return copy_images(bg_src, root / "bg", n_bg, "*.jpg"), copy_images(fg_src, root / "fg", n_fg, "*.png")
+
+
+def make_store(folders: tuple[Path, Path], out: Path, **config) -> Path:
+    """A store at ``out`` from ``folders``: the SMALL config with ``config``'s changes, made in this process."""
+    from fgbg.make.generate import generate
+
+    generate(*folders, out, GenerateConfig(**{**SMALL, **config}), workers=0, progress=False)
+    return out
+
+
 @pytest.fixture
 def folders(tmp_path: Path) -> tuple[Path, Path]:
     """(bg folder with 3 real photos, fg folder with 3 real RGBA cut-outs)."""
-    bg_src, fg_src = demo_assets()
-    bg = copy_images(bg_src, tmp_path / "bg", 3, "*.jpg")
-    fg = copy_images(fg_src, tmp_path / "fg", 3, "*.png")
-    return bg, fg
+    return demo_folders(tmp_path)
 
 
 @pytest.fixture

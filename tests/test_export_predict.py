@@ -9,17 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
-import fgbg.demo
 from fgbg.cli import main
-from fgbg.config import GenerateConfig
 from fgbg.errors import UserError
 from fgbg.learn.export import TOLERANCE, export_onnx
-from fgbg.make.generate import generate
 from fgbg.learn.model import ModelConfig, inference_net
 from fgbg.learn.predict import find_pairs, predict
 from fgbg.learn.train import TrainConfig, train
 
-from .conftest import copy_images
+from .conftest import demo_folders, make_store
 
 
 def quiet(_: str) -> None:
@@ -30,9 +27,7 @@ def quiet(_: str) -> None:
 def run(tmp_path_factory):
     """A checkpoint trained for one epoch on a tiny store (32 px)."""
     root = tmp_path_factory.mktemp("run")
-    bg_src, fg_src = fgbg.demo.demo_assets()
-    bg, fg = copy_images(bg_src, root / "bg", 3, "*.jpg"), copy_images(fg_src, root / "fg", 2, "*.png")
-    generate(bg, fg, root / "store", GenerateConfig(size=32, fg_size=16, placements=2), workers=1, progress=False)
+    make_store(demo_folders(root, 3, 2), root / "store", size=32, fg_size=16, placements=2, shard_size=1000)
     config = TrainConfig(size=32, epochs=1, batch=8, workers=0, threads=1)
     train(root / "store", root / "run", config, ModelConfig(width=8), progress=False, log=quiet)
     return root

@@ -9,21 +9,17 @@ import pytest
 from fgbg import codecs
 from fgbg.inspect import stats
 from fgbg.cli import main
-from fgbg.config import GenerateConfig
-from fgbg.make.generate import generate
 from fgbg.make.render import asset_paths
 from fgbg.inspect.stats import KINDS, KindStats, channel_summary, collect, compute_stats, histogram, merge, write_stats
 from fgbg.store import StoreReader, iter_samples, read_dataset_json
 
-from .conftest import SMALL
+from .conftest import make_store
 
 SCHEMA = {"count": int, "channels": int, "height": int, "width": int, "format": str, "bytes": int,
           "mean": list, "std": list, "min": list, "max": list}  # fmt: skip
 
 
-def make(folders, out, **overrides):
-    generate(*folders, out, GenerateConfig(**{**SMALL, **overrides}), workers=0, progress=False)
-    return out
+make = make_store
 
 
 @pytest.fixture

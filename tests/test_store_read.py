@@ -14,18 +14,14 @@ import zipfile
 import pytest
 import webdataset as wds
 
-from fgbg.config import GenerateConfig
 from fgbg.errors import CorruptStore
-from fgbg.make.generate import generate
 from fgbg.store import MEMBERS, StoreReader, read_dataset_json
 from fgbg.store.tarscan import scan_tar
 
-from .conftest import SMALL
+from .conftest import make_store
 
 
-def make(folders, out, **overrides):
-    generate(*folders, out, GenerateConfig(**{**SMALL, **overrides}), workers=0, progress=False)
-    return out
+make = make_store
 
 
 @pytest.fixture

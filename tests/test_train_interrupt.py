@@ -14,15 +14,12 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-import fgbg.demo
 from fgbg.cli import main
-from fgbg.config import GenerateConfig
 from fgbg.learn.model import ModelConfig
 from fgbg.learn.resume import resume_meta, spent_seconds
 from fgbg.learn.train import TrainConfig, TrainInterrupted, train
-from fgbg.make.generate import generate
 
-from .conftest import copy_images
+from .conftest import demo_folders, make_store
 from .test_train import assert_planned_by_the_patches
 
 TINY = dict(size=32, fg_size=16, placements=2, shard_size=5)  # 36 samples: 24 train (3 steps of 8), 12 val
@@ -39,10 +36,7 @@ def quiet(_: str) -> None:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("interrupt")
-    bg_src, fg_src = fgbg.demo.demo_assets()
-    bg, fg = copy_images(bg_src, root / "bg", 3, "*.jpg"), copy_images(fg_src, root / "fg", 3, "*.png")
-    generate(bg, fg, root / "store", GenerateConfig(**TINY), workers=0, progress=False)
-    return root / "store"
+    return make_store(demo_folders(root, 3, 3), root / "store", **TINY)
 
 
 class CtrlCAt(Callback):
