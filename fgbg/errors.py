@@ -35,4 +35,10 @@ class CorruptStore(UserError):
 
 
 class WorkerFailed(UserError):
-    """A worker process raised or died: names the task (e.g. the shard) and the cause, in one line."""
+    """A worker process raised or died: names the task (e.g. the shard) and the cause, in one line.
+
+    Exit code 1, not 2: the run failed (a lost file, the OOM killer, a bug), the command was
+    not wrong; the store stays resumable.
+    """
+
+    exit_code = 1
