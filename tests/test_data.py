@@ -21,7 +21,7 @@ from fgbg.learn.data import (
     to_tensor,
 )
 from fgbg.make.generate import generate
-from fgbg.make.render import asset_paths
+from fgbg.store.layout import asset_paths
 from fgbg.store import iter_samples
 
 TINY = dict(size=32, fg_size=16, placements=2, shard_size=5)

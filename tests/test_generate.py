@@ -18,7 +18,7 @@ from fgbg.config import GenerateConfig
 from fgbg.errors import UserError
 from fgbg.inspect.verify import verify
 from fgbg.make.generate import GenerateError, generate
-from fgbg.make.render import asset_paths
+from fgbg.store.layout import asset_paths
 from fgbg.store import iter_samples, read_dataset_json
 from fgbg.store.layout import CRASH_AT_ENV, CRASH_STEPS_ENV, LOCK_FILE
 

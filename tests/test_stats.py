@@ -9,7 +9,7 @@ import pytest
 from fgbg import codecs
 from fgbg.inspect import stats
 from fgbg.cli import main
-from fgbg.make.render import asset_paths
+from fgbg.store.layout import asset_paths
 from fgbg.inspect.stats import KINDS, KindStats, channel_summary, collect, compute_stats, histogram, merge, write_stats
 from fgbg.store import StoreReader, iter_samples, read_dataset_json
 

@@ -34,7 +34,7 @@ from fgbg.config import GenerateConfig
 from fgbg.make.plan import Plan
 from fgbg.engine.local import map_shards
 from fgbg.errors import UserError
-from fgbg.store.layout import ASSETS_DIR, DATASET_JSON, MANIFEST, MEMBERS, SHARDS_DIR, TMP_SUFFIX, WORK_DIR, sha256_file
+from fgbg.store.layout import ASSETS_DIR, DATASET_JSON, MANIFEST, MEMBERS, SHARDS_DIR, TMP_SUFFIX, WORK_DIR, asset_paths, sha256_file
 from fgbg.store.lock import LOCK_FILE
 from fgbg.store.read import DECODE_ERRORS, StoreReader
 
@@ -224,8 +224,6 @@ def check_manifest(store: Path, plan: Plan) -> list[str]:
 
 def check_assets(store: Path, meta: dict, size: int) -> list[str]:
     """assets/: bg (size x size RGB JPEG), bg_depth (16-bit grey), fg (RGBA), fg_mask (0/255)."""
-    from fgbg.make.render import asset_paths  # imported here: render pulls in scipy, workers never need it
-
     problems = []
     n = {"bg": meta["counts"]["bg"], "bg_depth": meta["counts"]["bg"], "fg": meta["counts"]["fg"]}
     n["fg_mask"] = n["fg"]
@@ -253,8 +251,6 @@ def check_assets(store: Path, meta: dict, size: int) -> list[str]:
 
 def expected_files(store: Path, meta: dict) -> tuple[set[str], set[str]]:
     """(files, folders) a complete store holds, as paths relative to it (posix)."""
-    from fgbg.make.render import asset_paths
-
     files = {DATASET_JSON, MANIFEST}
     folders = {ASSETS_DIR, SHARDS_DIR}
     n = {"bg": meta["counts"]["bg"], "bg_depth": meta["counts"]["bg"], "fg": meta["counts"]["fg"]}

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
-from scipy import ndimage
 
 from fgbg.errors import UserError
 
@@ -257,6 +256,8 @@ def key_plain_background(rgb: np.ndarray) -> np.ndarray:
         )
     distance = np.abs(rgb.astype(np.float32) - colour).max(axis=2)
     near = distance < KEY_FAR
+    from scipy import ndimage  # here, not at the top: every spawned worker imports this module, few key
+
     labels, _ = ndimage.label(near)
     edge_labels = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     background = np.isin(labels, edge_labels[edge_labels > 0])

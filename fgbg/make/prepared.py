@@ -12,8 +12,8 @@ from fgbg import codecs
 from fgbg.config import GenerateConfig
 from fgbg.depth.layered import ground_plane_prior, quantize_depth
 from fgbg.make.assets import Assets, fg_mask
-from fgbg.make.render import BG_DEPTH_BITS, asset_paths
-from fgbg.store.layout import ASSETS_DIR, atomic_write_bytes, make_dirs
+from fgbg.make.render import BG_DEPTH_BITS
+from fgbg.store.layout import ASSETS_DIR, asset_paths, atomic_write_bytes, make_dirs
 
 ASSET_KINDS = ("bg", "bg_depth", "fg", "fg_mask")
 

@@ -32,18 +32,11 @@ from fgbg.depth.estimator import Estimator, apply_scale, image_range, load_estim
 from fgbg.depth.layered import layered_depth, quantize_depth
 from fgbg.make.plan import Plan, SampleRef, Shard
 from fgbg.store.identity import STATE_JSON
-from fgbg.store.layout import ASSETS_DIR, DATASET_JSON, WORK_DIR
+from fgbg.store.layout import DATASET_JSON, WORK_DIR, asset_paths
 from fgbg.store.write import write_shard
 
 BG_DEPTH_BITS = 16  # bg inverse-depth maps are kept in assets/ at 16 bits
 LAYERED_BATCH = 64  # samples rendered per call when no network is involved
-
-
-def asset_paths(store: Path, kind: str, n: int) -> list[Path]:
-    """assets/KIND/b000.jpg ... or f000.png ...: the prepared inputs by index."""
-    prefix, ext = {"bg": ("b", ".jpg"), "bg_depth": ("b", ".png"), "fg": ("f", ".png"), "fg_mask": ("f", ".png")}[kind]
-    width = max(3, len(str(max(n - 1, 0))))
-    return [Path(store) / ASSETS_DIR / kind / f"{prefix}{i:0{width}d}{ext}" for i in range(n)]
 
 
 @dataclass

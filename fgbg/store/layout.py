@@ -154,6 +154,13 @@ def atomic_write_json(path: Path, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=False) + "\n").encode())
 
 
+def asset_paths(store: Path, kind: str, n: int) -> list[Path]:
+    """assets/KIND/b000.jpg ... or f000.png ...: the prepared inputs by index."""
+    prefix, ext = {"bg": ("b", ".jpg"), "bg_depth": ("b", ".png"), "fg": ("f", ".png"), "fg_mask": ("f", ".png")}[kind]
+    width = max(3, len(str(max(n - 1, 0))))
+    return [Path(store) / ASSETS_DIR / kind / f"{prefix}{i:0{width}d}{ext}" for i in range(n)]
+
+
 def read_dataset_json(store: Path) -> dict:
     """The store's dataset.json.
 

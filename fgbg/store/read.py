@@ -44,7 +44,7 @@ from fgbg import codecs
 from fgbg.config import GenerateConfig
 from fgbg.errors import CorruptStore
 from fgbg.make.plan import Plan, Shard
-from fgbg.store.layout import MEMBERS, bg_group, digest_members, read_dataset_json
+from fgbg.store.layout import MEMBERS, asset_paths, bg_group, digest_members, read_dataset_json
 from fgbg.store.tarscan import BLOCK, decode_index, scan_tar
 
 Sample = tuple[str, dict[str, bytes]]
@@ -383,8 +383,6 @@ class StoreReader:
     def asset_path(self, kind: str, i: int) -> Path:
         """assets/KIND/... of bg or fg ``i`` (kind: bg, bg_depth, fg, fg_mask)."""
         if kind not in self._assets:
-            from fgbg.make.render import asset_paths  # imported here: render pulls in scipy
-
             n = self.meta["counts"]["bg" if kind.startswith("bg") else "fg"]
             self._assets[kind] = asset_paths(self.store, kind, n)
         return self._assets[kind][i]
