@@ -321,7 +321,7 @@ def write_card(
     store: Path,
     attribution: Path | None = None,
     workers: int | None = None,
-    progress: bool = False,
+    progress: bool | None = False,
     n: int = 16,
 ) -> Path:
     """Write ``STORE/README.md`` and ``STORE/previews/*.png``; returns the README path.

@@ -354,7 +354,7 @@ def collect(
     store: Path,
     kinds: Iterable[str] = tuple(KINDS),
     workers: int | None = None,
-    progress: bool = False,
+    progress: bool | None = False,
     cache: bool = True,
 ) -> dict[str, KindStats]:
     """Per-kind stats of a whole store: assets here, shards on workers (cached per shard).
@@ -420,7 +420,7 @@ def compute_stats(
     store: Path,
     kinds: Iterable[str] = tuple(KINDS),
     workers: int | None = None,
-    progress: bool = False,
+    progress: bool | None = False,
     cache: bool = True,
 ) -> dict:
     """stats.json of a store, without writing it (see :func:`collect` for the arguments);
@@ -433,7 +433,7 @@ def compute_stats(
 
 
 def write_stats(
-    store: Path, workers: int | None = None, progress: bool = False, cache: bool = True, lock: bool = True
+    store: Path, workers: int | None = None, progress: bool | None = False, cache: bool = True, lock: bool = True
 ) -> dict:
     """Compute every kind's stats and write ``STORE/stats.json``; returns its content.
 

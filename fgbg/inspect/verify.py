@@ -296,7 +296,7 @@ def find_strays(store: Path, meta: dict) -> list[str]:
     return problems
 
 
-def verify(store: Path, workers: int | None = None, progress: bool = False) -> Report:
+def verify(store: Path, workers: int | None = None, progress: bool | None = False) -> Report:
     """Check a store (any format); the report lists every problem, one line each.
 
     Args:
