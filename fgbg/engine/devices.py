@@ -1,20 +1,285 @@
-"""Where networks run: the one ONNX Runtime session builder.
+"""Where networks run: the one place that turns ``auto`` into a device, and the ONNX session builder.
 
-Every ONNX file fgbg opens (depth estimators, the cut-out network, exported models) goes
-through :func:`onnx_session`, so thread counts, optimisation level and the error for a file
-that is missing or not a model are the same everywhere.
+Every verb that runs a network asks this module, once, where to run it:
+
+- :func:`resolve_device` (``--device auto|cpu|cuda|cuda:N``: evaluate, predict, depth labelling,
+  cut-outs) gives a :class:`Device`: the torch device, its name, and the autocast dtype
+  (bf16 where the GPU supports it, fp16 on older GPUs, none on the CPU);
+- :func:`resolve_training` (``fgbg train --accelerator --devices --num-nodes --strategy
+  --precision``) gives the Lightning Trainer's arguments, with ``auto`` made concrete;
+- :func:`onnx_providers` maps a device to ONNX Runtime execution providers, falling back to the
+  CPU with a one-line note when ``onnxruntime-gpu`` is not installed; :func:`onnx_session`
+  builds every ONNX Runtime session fgbg opens.
+
+Nothing else in fgbg calls ``torch.cuda.is_available()``. torch is imported only when a torch
+device is asked for, so ONNX-only paths (``predict --onnx``) run without it.
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from fgbg.errors import UserError
+from fgbg.errors import ConfigError, UserError
 
 CPU_PROVIDERS = ["CPUExecutionProvider"]
+CUDA_PROVIDER = "CUDAExecutionProvider"
+DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
+NO_CUDA_NOTE = "no CUDA GPU found; running on the CPU"
+GPU_EXTRA_HINT = "pip install 'fgbg[gpu]' (onnxruntime-gpu) to run ONNX models on the GPU"
 
 
-def onnx_session(path: Path | str, threads: int = 1, providers: list[str] | None = None):
+class DeviceError(ConfigError):
+    """A device that was asked for and is not there (``--device cuda`` without a GPU): one line, exit 2."""
+
+
+@dataclass(frozen=True)
+class Device:
+    """A concrete place to run a torch network.
+
+    ``torch``: the torch device string ("cpu", "cuda:0"); ``name``: what a person reads
+    ("CPU (16 cores)", "NVIDIA H100 80GB HBM3"); ``autocast``: "bf16", "fp16" or None (fp32);
+    ``note``: a one-line remark for the log (``auto`` fell back to the CPU), or None.
+    """
+
+    torch: str
+    name: str
+    autocast: str | None = None
+    note: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """"cpu" or "cuda"."""
+        return self.torch.split(":")[0]
+
+    @property
+    def index(self) -> int | None:
+        return int(self.torch.split(":")[1]) if ":" in self.torch else None
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.kind == "cuda"
+
+    @property
+    def dtype(self):
+        """The torch autocast dtype (torch.bfloat16 / torch.float16), or None for fp32."""
+        import torch
+
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.autocast or "")
+
+    def autocast_context(self):
+        """``torch.autocast`` on this device in its dtype, or a no-op context for fp32."""
+        import contextlib
+
+        import torch
+
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.kind, dtype=self.dtype)
+
+    def record(self) -> dict:
+        """What a run folder or dataset.json records about the device."""
+        return {"device": self.torch, "name": self.name, "precision": self.autocast or "fp32"}
+
+
+def cuda_device_count() -> int:
+    """Visible CUDA devices (0 without torch's CUDA build or without a GPU). The only CUDA probe in fgbg."""
+    try:
+        import torch
+    except ImportError:  # ONNX-only installs
+        return 0
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def parse_device(spec: str) -> tuple[str, int | None]:
+    """``"auto" | "cpu" | "cuda" | "cuda:N" | "gpu"`` -> (kind, index or None).
+
+    Raises:
+        DeviceError: anything else, naming the choices.
+    """
+    text = (spec or "auto").strip().lower()
+    kind, _, index = text.partition(":")
+    kind = "cuda" if kind == "gpu" else kind
+    if kind not in ("auto", "cpu", "cuda") or (index and (kind != "cuda" or not index.isdigit())):
+        raise DeviceError(f"--device {spec!r}: expected {DEVICE_CHOICES}")
+    return kind, int(index) if index else None
+
+
+def resolve_device(spec: str = "auto") -> Device:
+    """The device for ``--device SPEC``: ``auto`` is the first GPU if there is one, else the CPU (with a note).
+
+    Raises:
+        DeviceError: ``cuda``/``cuda:N`` asked for and not there, or a malformed spec.
+    """
+    kind, index = parse_device(spec)
+    if kind == "cpu":
+        return cpu_device()
+    count = cuda_device_count()
+    if kind == "auto":
+        return cuda_device(0) if count else cpu_device(NO_CUDA_NOTE)
+    if count == 0:
+        raise DeviceError(f"--device {spec}: no CUDA GPU is visible here (torch sees none); use --device cpu or auto")
+    index = index or 0
+    if index >= count:
+        raise DeviceError(f"--device {spec}: only {count} CUDA GPU(s) visible (cuda:0 to cuda:{count - 1})")
+    return cuda_device(index)
+
+
+def cpu_device(note: str | None = None) -> Device:
+    return Device("cpu", f"CPU ({os.cpu_count() or 1} cores)", None, note)
+
+
+def cuda_device(index: int) -> Device:
+    import torch
+
+    bf16 = torch.cuda.is_bf16_supported() if hasattr(torch.cuda, "is_bf16_supported") else False
+    return Device(f"cuda:{index}", torch.cuda.get_device_name(index), "bf16" if bf16 else "fp16")
+
+
+# ---------------------------------------------------------------- training (Lightning)
+
+
+@dataclass(frozen=True)
+class TrainingDevices:
+    """The Trainer's device arguments with ``auto`` resolved, and what the run folder records."""
+
+    accelerator: str  # "cpu" | "gpu"
+    devices: int | list[int]  # a count, or the GPU indices
+    num_nodes: int
+    strategy: str  # "auto" | "ddp"
+    precision: str  # Lightning's: "32-true", "bf16-mixed", "16-mixed"
+    name: str  # the device's name
+    note: str | None = None
+
+    @property
+    def world_size(self) -> int:
+        per_node = len(self.devices) if isinstance(self.devices, list) else self.devices
+        return per_node * self.num_nodes
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.accelerator == "gpu"
+
+    def record(self, batch: int) -> dict:
+        """run.json's ``devices`` entry; ``global_batch`` is the batch per optimizer step over all ranks."""
+        return {
+            "accelerator": self.accelerator, "devices": self.devices, "num_nodes": self.num_nodes,
+            "world_size": self.world_size, "strategy": self.strategy, "precision": self.precision,
+            "name": self.name, "batch_per_device": batch, "global_batch": batch * self.world_size,
+        }  # fmt: skip
+
+
+PRECISIONS = {"32": "32-true", "32-true": "32-true", "bf16": "bf16-mixed", "bf16-mixed": "bf16-mixed",
+              "16": "16-mixed", "16-mixed": "16-mixed", "fp16": "16-mixed"}  # fmt: skip
+
+
+def parse_devices(text: str | int | list[int] | None) -> int | list[int] | None:
+    """``--devices``: None/"auto" (all visible), a count ("8"), or a list of indices ("0,2" or "[0, 2]")."""
+    if text is None or isinstance(text, (int, list)):
+        return text
+    t = text.strip().strip("[]").replace(" ", "")
+    if t in ("", "auto", "-1"):
+        return None
+    try:
+        values = [int(v) for v in t.split(",")]
+    except ValueError:
+        raise DeviceError(f"--devices {text!r}: expected auto, a count (8) or GPU indices (0,2)") from None
+    if len(values) == 1 and "," not in t:
+        if values[0] < 1:
+            raise DeviceError(f"--devices {text!r}: a count must be at least 1")
+        return values[0]
+    return values
+
+
+def resolve_training(
+    accelerator: str = "auto",
+    devices: str | int | list[int] | None = None,
+    num_nodes: int = 1,
+    strategy: str = "auto",
+    precision: str | None = None,
+) -> TrainingDevices:
+    """Concrete Trainer device arguments for ``fgbg train``.
+
+    ``auto`` accelerator: the GPUs if any are visible, else the CPU (with a note). ``devices``
+    None: every visible GPU, one process on the CPU. ``precision`` None: bf16-mixed on a GPU that
+    supports it (16-mixed on older ones), 32-true on the CPU. ``strategy`` auto becomes ddp when
+    more than one process trains.
+
+    Raises:
+        DeviceError: ``gpu`` without a GPU, more GPUs than visible, an unknown name.
+    """
+    accelerator = (accelerator or "auto").lower()
+    if accelerator == "cuda":
+        accelerator = "gpu"
+    if accelerator not in ("auto", "cpu", "gpu"):
+        raise DeviceError(f"--accelerator {accelerator!r}: expected auto, cpu or gpu")
+    if strategy not in ("auto", "ddp"):
+        raise DeviceError(f"--strategy {strategy!r}: expected auto or ddp")
+    if num_nodes < 1:
+        raise DeviceError(f"--num-nodes must be at least 1, got {num_nodes}")
+    if precision is not None and precision not in PRECISIONS:
+        raise DeviceError(f"--precision {precision!r}: expected 32, bf16-mixed or 16-mixed")
+    devices = parse_devices(devices)
+    count = 0 if accelerator == "cpu" else cuda_device_count()
+    note = None
+    if accelerator == "gpu" and count == 0:
+        raise DeviceError("--accelerator gpu: no CUDA GPU is visible here; use --accelerator cpu or auto")
+    if accelerator == "auto":
+        accelerator = "gpu" if count else "cpu"
+        note = None if count else NO_CUDA_NOTE
+    if accelerator == "gpu":
+        wanted = devices if devices is not None else count
+        highest = max(wanted) if isinstance(wanted, list) else wanted - 1
+        if highest >= count:
+            raise DeviceError(f"--devices {devices}: only {count} CUDA GPU(s) visible here")
+        gpu = cuda_device(wanted[0] if isinstance(wanted, list) else 0)
+        default_precision = "bf16-mixed" if gpu.autocast == "bf16" else "16-mixed"
+        name = gpu.name
+    else:
+        if isinstance(devices, list):
+            raise DeviceError(f"--devices {devices}: a list of indices is for GPUs; on the CPU give a count of processes")
+        wanted, default_precision, name = devices or 1, "32-true", cpu_device().name
+    resolved = TrainingDevices(accelerator, wanted, num_nodes, strategy, PRECISIONS.get(precision or "", default_precision), name, note)
+    if strategy == "auto" and resolved.world_size > 1:
+        resolved = TrainingDevices(accelerator, wanted, num_nodes, "ddp", resolved.precision, name, note)
+    return resolved
+
+
+# ---------------------------------------------------------------- ONNX Runtime
+
+
+def onnx_providers(spec: str | Device = "auto", warn: Callable[[str], None] | None = None) -> list[str]:
+    """ONNX Runtime providers for a device: CUDA (then CPU) on a GPU when onnxruntime-gpu has it, else CPU.
+
+    ``auto`` asks ONNX Runtime alone (no torch needed): its CUDA provider if available. A GPU asked
+    for (``cuda``) without the CUDA provider falls back to the CPU with a one-line note to ``warn``.
+
+    Raises:
+        DeviceError: a malformed spec.
+    """
+    import onnxruntime as ort
+
+    if isinstance(spec, Device):
+        kind, index = spec.kind, spec.index
+    else:
+        kind, index = parse_device(spec)
+    if kind == "cpu":
+        return list(CPU_PROVIDERS)
+    if CUDA_PROVIDER in ort.get_available_providers():
+        return [(CUDA_PROVIDER, {"device_id": index or 0}), *CPU_PROVIDERS]
+    if kind == "cuda" and warn is not None:
+        warn(f"note: ONNX Runtime has no CUDA provider here; running the ONNX model on the CPU ({GPU_EXTRA_HINT})")
+    return list(CPU_PROVIDERS)
+
+
+def provider_names(providers: list) -> list[str]:
+    """Provider names without their options (what dataset.json records)."""
+    return [p[0] if isinstance(p, tuple) else p for p in providers]
+
+
+def onnx_session(path: Path | str, threads: int = 1, providers: list | None = None):
     """An ``onnxruntime.InferenceSession`` for the ONNX file ``path``.
 
     Args:
@@ -22,7 +287,8 @@ def onnx_session(path: Path | str, threads: int = 1, providers: list[str] | None
         threads: intra-op threads (one network call uses this many cores; 0 = ONNX Runtime's
             default, one per physical core); inter-op is 1, execution sequential, graph
             optimisation at its highest level.
-        providers: ONNX Runtime execution providers, in order of preference; CPU if None.
+        providers: ONNX Runtime execution providers (names or (name, options)), in order of
+            preference, e.g. from :func:`onnx_providers`; CPU if None.
 
     Raises:
         UserError: the file does not exist, or ONNX Runtime cannot load it (names the file).
