@@ -44,3 +44,14 @@ def folders(tmp_path: Path) -> tuple[Path, Path]:
 @pytest.fixture
 def small_config() -> GenerateConfig:
     return GenerateConfig(**SMALL)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked ``cuda`` are skipped, with the reason, where no CUDA GPU is visible."""
+    from fgbg.engine.devices import cuda_device_count
+
+    if any("cuda" in item.keywords for item in items) and cuda_device_count() == 0:
+        skip = pytest.mark.skip(reason="needs a CUDA GPU; none is visible here (run on a GPU machine)")
+        for item in items:
+            if "cuda" in item.keywords:
+                item.add_marker(skip)
