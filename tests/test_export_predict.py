@@ -1,5 +1,6 @@
 """ONNX export against torch, and predict on images of any size, with torch and with ONNX only."""
 
+import json
 import subprocess
 import sys
 
@@ -170,3 +171,114 @@ def test_cli_export_and_predict(run, tmp_path, capsys):
     assert (tmp_path / "p" / "room_with_box.side.png").exists()
     assert main(["predict", str(tmp_path / "missing.ckpt"), "--bg", str(bg), "--fg-bg", str(composite), "--out", str(tmp_path / "q")]) == 2
     assert "no such checkpoint" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- devices (the GPU itself: tests/test_devices.py, -m cuda)
+
+
+def composites(folder, n, size=(45, 37)):
+    """(bg folder, fg_bg folder) of ``n`` pairs matched by name: random backgrounds, a coloured box pasted on each."""
+    rng = np.random.default_rng(1)
+    (folder / "bg").mkdir(parents=True, exist_ok=True)
+    (folder / "fg_bg").mkdir(exist_ok=True)
+    for i in range(n):
+        bg = (rng.random((size[1], size[0], 3)) * 255).astype(np.uint8)
+        composite = bg.copy()
+        y, x = rng.integers(0, 15, 2)
+        composite[y : y + 20, x : x + 25] = rng.integers(0, 256, 3)
+        Image.fromarray(bg).save(folder / "bg" / f"p{i}.png")
+        Image.fromarray(composite).save(folder / "fg_bg" / f"p{i}.png")
+    return folder / "bg", folder / "fg_bg"
+
+
+def assert_same_masks(a, b, share, depth_levels):
+    """The predictions in folders ``a`` and ``b``: masks equal on at least ``share`` of the pixels, depth within ``depth_levels`` of 255."""
+    names = sorted(p.name for p in a.glob("*.mask.png"))
+    assert names and names == sorted(p.name for p in b.glob("*.mask.png"))
+    masks = [np.stack([np.asarray(Image.open(folder / n)) for n in names]) for folder in (a, b)]
+    assert (masks[0] == masks[1]).mean() >= share
+    depth = [np.stack([np.asarray(Image.open(folder / n.replace("mask", "depth"))) for n in names]).astype(int) for folder in (a, b)]
+    assert np.abs(depth[0] - depth[1]).max() <= depth_levels
+
+
+def test_evaluate_says_where_it_ran_and_takes_the_batch_size(run, tmp_path, capsys, monkeypatch):
+    from fgbg.engine import devices
+
+    monkeypatch.setattr(devices, "cuda_device_count", lambda: 0)  # a machine without a GPU, whatever this one has
+    ckpt, store = str(run / "run" / "best.ckpt"), str(run / "store")
+    assert main(["evaluate", ckpt, store, "--out", str(tmp_path / "auto"), "--split", "all", "--quiet"]) == 0
+    assert [line for line in capsys.readouterr().err.splitlines() if line.strip()] == [f"note: {devices.NO_CUDA_NOTE}"]
+    assert main(["evaluate", ckpt, store, "--out", str(tmp_path / "b5"), "--split", "all", "--device", "cpu", "--batch-size", "5", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""  # the CPU asked for: nothing to say
+    how = json.loads((tmp_path / "b5" / "evaluation.json").read_text())
+    assert (how["device"], how["precision"], how["batch_size"], how["loader_workers"]) == ("cpu", "fp32", 5, 0)
+    assert json.loads((tmp_path / "auto" / "evaluation.json").read_text())["batch_size"] == 64
+    assert "`cpu`, fp32, batch 5" in (tmp_path / "b5" / "report.md").read_text()
+    by_64, by_5 = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("auto", "b5"))
+    assert by_5 == pytest.approx(by_64, abs=1e-6) and by_5["n_images"] == 24
+    assert main(["evaluate", ckpt, store, "--out", str(tmp_path / "b0"), "--batch-size", "0"]) == 2
+    assert "--batch-size must be at least 1" in capsys.readouterr().err
+
+
+def test_the_autocast_path_gives_fp32_metrics_close_to_fp32(run, tmp_path):
+    """The GPU's code path (autocast, outputs cast to fp32 before the metrics) run with CPU bf16 autocast."""
+    from fgbg.engine.devices import Device
+    from fgbg.learn.data import StoreDataset, load_stats
+    from fgbg.learn.evaluate import evaluate, evaluation_indices, predict_dataset
+    from fgbg.learn.model import read_checkpoint
+
+    bf16 = Device("cpu", "CPU, bf16 autocast", "bf16")
+    ckpt, store = run / "run" / "best.ckpt", run / "store"
+    fp32 = evaluate(ckpt, store, tmp_path / "fp32", split="all", log=quiet, progress=False, device="cpu")
+    mixed = evaluate(ckpt, store, tmp_path / "bf16", split="all", log=quiet, progress=False, device=bf16)
+    assert mixed == pytest.approx(fp32, abs=0.01) and mixed != fp32  # the network ran in bf16, and it barely shows
+    assert json.loads((tmp_path / "bf16" / "evaluation.json").read_text())["precision"] == "bf16"
+    net, meta = inference_net(ckpt)
+    dataset = StoreDataset(store, evaluation_indices(store, meta, "all"), 32, load_stats(store), normalized=False)
+    per_image = predict_dataset(net, dataset, 0.5, batch=10, device=bf16)
+    assert {k: v.dtype for k, v in per_image.items() if k != "index"} == dict.fromkeys(per_image.keys() - {"index"}, torch.float32)
+    assert read_checkpoint(ckpt)["state_dict"]  # evaluate left the checkpoint as it was
+
+
+def test_predict_under_autocast_writes_the_fp32_masks(run, tmp_path):
+    from fgbg.engine.devices import Device
+
+    bg, fg_bg = composites(tmp_path / "in", 6)
+    checkpoint = run / "run" / "best.ckpt"
+    predict(checkpoint, bg, fg_bg, tmp_path / "fp32", log=quiet, device="cpu")
+    predict(checkpoint, bg, fg_bg, tmp_path / "bf16", log=quiet, device=Device("cpu", "CPU, bf16 autocast", "bf16"), batch_size=4)
+    assert_same_masks(tmp_path / "fp32", tmp_path / "bf16", 0.99, depth_levels=4)
+
+
+def test_predict_onnx_on_a_gpu_without_the_cuda_provider_says_so_and_runs_on_the_cpu(onnx_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    bg, fg_bg = composites(tmp_path / "in", 3)
+    base = ["predict", str(onnx_file), "--bg", str(bg), "--fg-bg", str(fg_bg), "--quiet"]
+    assert main([*base, "--out", str(tmp_path / "cpu"), "--device", "cpu"]) == 0
+    assert capsys.readouterr().err == ""
+    assert main([*base, "--out", str(tmp_path / "cuda"), "--device", "cuda", "--batch-size", "2"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        "note: ONNX Runtime has no CUDA provider here; running the ONNX model on the CPU (pip install 'fgbg[gpu]' (onnxruntime-gpu) to run ONNX models on the GPU)"
+    ]
+    assert "(ONNX Runtime CPUExecutionProvider)" in captured.out
+    for name in ("p0.mask.png", "p1.depth.png", "p2.side.png"):
+        assert (tmp_path / "cuda" / name).read_bytes() == (tmp_path / "cpu" / name).read_bytes()
+
+
+def test_export_takes_a_checkpoint_saved_on_a_gpu_in_bf16(run, tmp_path, monkeypatch):
+    """A checkpoint whose tensors were saved from cuda:0 (as Lightning writes on a GPU), weights in bf16."""
+    from fgbg.learn.model import read_checkpoint
+
+    ckpt = read_checkpoint(run / "run" / "best.ckpt")
+    ckpt["state_dict"] = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+    gpu_ckpt = tmp_path / "gpu.ckpt"
+    monkeypatch.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+    torch.save(ckpt, gpu_ckpt)
+    monkeypatch.undo()
+    seen = set()
+    torch.load(gpu_ckpt, map_location=lambda storage, location: seen.add(location) or storage, weights_only=True)
+    assert seen == {"cuda:0"}  # the file names the GPU, as one saved there does
+    assert export_onnx(gpu_ckpt, tmp_path / "gpu.onnx", log=quiet) < TOLERANCE
+    net, _ = inference_net(gpu_ckpt)
+    assert {p.dtype for p in net.parameters()} == {torch.float32} and {p.device.type for p in net.parameters()} == {"cpu"}

@@ -83,6 +83,27 @@ class Device:
         """What a run folder or dataset.json records about the device."""
         return {"device": self.torch, "name": self.name, "precision": self.autocast or "fp32"}
 
+    def place(self, net):
+        """``net`` (a torch module) moved onto this device; returned.
+
+        On a GPU the weights also go channels_last (NHWC convolutions, faster under autocast) and
+        cuDNN may benchmark its kernels (the inputs of one verb have one size). The CPU path
+        leaves the module as it is, so its numbers stay those of earlier versions.
+        """
+        if not self.is_cuda:
+            return net
+        import torch
+
+        torch.backends.cudnn.benchmark = True
+        return net.to(self.torch, memory_format=torch.channels_last)
+
+    def move(self, x):
+        """A CPU tensor onto this device: through pinned memory with ``non_blocking`` on a GPU (the copy
+        overlaps the work already queued), unchanged on the CPU."""
+        if not self.is_cuda:
+            return x
+        return (x if x.is_pinned() else x.pin_memory()).to(self.torch, non_blocking=True)
+
 
 def cuda_device_count() -> int:
     """Visible CUDA devices (0 without torch's CUDA build or without a GPU). The only CUDA probe in fgbg."""
@@ -125,6 +146,22 @@ def resolve_device(spec: str = "auto") -> Device:
     if index >= count:
         raise DeviceError(f"--device {spec}: only {count} CUDA GPU(s) visible (cuda:0 to cuda:{count - 1})")
     return cuda_device(index)
+
+
+def as_device(spec: str | Device = "auto") -> Device:
+    """A :class:`Device` as it is, or ``--device SPEC`` resolved by :func:`resolve_device`."""
+    return spec if isinstance(spec, Device) else resolve_device(spec)
+
+
+def device_arg(text: str) -> str:
+    """argparse ``type`` of ``--device`` on every verb: the spec, checked before any work (a usage error otherwise)."""
+    import argparse
+
+    try:
+        kind, index = parse_device(text)
+    except DeviceError:
+        raise argparse.ArgumentTypeError(f"expected {DEVICE_CHOICES}, got {text!r}") from None
+    return kind if index is None else f"{kind}:{index}"
 
 
 def cpu_device(note: str | None = None) -> Device:
@@ -279,7 +316,7 @@ def provider_names(providers: list) -> list[str]:
     return [p[0] if isinstance(p, tuple) else p for p in providers]
 
 
-def onnx_session(path: Path | str, threads: int = 1, providers: list | None = None):
+def onnx_session(path: Path | str, threads: int = 1, providers: list | None = None, warn: Callable[[str], None] | None = None):
     """An ``onnxruntime.InferenceSession`` for the ONNX file ``path``.
 
     Args:
@@ -289,6 +326,9 @@ def onnx_session(path: Path | str, threads: int = 1, providers: list | None = No
             optimisation at its highest level.
         providers: ONNX Runtime execution providers (names or (name, options)), in order of
             preference, e.g. from :func:`onnx_providers`; CPU if None.
+        warn: hears one line when the CUDA provider was asked for but the session could not use it
+            (onnxruntime-gpu installed without matching CUDA/cuDNN libraries: ONNX Runtime then
+            quietly runs on the CPU).
 
     Raises:
         UserError: the file does not exist, or ONNX Runtime cannot load it (names the file).
@@ -304,7 +344,11 @@ def onnx_session(path: Path | str, threads: int = 1, providers: list | None = No
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     try:
-        return ort.InferenceSession(str(path), options, providers=providers or CPU_PROVIDERS)
+        session = ort.InferenceSession(str(path), options, providers=providers or CPU_PROVIDERS)
     except Exception as e:  # onnxruntime raises its own exception types (Fail, InvalidProtobuf, ...)
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UserError(f"{path}: not a valid ONNX model, ONNX Runtime cannot load it ({reason})") from None
+    asked = CUDA_PROVIDER in provider_names(providers or CPU_PROVIDERS)
+    if asked and warn is not None and CUDA_PROVIDER not in session.get_providers():
+        warn(f"note: {path.name}: ONNX Runtime could not start its CUDA provider (CUDA/cuDNN libraries?); running on the CPU")
+    return session

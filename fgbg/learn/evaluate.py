@@ -4,21 +4,27 @@ Metrics are computed per image, then averaged (see :mod:`fgbg.learn.metrics`). B
 images are the run's held-out validation split (the split is rebuilt from the checkpoint);
 ``split="all"`` evaluates every sample (a separate test store). The differencing baseline
 uses the threshold chosen on the training split when the run started.
+
+On a GPU (``device``, see :mod:`fgbg.engine.devices`) the network runs channels_last under bf16
+(or fp16) autocast, fed through pinned memory; its outputs are cast to fp32 before any metric,
+so only the network's arithmetic differs from the CPU. ``evaluation.json`` records the device.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from fgbg.engine.devices import Device, as_device, cpu_device
 from fgbg.errors import ConfigError
 from fgbg.learn import metrics
 from fgbg.learn.data import StoreDataset, load_stats, make_loader, read_entries, split_indices
-from fgbg.learn.model import inference_net
+from fgbg.learn.model import Prediction, inference_net
 from fgbg.store.layout import atomic_write_json
 from fgbg.learn.viz import COLUMNS, image_grid, prediction_rows, save_png
 from fgbg.progress import progress as progress_reporter
@@ -26,6 +32,8 @@ from fgbg.progress import progress as progress_reporter
 # The keys of metrics.json, stable for other tools.
 METRIC_KEYS = (*metrics.MASK_METRICS, metrics.BASELINE_MASK_IOU, *metrics.DEPTH_METRICS, "n_images", "size")
 GRID_ROWS = 16
+EVALUATE_BATCH = 64  # images per network call (the default of --batch-size)
+GPU_LOADER_WORKERS = 8  # decoding processes feeding a GPU (at most the cores); none on the CPU, as before
 
 
 def evaluation_indices(store: Path, meta: dict, split: str) -> list[int]:
@@ -39,18 +47,34 @@ def evaluation_indices(store: Path, meta: dict, split: str) -> list[int]:
     return split_indices(entries, t["val"], t["val_fraction"], t["seed"]).val
 
 
-@torch.inference_mode()
-def predict_dataset(net, dataset: StoreDataset, threshold: float, batch: int = 64, progress: bool | None = False) -> dict[str, torch.Tensor]:
-    """Per-image metrics (N,) of ``net`` (a NormalizedNet) and of the baseline at ``threshold``, over a dataset of [0, 1] samples.
+def infer(net, bg: torch.Tensor, fg_bg: torch.Tensor, device: Device) -> Prediction:
+    """``net`` (a NormalizedNet already on ``device``) on one batch, under the device's autocast; outputs in fp32.
 
+    bg, fg_bg: float32 (B, 3, S, S) on [0, 1], on ``device``. Returns mask logits and depth, float32 (B, 1, S, S).
+    """
+    with device.autocast_context():
+        pred = net(bg, fg_bg)
+    return Prediction(pred.mask_logits.float(), pred.depth.float())
+
+
+@torch.inference_mode()
+def predict_dataset(
+    net, dataset: StoreDataset, threshold: float, batch: int = EVALUATE_BATCH, progress: bool | None = False,
+    device: Device | None = None, workers: int = 0,
+) -> dict[str, torch.Tensor]:
+    """Per-image metrics (N,), float32 on the CPU, of ``net`` (a NormalizedNet on ``device``) and of the baseline at ``threshold``, over a dataset of [0, 1] samples.
+
+    ``device``: where ``net`` is (default the CPU); ``workers``: loader processes;
     ``progress`` as in :func:`fgbg.progress.progress` (default silent).
     """
+    device = device or cpu_device()
     per_image: dict[str, list[torch.Tensor]] = {}
     with progress_reporter(len(dataset), "evaluate", "sample", enabled=progress) as bar:
-        for b in make_loader(dataset, batch, shuffle=False):
-            add_batch_metrics(per_image, net(b["bg"], b["fg_bg"]), b, threshold)
+        for b in make_loader(dataset, batch, shuffle=False, workers=workers, pin_memory=device.is_cuda):
+            on_device = {k: device.move(b[k]) for k in ("bg", "fg_bg", "mask", "depth")}
+            add_batch_metrics(per_image, infer(net, on_device["bg"], on_device["fg_bg"], device), {**b, **on_device}, threshold)
             bar.update(len(b["index"]))
-    return {k: torch.cat(v) for k, v in per_image.items()}
+    return {k: torch.cat(v).cpu() for k, v in per_image.items()}
 
 
 def add_batch_metrics(per_image: dict[str, list[torch.Tensor]], pred, b: dict, threshold: float) -> None:
@@ -65,11 +89,13 @@ def add_batch_metrics(per_image: dict[str, list[torch.Tensor]], pred, b: dict, t
 
 
 @torch.inference_mode()
-def grid_of(net, dataset: StoreDataset, positions: list[int]) -> torch.Tensor:
-    """The picture grid (COLUMNS) of the samples at ``positions`` of the dataset."""
+def grid_of(net, dataset: StoreDataset, positions: list[int], device: Device | None = None) -> torch.Tensor:
+    """The picture grid (COLUMNS) of the samples at ``positions`` of the dataset (``net`` on ``device``, default the CPU)."""
+    device = device or cpu_device()
     batch = torch.utils.data.default_collate([dataset[p] for p in positions])
-    pred = net(batch["bg"], batch["fg_bg"])
-    rows = prediction_rows(batch["bg"], batch["fg_bg"], batch["mask"], torch.sigmoid(pred.mask_logits), batch["depth"], pred.depth)
+    pred = infer(net, device.move(batch["bg"]), device.move(batch["fg_bg"]), device)
+    mask, depth = torch.sigmoid(pred.mask_logits).cpu(), pred.depth.cpu()
+    rows = prediction_rows(batch["bg"], batch["fg_bg"], batch["mask"], mask, batch["depth"], depth)
     return image_grid(rows)
 
 
@@ -81,15 +107,27 @@ def evaluate(
     threads: int | None = None,
     log: Callable[[str], None] = print,
     progress: bool | None = None,
+    device: str | Device = "auto",
+    batch_size: int = EVALUATE_BATCH,
+    workers: int | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> dict:
-    """Write ``out/metrics.json``, ``out/report.md``, ``out/random.png``, ``out/worst.png``; return the metrics.
+    """Write ``out/metrics.json``, ``out/report.md``, ``out/evaluation.json``, ``out/random.png``, ``out/worst.png``; return the metrics.
 
-    ``progress``: None = a bar on a terminal, sparse lines in a log; True = the bar; False = silent.
+    ``device``: ``auto`` (the first GPU, else the CPU), ``cpu``, ``cuda`` or ``cuda:N`` (or a
+    resolved Device); ``batch_size``: images per network call; ``workers``: loader processes
+    (default none on the CPU, up to GPU_LOADER_WORKERS on a GPU); ``warn`` (default stderr)
+    hears the device's note (``auto`` fell back to the CPU); ``progress``: None = a bar on a
+    terminal, sparse lines in a log; True = the bar; False = silent.
 
     Raises:
-        UserError: ``checkpoint`` is not a training checkpoint, ``split`` is not val or all.
+        UserError: ``checkpoint`` is not a training checkpoint, ``split`` is not val or all,
+            ``batch_size`` < 1, ``device`` is not here (DeviceError).
     """
     started = time.perf_counter()
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    device = as_device(device)  # before any work: `--device cuda` without a GPU stops here
     torch.set_num_threads(threads or os.cpu_count() or 1)
     store, out = Path(store), Path(out)
     net, meta = inference_net(checkpoint)
@@ -97,7 +135,11 @@ def evaluate(
     indices = evaluation_indices(store, meta, split)
     stats = load_stats(store)
     dataset = StoreDataset(store, indices, size, stats, normalized=False)
-    per_image = predict_dataset(net, dataset, meta["baseline"]["threshold"], progress=progress)
+    if device.note:
+        (warn or _to_stderr)(f"note: {device.note}")
+    net = device.place(net)
+    workers = (min(GPU_LOADER_WORKERS, os.cpu_count() or 1) if device.is_cuda else 0) if workers is None else workers
+    per_image = predict_dataset(net, dataset, meta["baseline"]["threshold"], batch_size, progress, device, workers)
     result = {k: per_image[k].mean().item() for k in METRIC_KEYS if k in per_image}
     result.update(n_images=len(dataset), size=size)
     out.mkdir(parents=True, exist_ok=True)
@@ -106,21 +148,29 @@ def evaluate(
     n = min(GRID_ROWS, len(dataset))
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:n].tolist()
     worst = per_image["mask_iou"].argsort()[:n].tolist()
-    save_png(grid_of(net, dataset, order), out / "random.png")
-    save_png(grid_of(net, dataset, worst), out / "worst.png")
+    save_png(grid_of(net, dataset, order, device), out / "random.png")
+    save_png(grid_of(net, dataset, worst, device), out / "worst.png")
     worst_keys = [(dataset.reader.entries[indices[p]].key, per_image["mask_iou"][p].item()) for p in worst]
-    (out / "report.md").write_text(report(result, meta, checkpoint, store, split, worst_keys))
+    seconds = time.perf_counter() - started
+    how = {**device.record(), "batch_size": batch_size, "loader_workers": workers}
+    atomic_write_json(out / "evaluation.json", {"checkpoint": str(checkpoint), "store": str(store), "split": split, **how, "seconds": round(seconds, 3)})
+    (out / "report.md").write_text(report(result, meta, checkpoint, store, split, worst_keys, how))
     log(format_metrics(result))
-    log(f"report: {out / 'report.md'} ({time.perf_counter() - started:.0f} s)")
+    log(f"report: {out / 'report.md'} ({seconds:.0f} s on {device.name})")
     return result
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def format_metrics(m: dict) -> str:
     return f"{m['n_images']} images at {m['size']} px: {metrics.format_metrics(m)}"
 
 
-def report(m: dict, meta: dict, checkpoint: Path, store: Path, split: str, worst: list[tuple[str, float]]) -> str:
-    """report.md: the table, what was evaluated, and the two grids."""
+def report(m: dict, meta: dict, checkpoint: Path, store: Path, split: str, worst: list[tuple[str, float]], how: dict | None = None) -> str:
+    """report.md: the table, what was evaluated (and where: ``how``, a Device.record() with batch_size), and the two grids."""
+    how = how or {**cpu_device().record(), "batch_size": EVALUATE_BATCH}
     held = meta["split"]
     what = f"the run's validation split (held out by {held['by']}: {held['held_out']})" if split == "val" else "every sample"
     rows = [
@@ -139,6 +189,7 @@ Checkpoint `{checkpoint}` on store `{store}`: {m['n_images']} images of {what}, 
 Metrics per image, then averaged; mask threshold 0.5, empty vs empty = 1; depth on the [0, 1]
 inverse-depth scale. Baseline: sum over channels of |fg_bg - bg| > {meta['baseline']['threshold']:.2f}
 (threshold chosen on {meta['baseline']['chosen_on']}).
+Run on {how['name']} (`{how['device']}`, {how['precision']}, batch {how['batch_size']}); metrics in fp32.
 
 | metric | model | baseline |
 | --- | --- | --- |

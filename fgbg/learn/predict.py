@@ -4,22 +4,30 @@ Each fg_bg (and its bg, resized to the fg_bg's size when they differ) is resized
 size, run, and the outputs are resized back. Written per fg_bg ``NAME``: ``NAME.mask.png``
 (0/255), ``NAME.depth.png`` (8-bit, near = bright) and ``NAME.side.png`` (bg | fg_bg | mask |
 depth). This module imports neither torch nor onnxruntime at the top: ``--onnx`` needs no torch.
+
+``device`` (``auto|cpu|cuda|cuda:N``, see :mod:`fgbg.engine.devices`): a checkpoint runs there
+(channels_last, bf16/fp16 autocast on a GPU, outputs back in fp32); an ONNX file gets the ONNX
+Runtime providers of that device (CUDA when onnxruntime-gpu has it, else the CPU, said in one line).
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
 from PIL import Image
 
-from fgbg.errors import UserError
+from fgbg.errors import ConfigError, UserError
 from fgbg.make.assets import IMAGE_SUFFIXES
 from fgbg.progress import progress as progress_reporter
 
+if TYPE_CHECKING:
+    from fgbg.engine.devices import Device
+
 SIDE_PAD = 4  # white pixels between the pictures of a side-by-side PNG
+PREDICT_BATCH = 16  # images per network call (the default of --batch-size)
 
 
 class Predictor(Protocol):
@@ -34,31 +42,37 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 class TorchPredictor:
-    """A training checkpoint run with torch."""
+    """A training checkpoint run with torch on ``device`` (a resolved :class:`~fgbg.engine.devices.Device`; default the CPU)."""
 
-    def __init__(self, checkpoint: Path) -> None:
+    def __init__(self, checkpoint: Path, device: Device | None = None) -> None:
+        from fgbg.engine.devices import cpu_device
         from fgbg.learn.model import inference_net
 
-        self.net, meta = inference_net(checkpoint)
+        self.device = device or cpu_device()
+        net, meta = inference_net(checkpoint)
+        self.net = self.device.place(net)
         self.size = int(meta["train"]["size"])
 
     def __call__(self, bg: np.ndarray, fg_bg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
+        from fgbg.learn.evaluate import infer
+
         with torch.inference_mode():
-            pred = self.net(torch.from_numpy(bg), torch.from_numpy(fg_bg))
-        return torch.sigmoid(pred.mask_logits)[:, 0].numpy(), pred.depth[:, 0].numpy()
+            x_bg, x_fg = (self.device.move(torch.from_numpy(x)) for x in (bg, fg_bg))
+            pred = infer(self.net, x_bg, x_fg, self.device)
+            return torch.sigmoid(pred.mask_logits)[:, 0].cpu().numpy(), pred.depth[:, 0].cpu().numpy()
 
 
 class OnnxPredictor:
-    """An exported ONNX file run with onnxruntime (no torch)."""
+    """An exported ONNX file run with onnxruntime (no torch), with ``providers`` (default the CPU)."""
 
-    def __init__(self, onnx_path: Path) -> None:
+    def __init__(self, onnx_path: Path, providers: list | None = None, warn: Callable[[str], None] | None = None) -> None:
         from fgbg.engine.devices import onnx_session
 
         if not Path(onnx_path).is_file():
             raise UserError(f"{onnx_path}: no such ONNX file; make one with `fgbg export CKPT --out {onnx_path}`")
-        self.session = onnx_session(onnx_path, threads=0)
+        self.session = onnx_session(onnx_path, threads=0, providers=providers, warn=warn)
         meta = self.session.get_modelmeta().custom_metadata_map
         if "fgbg.size" not in meta:
             raise UserError(f"{onnx_path}: an ONNX model, but not one `fgbg export` wrote (no fgbg.size metadata)")
@@ -168,26 +182,56 @@ def predict(
     fg_bg: Path,
     out: Path,
     onnx: bool = False,
-    batch: int = 16,
+    batch_size: int = PREDICT_BATCH,
     log: Callable[[str], None] = print,
     warn: Callable[[str], None] | None = None,
     progress: bool | None = None,
+    device: str | Device = "auto",
 ) -> list[Path]:
     """Predict every pair, writing NAME.mask.png, NAME.depth.png and NAME.side.png into ``out``; returns the mask paths.
 
-    ``warn`` (default: stderr) hears of files left unpaired; ``progress`` as in :func:`fgbg.progress.progress`.
+    ``device``: ``auto|cpu|cuda|cuda:N`` (or a resolved Device for a checkpoint); ``batch_size``:
+    images per network call. ``warn`` (default: stderr) hears of files left unpaired and the
+    device's note (``auto`` fell back to the CPU, no CUDA provider for ONNX Runtime);
+    ``progress`` as in :func:`fgbg.progress.progress`.
+
+    Raises:
+        UserError: no pairs, a model that is not ours, ``batch_size`` < 1, ``device`` not here (DeviceError).
     """
+    warn = warn or _to_stderr
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    predictor, where = make_predictor(Path(model), onnx, device, warn)
     pairs = find_pairs(Path(bg), Path(fg_bg), warn)
-    predictor: Predictor = OnnxPredictor(model) if onnx else TorchPredictor(model)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     with progress_reporter(len(pairs), "predict", "image", enabled=progress) as bar:
-        for start in range(0, len(pairs), batch):
-            written += predict_batch(predictor, pairs[start : start + batch], out)
-            bar.update(len(pairs[start : start + batch]))
-    log(f"wrote masks, depth maps and side-by-side PNGs of {len(written)} images to {out}")
+        for start in range(0, len(pairs), batch_size):
+            written += predict_batch(predictor, pairs[start : start + batch_size], out)
+            bar.update(len(pairs[start : start + batch_size]))
+    log(f"wrote masks, depth maps and side-by-side PNGs of {len(written)} images to {out} ({where})")
     return written
+
+
+def make_predictor(model: Path, onnx: bool, device: str | Device, warn: Callable[[str], None]) -> tuple[Predictor, str]:
+    """The predictor of ``model`` on ``device`` (resolved once, here), and where it runs, in words.
+
+    A checkpoint: the device is resolved before the checkpoint is read (``--device cuda`` without a
+    GPU stops first) and its note said after (so a damaged checkpoint is the only line). An ONNX
+    file: the device's ONNX Runtime providers, with the one-line fallback note when CUDA was asked
+    for and ONNX Runtime has no CUDA provider.
+    """
+    from fgbg.engine import devices
+
+    if onnx:
+        predictor = OnnxPredictor(model, devices.onnx_providers(device, warn), warn)
+        return predictor, "ONNX Runtime " + ", ".join(predictor.session.get_providers())
+    resolved = devices.as_device(device)
+    predictor = TorchPredictor(model, resolved)
+    if resolved.note:
+        warn(f"note: {resolved.note}")
+    return predictor, f"{resolved.name}, {resolved.autocast or 'fp32'}"
 
 
 def predict_batch(predictor: Predictor, chunk: list[tuple[Path, Path]], out: Path) -> list[Path]:

