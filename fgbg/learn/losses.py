@@ -1,7 +1,9 @@
 """Training losses: BCE-with-logits + Dice for the mask; L1 + SSIM + image gradient for depth.
 
 Each loss is a pure function; :class:`MaskDepthLoss` only holds the weights and returns the
-weighted total with its parts (for logging).
+weighted total with its parts (for logging). Under bf16/fp16 autocast it computes in fp32: the
+heads' outputs are cast up and autocast is off inside, so the loss of given predictions is the
+same number with or without mixed precision.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fgbg.learn.metrics import ssim_map
+from fgbg.learn.metrics import full_precision, ssim_map
 from fgbg.learn.model import Prediction
 
 SSIM_WINDOW, SSIM_SIGMA = 7, 1.5  # a smaller window than the metric's 11: more local structure in the loss
@@ -91,6 +93,8 @@ class MaskDepthLoss(nn.Module):
 
     def forward(self, pred: Prediction, mask: torch.Tensor, depth: torch.Tensor) -> Losses:
         c = self.config
-        m = mask_loss(pred.mask_logits.float(), mask, c.dice)
-        d = depth_loss(pred.depth.float(), depth, c.depth_l1, c.depth_ssim, c.depth_grad)
-        return Losses(c.mask * m + c.depth * d, m, d)
+        logits, pred_depth, mask, depth = (full_precision(t) for t in (pred.mask_logits, pred.depth, mask, depth))
+        with torch.autocast(logits.device.type, enabled=False):
+            m = mask_loss(logits, mask, c.dice)
+            d = depth_loss(pred_depth, depth, c.depth_l1, c.depth_ssim, c.depth_grad)
+            return Losses(c.mask * m + c.depth * d, m, d)

@@ -7,12 +7,20 @@ valid region: the same numbers as ``skimage.metrics.structural_similarity`` with
 ``gaussian_weights=True, use_sample_covariance=False``, and as ``kornia.metrics.ssim``
 with ``padding="valid"``, which is 20x slower on this CPU). Depth metrics take (pred, gt)
 in that order and are not symmetric.
+
+Every metric runs in fp32 under autocast (bf16/fp16 predictions are cast up, SSIM's convolution
+runs with autocast off), so mixed precision changes the network's numbers, never the metric's.
+:class:`PerImageMeans` streams the means of per-image values (sums and a count, reduced across
+DDP ranks by addition), for validation that keeps nothing per batch.
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
+from torchmetrics import Metric
 
 MASK_THRESHOLD = 0.5  # on probabilities; the same as logits > 0
 DELTA = 1.25
@@ -24,6 +32,11 @@ SSIM_K1, SSIM_K2 = 0.01, 0.03
 def _check_pair(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
     if a.shape != b.shape or a.ndim != 4 or a.shape[1] != 1:
         raise ValueError(f"{what}: expected two (B, 1, H, W) tensors of the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+
+
+def full_precision(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as float32 when it is a lower-precision float (bf16/fp16 from autocast); float32/float64 unchanged."""
+    return x.float() if x.is_floating_point() and x.element_size() < 4 else x
 
 
 def binarize(mask_logits: torch.Tensor) -> torch.Tensor:
@@ -100,12 +113,14 @@ def ssim_map(
     constants (0.01 R)^2 and (0.03 R)^2 with R = data_range.
     """
     c = x.shape[1]
+    x, y = full_precision(x), full_precision(y)
     k = gaussian_kernel1d(window, sigma, x.dtype).to(x.device)
     stack = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # (B, 5C, H, W)
     stack = stack.contiguous(memory_format=torch.channels_last)  # 3x faster depthwise conv on CPU
     n = stack.shape[1]
-    blurred = F.conv2d(stack, k.view(1, 1, window, 1).repeat(n, 1, 1, 1), groups=n)
-    blurred = F.conv2d(blurred, k.view(1, 1, 1, window).repeat(n, 1, 1, 1), groups=n)
+    with torch.autocast(x.device.type, enabled=False):  # autocast would run the blur in bf16/fp16
+        blurred = F.conv2d(stack, k.view(1, 1, window, 1).repeat(n, 1, 1, 1), groups=n)
+        blurred = F.conv2d(blurred, k.view(1, 1, 1, window).repeat(n, 1, 1, 1), groups=n)
     mu_x, mu_y, xx, yy, xy = blurred.split(c, dim=1)
     var_x, var_y, cov = xx - mu_x * mu_x, yy - mu_y * mu_y, xy - mu_x * mu_y
     c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
@@ -173,6 +188,7 @@ def image_metrics(mask_logits: torch.Tensor, depth: torch.Tensor, mask: torch.Te
         mask_logits, depth: the prediction, (B, 1, H, W); mask: the gt, {0, 1}; gt_depth: [0, 1], (B, 1, H, W).
     """
     hard, gt = binarize(mask_logits), mask > 0.5
+    depth, gt_depth = full_precision(depth), full_precision(gt_depth)
     masks = {name: f(hard, gt) for name, f in MASK_METRICS.items()}
     return {**masks, **{name: f(depth, gt_depth) for name, f in DEPTH_METRICS.items()}}
 
@@ -180,6 +196,77 @@ def image_metrics(mask_logits: torch.Tensor, depth: torch.Tensor, mask: torch.Te
 def baseline_mask_iou(bg: torch.Tensor, fg_bg: torch.Tensor, mask: torch.Tensor, threshold: float) -> torch.Tensor:
     """Mask IoU per image (B,) of the differencing baseline at ``threshold``: bg, fg_bg (B, 3, H, W) in [0, 1], mask {0, 1} (B, 1, H, W)."""
     return mask_iou(baseline_mask(bg, fg_bg, threshold), mask > 0.5)
+
+
+# What an evaluation reports per image, then averaged: the keys of metrics.json less n_images and size.
+REPORTED = (*MASK_METRICS, BASELINE_MASK_IOU, *DEPTH_METRICS)
+
+
+def reported_metrics(
+    mask_logits: torch.Tensor, depth: torch.Tensor, mask: torch.Tensor, gt_depth: torch.Tensor, bg: torch.Tensor, fg_bg: torch.Tensor, threshold: float
+) -> dict[str, torch.Tensor]:
+    """Every metric of REPORTED per image (B,): :func:`image_metrics` and the baseline's IoU at ``threshold``.
+
+    Args:
+        mask_logits, depth: the prediction; mask, gt_depth: the gt, (B, 1, H, W); bg, fg_bg: (B, 3, H, W) on [0, 1] (not normalised).
+    """
+    values = image_metrics(mask_logits, depth, mask, gt_depth)
+    values[BASELINE_MASK_IOU] = baseline_mask_iou(bg, fg_bg, mask, threshold)
+    return values
+
+
+class PerImageMeans(Metric):
+    """Streaming means of per-image values by name: a float64 sum per name and an image count.
+
+    ``update`` takes a dict of (B,) tensors (one value per image, the same B for every name);
+    ``compute`` gives the mean of each over every image seen since ``reset``, plus ``n_images``.
+    Under DDP the states are summed over the ranks before ``compute`` divides, so the means are
+    those of one process that saw every rank's images (float64 sums: the order of images and the
+    number of ranks change them by < 1e-12). Nothing grows with the number of batches.
+
+    >>> m = PerImageMeans(["iou"]); m.update({"iou": torch.tensor([1.0, 0.0])}); m.update({"iou": torch.tensor([0.5])})
+    >>> {k: round(v.item(), 4) for k, v in m.compute().items()}
+    {'iou': 0.5, 'n_images': 3.0}
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = None
+
+    def __init__(self, names: Sequence[str], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.names = tuple(names)
+        for name in self.names:
+            self.add_state(self._sum(name), torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("n_images", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
+
+    @staticmethod
+    def _sum(name: str) -> str:
+        return f"sum_{name}"
+
+    def update(self, per_image: dict[str, torch.Tensor]) -> None:
+        n = None
+        for name in self.names:
+            values = per_image[name].detach()
+            if values.ndim != 1 or (n is not None and len(values) != n):
+                raise ValueError(f"PerImageMeans: {name!r} must be one value per image, (B,) with B = {n}, got {tuple(values.shape)}")
+            n = len(values)
+            state = self._sum(name)
+            setattr(self, state, getattr(self, state) + values.to(torch.float64).sum())
+        self.n_images += n or 0
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        count = self.n_images.to(torch.float64)
+        return {**{name: getattr(self, self._sum(name)) / count for name in self.names}, "n_images": count}
+
+    def _apply(self, fn, exclude_state=()):
+        """The states follow the module's device only: a dtype change (``.to(torch.bfloat16)`` of a whole
+        module, as "bf16-true" precision does) would round the sums, so they stay float64 and int64."""
+        this = super()._apply(fn, exclude_state=(*exclude_state, *self._defaults))
+        for name in self._defaults:  # super() has set self.device to where fn moves tensors
+            this._defaults[name] = this._defaults[name].to(this.device)
+            setattr(this, name, getattr(this, name).to(this.device))
+        return this
 
 
 def format_metrics(m: dict) -> str:

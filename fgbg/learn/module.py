@@ -3,6 +3,12 @@ the one-cycle learning-rate schedule.
 
 Its only hyperparameter is the run's ``meta`` (see :func:`fgbg.learn.train.make_meta`), so a
 checkpoint rebuilds the module by itself.
+
+Validation streams: a :class:`~fgbg.learn.metrics.PerImageMeans` adds up the per-image metrics
+(the definitions of ``fgbg evaluate``: per image, then averaged over images), reduces the sums
+across DDP ranks itself, and the module logs its means once per validation, the same on every
+rank. Nothing per batch is kept but the first batch's picture rows. Under bf16/fp16 autocast the
+losses and metrics are computed in fp32.
 """
 
 from __future__ import annotations
@@ -13,10 +19,15 @@ import torch
 from fgbg.learn import metrics
 from fgbg.learn.data import denormalize
 from fgbg.learn.losses import LossConfig, MaskDepthLoss
-from fgbg.learn.model import ModelConfig, TwoHeadUNet
+from fgbg.learn.model import ModelConfig, Prediction, TwoHeadUNet
 from fgbg.learn.viz import image_grid, prediction_rows
 
 PCT_START = 0.15  # share of the one-cycle schedule spent warming up
+
+
+def full_precision(pred: Prediction) -> Prediction:
+    """The heads' outputs in fp32 (they are bf16/fp16 under autocast), for losses and metrics."""
+    return Prediction(*(metrics.full_precision(t) for t in pred))
 
 
 def to_input(batch: dict) -> torch.Tensor:
@@ -37,15 +48,15 @@ class FgbgModule(L.LightningModule):
         self.meta = meta
         self.net = TwoHeadUNet(ModelConfig.from_dict(meta["model"])).to(memory_format=torch.channels_last)
         self.loss = MaskDepthLoss(LossConfig(**meta["loss"]))
-        self.history: list[dict] = []  # one dict of val metrics per epoch
-        self._val: dict[str, list[torch.Tensor]] = {}
-        self._grid: list | None = None
+        self.history: list[dict] = []  # one dict of val metrics per validation, equal on every rank
+        self.val_means = metrics.PerImageMeans((*metrics.REPORTED, "loss"))
+        self._grid: list | None = None  # the first validation batch's picture rows (CPU copies)
 
     def forward(self, x: torch.Tensor):
         return self.net(x)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        pred = self.net(to_input(batch))
+        pred = full_precision(self.net(to_input(batch)))
         losses = self.loss(pred, batch["mask"], batch["depth"])
         n = batch["mask"].shape[0]
         self.log("train/loss", losses.total, on_step=True, on_epoch=True, batch_size=n, prog_bar=True)
@@ -54,35 +65,41 @@ class FgbgModule(L.LightningModule):
         return losses.total
 
     def on_validation_epoch_start(self) -> None:
-        self._val, self._grid = {}, None
+        self.val_means.reset()
+        self._grid = None
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        pred = self.net(to_input(batch))
+        pred = full_precision(self.net(to_input(batch)))
         losses = self.loss(pred, batch["mask"], batch["depth"])
-        values = metrics.image_metrics(pred.mask_logits, pred.depth, batch["mask"], batch["depth"])
         stats = self.meta["stats"]
         bg = denormalize(batch["bg"], stats["mean"][:3], stats["std"][:3])
         fg_bg = denormalize(batch["fg_bg"], stats["mean"][3:], stats["std"][3:])
-        values[metrics.BASELINE_MASK_IOU] = metrics.baseline_mask_iou(bg, fg_bg, batch["mask"], self.meta["baseline"]["threshold"])
-        values["loss"] = losses.total.expand(batch["mask"].shape[0])
-        for k, v in values.items():
-            self._val.setdefault(k, []).append(v.detach().cpu())
-        if self._grid is None:
+        values = metrics.reported_metrics(
+            pred.mask_logits, pred.depth, batch["mask"], batch["depth"], bg, fg_bg, self.meta["baseline"]["threshold"]
+        )
+        values["loss"] = losses.total.expand(batch["mask"].shape[0])  # the batch's mean, once per image
+        self.val_means.update(values)
+        if self._grid is None and self.trainer.is_global_zero:  # only rank 0 writes images
             k = self.meta["train"]["log_images"]
             self._grid = prediction_rows(
                 bg[:k], fg_bg[:k], batch["mask"][:k], torch.sigmoid(pred.mask_logits[:k]), batch["depth"][:k], pred.depth[:k]
             )
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val:
+        computed = self.val_means.compute()  # a collective under DDP: every rank gets here
+        self.val_means.reset()
+        grid, self._grid = self._grid, None
+        means = {k: v.item() for k, v in computed.items()}
+        n_images = int(means.pop("n_images"))
+        if n_images == 0 or self.trainer.sanity_checking:
             return
-        means = {k: torch.cat(v).mean().item() for k, v in self._val.items()}
         for k, v in means.items():
-            self.log(f"val/{k}", v, prog_bar=k == "mask_iou")
-        self.history.append({"epoch": self.current_epoch, "step": self.global_step, **means})
+            # Already reduced and equal on every rank: sync_dist only tells Lightning so (it averages equal numbers).
+            self.log(f"val/{k}", v, prog_bar=k == "mask_iou", sync_dist=True)
+        self.history.append({"epoch": self.current_epoch, "step": self.global_step, **means, "n_images": n_images})
         logger = self.logger
-        if self._grid and logger is not None and hasattr(logger.experiment, "add_image"):
-            logger.experiment.add_image("val/bg_fgbg_gtmask_predmask_gtdepth_preddepth", image_grid(self._grid), self.current_epoch)
+        if grid and logger is not None and hasattr(logger.experiment, "add_image"):
+            logger.experiment.add_image("val/bg_fgbg_gtmask_predmask_gtdepth_preddepth", image_grid(grid), self.current_epoch)
 
     def configure_optimizers(self):
         t = self.meta["train"]

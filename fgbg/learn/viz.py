@@ -29,8 +29,12 @@ def image_grid(rows: list[list[torch.Tensor]], pad: int = PAD) -> torch.Tensor:
 
 
 def prediction_rows(bg, fg_bg, mask, pred_mask, depth, pred_depth) -> list[list[torch.Tensor]]:
-    """Batches (B, C, H, W) on [0, 1] (bg, fg_bg un-normalised; pred_mask as probabilities) -> one row per image, in COLUMNS order."""
-    return [[bg[i], fg_bg[i], mask[i], pred_mask[i], depth[i], pred_depth[i]] for i in range(bg.shape[0])]
+    """Batches (B, C, H, W) on [0, 1] (bg, fg_bg un-normalised; pred_mask as probabilities) -> one row per image, in COLUMNS order.
+
+    The cells are detached float32 copies on the CPU: keeping the rows keeps no batch (nor GPU memory) alive.
+    """
+    columns = [b.detach().to("cpu", torch.float32, copy=True) for b in (bg, fg_bg, mask, pred_mask, depth, pred_depth)]
+    return [[c[i] for c in columns] for i in range(bg.shape[0])]
 
 
 def save_png(image: torch.Tensor, path: Path) -> None:
