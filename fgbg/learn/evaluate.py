@@ -140,7 +140,7 @@ def evaluate(
     net = device.place(net)
     workers = (min(GPU_LOADER_WORKERS, os.cpu_count() or 1) if device.is_cuda else 0) if workers is None else workers
     per_image = predict_dataset(net, dataset, meta["baseline"]["threshold"], batch_size, progress, device, workers)
-    result = {k: per_image[k].mean().item() for k in METRIC_KEYS if k in per_image}
+    result = {k: per_image[k].double().mean().item() for k in METRIC_KEYS if k in per_image}
     result.update(n_images=len(dataset), size=size)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "metrics.json", {k: result[k] for k in METRIC_KEYS})
