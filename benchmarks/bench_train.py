@@ -1,13 +1,17 @@
 """Train on a demo-sized store at 96 px on this machine's cores, and print what the issue asks for.
 
     python benchmarks/bench_train.py [--epochs 16] [--minutes 40] [--out bench-train/] [--workers 0]
+    python benchmarks/bench_train.py --accelerator gpu --size 224 [--batch 256] [--devices 1] [--precision bf16-mixed]
 
 By default a fixed 16-epoch one-cycle schedule (~23 min here), capped at 40 minutes; give
 ``--epochs 0 --minutes 10`` to let a 10-minute budget size the schedule instead.
 
 Figures: wall time until val mask IoU >= 0.95 (goal < 10 min), final mask IoU (goal >= 0.97 and
 above the differencing baseline), depth delta1 (goal >= 0.95) and RMSE (goal <= 0.05) on the
-held-out backgrounds, training samples/s and loader samples/s (goal >= 2x training).
+held-out backgrounds, training samples/s and loader samples/s (goal >= 2x training); and for
+any accelerator the share of step time spent waiting for data (goal < 20%), peak GPU memory
+(torch.cuda.max_memory_allocated) and peak RSS of the training process and of its loader workers.
+On one H100 at 224 px the goal is >= 4,000 training samples/s.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import sys
 import time
@@ -29,7 +34,7 @@ from fgbg.demo import demo_assets
 from fgbg.learn.evaluate import evaluate
 from fgbg.make.generate import generate
 from fgbg.learn.model import ModelConfig
-from fgbg.learn.train import TrainConfig, train
+from fgbg.learn.train import TrainConfig, default_loader_workers, train, training_devices
 
 IOU_TARGET = 0.95
 
@@ -46,11 +51,44 @@ class TimeToTarget(Callback):
             self.seconds, self.epoch = time.perf_counter() - self.start, trainer.current_epoch
 
 
+class DataWait(Callback):
+    """Seconds the training loop waited for each batch (from one step's end to the next one's
+    start: the loader's next(), and Lightning's copy to the device) against the whole step."""
+
+    def __init__(self) -> None:
+        self.wait = self.total = 0.0
+        self._end = self._start = None
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._end = None  # an epoch's first batch waits for the workers to start: not a steady-state wait
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        now = time.perf_counter()
+        if self._end is not None:
+            self.wait += now - self._end
+            self.total += now - self._start
+        self._start = now
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._end = time.perf_counter()
+
+    @property
+    def share(self) -> float:
+        return self.wait / self.total if self.total else 0.0
+
+
+def peak_rss_mb() -> tuple[float, float]:
+    """(this process, the largest of its finished children) peak resident memory in MB (Linux: KB units)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
 def loader_rate(store: Path, config: TrainConfig, batches: int = 60) -> float:
     """Samples/s of the training loader alone (decode, resize, augment, normalise, collate)."""
     split = split_indices(read_entries(store), config.val, config.val_fraction, config.seed)
     ds = StoreDataset(store, split.train, config.size, load_stats(store), AugmentConfig(), config.seed)
-    loader = make_loader(ds, config.batch, True, config.workers, config.seed, drop_last=True)
+    devices = training_devices(config)
+    workers = default_loader_workers(devices) if config.workers is None else config.workers
+    loader = make_loader(ds, config.batch, True, workers, config.seed, drop_last=True, pin_memory=devices.on_gpu)
     it = iter(loader)
     next(it)  # worker start-up
     t, n = time.perf_counter(), 0
@@ -70,8 +108,12 @@ def main() -> int:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--refine", type=int, default=ModelConfig.refine, help=f"channels of the full-resolution mask refinement (default {ModelConfig.refine}; 0: none)")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader workers (default 0: on 2 cores a worker steals a core from training)")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: fgbg train's; 0 on 2 cores, where a worker steals a core from training)")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])
+    p.add_argument("--devices", default=None, help="GPUs (a count or indices) or CPU processes (default: auto)")
+    p.add_argument("--precision", default=None, choices=["32", "bf16-mixed", "16-mixed"], help="default: bf16-mixed on a GPU, 32 on the CPU")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network")
     args = p.parse_args()
 
     store, run = args.out / "store", args.out / "run"
@@ -80,14 +122,19 @@ def main() -> int:
     print(generate(bg_dir, fg_dir, store, gen, progress=False))
     if run.exists():
         shutil.rmtree(run)
-    config = TrainConfig(size=args.size, epochs=args.epochs or None, max_minutes=args.minutes, batch=args.batch, lr=args.lr, workers=args.workers, threads=args.threads)
+    config = TrainConfig(size=args.size, epochs=args.epochs or None, max_minutes=args.minutes, batch=args.batch, lr=args.lr, workers=args.workers, threads=args.threads,
+                         accelerator=args.accelerator, devices=args.devices, precision=args.precision, compile=args.compile)  # fmt: skip
+    devices = training_devices(config)
+    workers = default_loader_workers(devices) if args.workers is None else args.workers
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     loader = loader_rate(store, config)
 
     start = time.perf_counter()
-    target = TimeToTarget(start)
-    summary = train(store, run, config, ModelConfig(width=args.width, refine=args.refine), progress=sys.stderr.isatty(), callbacks=[target])
-    m = evaluate(run / "best.ckpt", store, run / "eval", log=lambda _: None)
+    target, waits = TimeToTarget(start), DataWait()
+    summary = train(store, run, config, ModelConfig(width=args.width, refine=args.refine), progress=sys.stderr.isatty(), callbacks=[target, waits])
+    gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if devices.on_gpu and devices.world_size == 1 else None
+    rss, worker_rss = peak_rss_mb()
+    m = evaluate(run / "best.ckpt", store, run / "eval", log=lambda _: None, device="cuda" if devices.on_gpu else "cpu")
     train_rate = summary["train_samples_per_s"]
 
     def goal(ok: bool) -> str:
@@ -96,7 +143,8 @@ def main() -> int:
     reached = f"{target.seconds / 60:.1f} min (epoch {target.epoch})" if target.seconds else f"not reached in {summary['seconds'] / 60:.1f} min"
     lines = [
         f"machine: {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f} at the end), torch {torch.__version__},"
-        f" {config.threads or os.cpu_count()} training threads, {args.workers} loader workers",
+        f" {config.threads or os.cpu_count()} training threads, {workers} loader workers",
+        f"devices: {devices.world_size} x {devices.name} ({devices.accelerator}, {devices.precision}), batch {args.batch} per device",
         f"store: {gen.size} px, {len(read_entries(store))} samples; val held out by bg: {m['n_images']} images",
         f"time to val mask IoU >= {IOU_TARGET}: {reached}  [goal < 10 min: {goal(bool(target.seconds) and target.seconds < 600)}]",
         f"final mask IoU {m['mask_iou']:.4f} vs baseline {m['baseline_mask_iou']:.4f}  [goal >= 0.97 and above baseline: {goal(m['mask_iou'] >= 0.97 and m['mask_iou'] > m['baseline_mask_iou'])}]",
@@ -106,9 +154,13 @@ def main() -> int:
         f"depth AbsRel {m['depth_absrel']:.4f}, SSIM {m['depth_ssim']:.4f}",
         f"training {train_rate:.0f} samples/s; loader {loader:.0f} samples/s ({loader / max(train_rate, 1e-9):.1f}x)  [goal >= 2x: {goal(loader >= 2 * train_rate)}]",
         f"{summary['epochs_done']} epochs, {summary['global_step']} steps, {summary['seconds'] / 60:.1f} min in train()",
+        f"samples/s {train_rate:.0f} at {args.size} px; waiting for data {100 * waits.share:.1f}% of step time  [goal < 20%: {goal(waits.share < 0.2)}]",
+        f"peak GPU memory {gpu_peak:.0f} MiB" if gpu_peak is not None else "peak GPU memory: - (not on one GPU)",
+        f"peak RSS: training process {rss:.0f} MB, largest loader worker {worker_rss:.0f} MB",
     ]
     print("\n".join(lines))
-    (args.out / "bench.json").write_text(json.dumps({"metrics": m, "summary": summary, "loader_samples_per_s": loader, "time_to_iou": target.seconds}, indent=1))
+    figures = {"data_wait_share": waits.share, "peak_gpu_mib": gpu_peak, "peak_rss_mb": rss, "peak_worker_rss_mb": worker_rss}
+    (args.out / "bench.json").write_text(json.dumps({"metrics": m, "summary": summary, "loader_samples_per_s": loader, "time_to_iou": target.seconds, **figures}, indent=1))
     return 0
 
 

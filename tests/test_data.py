@@ -188,3 +188,38 @@ def test_stats_json_is_used_when_present(store):
     plain, normed = StoreDataset(store, normalized=False)[0], StoreDataset(store)[0]
     torch.testing.assert_close(normed["bg"][1], (plain["bg"][1] - 0.3) / 0.2)
     torch.testing.assert_close(normed["mask"], plain["mask"])  # targets are never normalised
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_ranks_share_each_epoch_once_in_the_single_process_order(world):
+    from fgbg.learn.data import EpochSampler
+
+    n, batch = 26, 4
+    single = EpochSampler(n, seed=3)
+    single.set_epoch(5)
+    order = [p for p, _ in single]
+    ranks = [EpochSampler(n, seed=3, even=True, rank=r, world=world) for r in range(world)]
+    for s in ranks:
+        s.set_epoch(5)
+    taken = [list(s) for s in ranks]
+    assert {e for t in taken for _, e in t} == {5} and len({len(t) for t in taken}) == 1  # lockstep: equal counts
+    for k in range(len(taken[0]) // batch):  # the k-th batches of all ranks: one contiguous run of the order
+        step = sorted(p for t in taken for p, _ in t[k * batch : (k + 1) * batch])
+        assert step == sorted(order[k * batch * world : (k + 1) * batch * world])
+    for s in ranks:  # a resume 8 samples into the epoch: the rest, over the ranks, then whole epochs again
+        s.skip_once(8)
+    rest = sorted(p for s in ranks for p, _ in s)
+    assert rest == sorted(order[8 : 8 + (n - 8) // world * world])
+    assert sorted(p for s in ranks for p, _ in s) == sorted(order[: n // world * world])
+    val = [EpochSampler(n, shuffle=False, rank=r, world=world) for r in range(world)]
+    assert sorted(p for s in val for p, _ in s) == list(range(n)) and sum(len(s) for s in val) == n  # nothing padded
+
+
+def test_validation_subset_is_fixed_seeded_and_in_store_order():
+    from fgbg.learn.data import validation_subset
+
+    indices = list(range(100, 200))
+    chosen = validation_subset(indices, 10, seed=1)
+    assert chosen == validation_subset(indices, 10, seed=1) != validation_subset(indices, 10, seed=2)
+    assert len(set(chosen)) == 10 and chosen == sorted(chosen) and set(chosen) <= set(indices)
+    assert validation_subset(indices, 0, 1) == indices == validation_subset(indices, 500, 1)

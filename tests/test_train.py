@@ -2,9 +2,11 @@
 
 import json
 import re
+import time
 
 import pytest
 import torch
+from lightning.pytorch.callbacks import Callback
 
 from fgbg.cli import main
 from fgbg.config import GenerateConfig
@@ -17,6 +19,8 @@ from fgbg.learn.model import ModelConfig, TwoHeadUNet, load_checkpoint
 from fgbg.learn.callbacks import StopAfterEpochs
 from fgbg.learn.module import one_cycle
 from fgbg.learn.train import TrainConfig, TrainError, train
+
+from .conftest import make_store
 
 TINY = dict(size=32, fg_size=16, placements=2, shard_size=5)
 # one thread: the suite may share the cores with other work, and two OpenMP threads on one free core crawl
@@ -183,3 +187,87 @@ def test_the_demo_passes_progress_to_training_and_evaluation(tmp_path, monkeypat
     monkeypatch.setattr(fgbg.learn.evaluate, "evaluate", lambda *a, progress=None, **kw: seen.update(evaluate=progress) or metrics)
     demo_train(tmp_path / "store", tmp_path / "run", 0.1, 32, log=quiet, progress=False)
     assert seen == {"train": False, "evaluate": False}
+
+
+class SlowSteps(Callback):
+    """A slow machine: every training step takes ``seconds`` longer."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        time.sleep(self.seconds)
+
+
+class LearningRates(Callback):
+    """The learning rate each training step used."""
+
+    def __init__(self) -> None:
+        self.used: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.used.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def test_a_budget_far_shorter_than_an_epoch_still_anneals_and_the_run_ends_within_it(folders, tmp_path, monkeypatch):
+    """120 steps of 0.5 s make an epoch of a minute; the budget is 8 s, start-up and validation included,
+    and the plan before training (timed on random inputs) thinks the steps 40% faster than they are."""
+    store = make_store(folders, tmp_path / "store", **{**TINY, "placements": 10})  # 180 samples: 120 train
+    monkeypatch.setattr("fgbg.learn.budget.seconds_per_sample", lambda *a, **k: 0.3)
+    budget, margin = 8.0, 2.0  # seconds; the margin: the last step and validation after the clock's last check
+    config = TrainConfig(epochs=None, max_minutes=budget / 60, val_samples=5, **{**FAST, "batch": 1})
+    started, rates = time.perf_counter(), LearningRates()
+    summary = train(store, tmp_path / "run", config, SMALL_NET, progress=False, log=quiet, callbacks=[SlowSteps(0.5), rates])
+    wall = time.perf_counter() - started
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    ckpt = torch.load(tmp_path / "run" / "last.ckpt", map_location="cpu", weights_only=False)
+    total, per_epoch = meta["schedule"]["total_steps"], meta["schedule"]["steps_per_epoch"]
+    assert per_epoch == 120 and 3 < total < 16  # a schedule of a few steps, not of an epoch
+    assert summary["global_step"] == total == ckpt["lr_schedulers"][0]["total_steps"]
+    assert ckpt["lr_schedulers"][0]["last_epoch"] == total  # the schedule's last step was taken
+    final_lr = config.lr / 25 / 1e4  # OneCycleLR: max_lr / div_factor / final_div_factor
+    assert len(rates.used) == total and rates.used[-1] == pytest.approx(final_lr, rel=1e-6)  # annealed to the end
+    assert rates.used[-2] < 0.2 * config.lr  # over its last steps: cut early enough, not in one jump at the end
+    assert wall <= budget + margin and summary["train_seconds"] <= budget + margin
+    assert meta["validation"] == {"samples": 5, "of": 60, "seed": 0} and summary["best"]["n_images"] == 5
+    assert summary["evaluate"] == f"fgbg evaluate {tmp_path / 'run' / 'best.ckpt'} {store} --out {tmp_path / 'run' / 'eval'}"
+
+
+def test_accelerator_gpu_without_a_gpu_is_one_line_before_any_work(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("fgbg.engine.devices.cuda_device_count", lambda: 0)  # also on a GPU machine
+    assert main(["train", str(tmp_path / "store"), "--out", str(tmp_path / "run"), "--accelerator", "gpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--accelerator gpu" in err[0] and "fgbg train: error:" in err[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_cpu_run_records_its_devices_and_a_resume_may_change_them(store, tmp_path):
+    run = tmp_path / "run"
+    train(store, run, TrainConfig(epochs=1, **FAST), SMALL_NET, progress=False, log=quiet, callbacks=[StopAfterEpochs(1)])
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["devices"] == {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "world_size": 1, "strategy": "auto",
+                               "precision": "32-true", "name": meta["devices"]["name"], "batch_per_device": 8, "global_batch": 8}  # fmt: skip
+
+
+@pytest.mark.cuda
+def test_a_gpu_run_trains_in_mixed_precision_and_evaluates_like_its_validation(store, tmp_path):
+    run = tmp_path / "run"
+    summary = train(store, run, TrainConfig(epochs=2, **{**FAST, "workers": 2}), SMALL_NET, progress=False, log=quiet)
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["devices"]["accelerator"] == "gpu" and meta["devices"]["precision"] in ("bf16-mixed", "16-mixed")
+    assert summary["global_step"] == 6
+    single = evaluate(run / "best.ckpt", store, tmp_path / "eval", device="cuda", log=quiet)
+    assert summary["best"]["mask_iou"] == pytest.approx(single["mask_iou"], abs=5e-3)  # both in bf16 on the GPU
+
+
+@pytest.mark.parametrize("env", [{"LOCAL_WORLD_SIZE": "2", "WORLD_SIZE": "4"},  # torchrun --nnodes 2 --nproc-per-node 2
+                                 {"SLURM_NTASKS_PER_NODE": "2(x2)", "SLURM_NNODES": "2", "SLURM_JOB_NAME": "fgbg"}])  # fmt: skip
+def test_torchrun_and_slurm_say_how_many_processes_and_machines(monkeypatch, env):
+    from fgbg.learn.train import training_devices
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    got = training_devices(TrainConfig(epochs=1, accelerator="cpu"))
+    assert (got.devices, got.num_nodes, got.world_size, got.strategy) == (2, 2, 4, "ddp")  # what Lightning checks against them
+    given = training_devices(TrainConfig(epochs=1, accelerator="cpu", devices="1", num_nodes=4))
+    assert (given.devices, given.num_nodes) == (1, 4)  # flags win

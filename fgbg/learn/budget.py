@@ -14,6 +14,8 @@ import statistics
 import time
 from typing import TYPE_CHECKING
 
+import contextlib
+
 import lightning as L
 import torch
 
@@ -22,42 +24,57 @@ from fgbg.learn.model import TwoHeadUNet
 from fgbg.learn.module import one_cycle
 
 if TYPE_CHECKING:
+    from fgbg.engine.devices import TrainingDevices
     from fgbg.learn.train import TrainConfig
 
 BUDGET_SHARE = 0.95  # with --max-minutes only: plan the schedule to end within this share of the budget
 
 
-def seconds_per_sample(net: TwoHeadUNet, loss: MaskDepthLoss, size: int, batch: int, steps: int = 5) -> float:
-    """Measured training time (forward + backward + step) per sample at ``size``, on random inputs:
-    the median of ``steps`` steps after a warm-up (the minimum underestimated a 10-minute run by 15%)."""
-    net = TwoHeadUNet(net.config).to(memory_format=torch.channels_last)
+def seconds_per_sample(net: TwoHeadUNet, loss: MaskDepthLoss, size: int, batch: int, steps: int = 5,
+                       devices: TrainingDevices | None = None) -> float:  # fmt: skip
+    """Measured training time (forward + backward + step) per sample at ``size``, on random inputs,
+    on one of ``devices`` (default the CPU; on a GPU in its mixed precision): the median of
+    ``steps`` steps after a warm-up (the minimum underestimated a 10-minute run by 15%)."""
+    on_gpu = devices is not None and devices.on_gpu
+    where = f"cuda:{devices.devices[0] if isinstance(devices.devices, list) else 0}" if on_gpu else "cpu"
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(devices.precision if devices else "")
+    mixed = torch.autocast("cuda", dtype=dtype) if on_gpu and dtype else contextlib.nullcontext()
+    net = TwoHeadUNet(net.config).to(where, memory_format=torch.channels_last)
+    loss = loss.to(where)
     opt = torch.optim.AdamW(net.parameters())
-    x = torch.randn(batch, 6, size, size).contiguous(memory_format=torch.channels_last)
-    target = (torch.rand(batch, 1, size, size) > 0.5).float()
+    x = torch.randn(batch, 6, size, size, device=where).contiguous(memory_format=torch.channels_last)
+    target = (torch.rand(batch, 1, size, size, device=where) > 0.5).float()
     times = []
     for _ in range(steps + 1):
         t = time.perf_counter()
-        l = loss(net(x), target, target).total
+        with mixed:
+            l = loss(net(x), target, target).total
         opt.zero_grad()
         l.backward()
         opt.step()
+        if on_gpu:
+            torch.cuda.synchronize(where)  # the GPU's time, not the launch's
         times.append(time.perf_counter() - t)
     return statistics.median(times[1:]) / batch
 
 
-def plan_steps(config: TrainConfig, steps_per_epoch: int, n_val: int, step_seconds: float, load_seconds: float) -> int:
+def plan_steps(config: TrainConfig, steps_per_epoch: int, n_val: int, step_seconds: float, load_seconds: float,
+               workers: int = 0, world_size: int = 1, spent: float = 0.0) -> int:  # fmt: skip
     """Optimizer steps of the schedule: the configured epochs, or (budget only) as many steps as fit
-    BUDGET_SHARE of --max-minutes, validation once per epoch included.
+    BUDGET_SHARE of --max-minutes, less the ``spent`` seconds of start-up, validation of ``n_val``
+    samples once per epoch included: fewer than an epoch when the budget is short, so that the
+    schedule still anneals.
 
-    Per sample: a training step (validation: a forward, about a third), plus the decoding when the
-    loader runs in the training process (--workers 0); in worker processes it overlaps the steps
-    (:class:`Replan` corrects the plan from the first epoch when it does not).
+    Per sample of a process (``world_size`` of them work in parallel, ``config.batch`` samples each
+    per step): a training step (validation: a forward, about a third), plus the decoding when the
+    loader runs in the training process (``workers`` 0); in worker processes it overlaps the steps
+    (:class:`Replan` corrects the plan from the measured pace when it does not).
     """
     if config.epochs is not None:
         return config.epochs * steps_per_epoch
-    load = load_seconds if config.workers == 0 else 0.0
-    per_step = config.batch * (step_seconds + load) + n_val * (step_seconds / 3 + load) / steps_per_epoch
-    return max(1, math.floor(config.max_minutes * 60 * BUDGET_SHARE / per_step))  # less than an epoch on a big store
+    load = load_seconds if workers == 0 else 0.0
+    per_step = config.batch * (step_seconds + load) + n_val / world_size * (step_seconds / 3 + load) / steps_per_epoch
+    return max(1, math.floor((config.max_minutes * 60 * BUDGET_SHARE - spent) / per_step))  # less than an epoch on a big store
 
 
 def set_schedule(meta: dict, total_steps: int) -> None:
@@ -89,8 +106,12 @@ def steps_at_pace(done: int, spent: float, budget: float) -> int:
 
 def validation_seconds(meta: dict, step_seconds: float) -> float:
     """One validation's seconds: the last one measured, or before any, the plan's guess (a forward
-    pass, a third of a training step, per sample)."""
-    return meta["schedule"].get("val_seconds", step_seconds * meta["split"]["n_val"] / meta["train"]["batch"] / 3)
+    pass, a third of a training step, per sample of each rank's share of the validated subset)."""
+    if "val_seconds" in meta["schedule"]:
+        return meta["schedule"]["val_seconds"]
+    samples = meta.get("validation", {}).get("samples", meta["split"]["n_val"])
+    ranks = meta.get("devices", {}).get("world_size", 1)
+    return step_seconds * samples / ranks / meta["train"]["batch"] / 3
 
 
 def reschedule(trainer: L.Trainer, meta: dict, total: int) -> None:

@@ -1,9 +1,17 @@
 """The Lightning callbacks of a run: speed, the training clock and the budget, the end of the
-schedule, Ctrl-C, progress lines for a log, and checkpoints written atomically."""
+schedule, Ctrl-C, progress lines for a log, and checkpoints written atomically.
+
+Under DDP every rank runs these callbacks; a decision that depends on a clock or a signal
+(stop for the budget, re-plan the schedule, Ctrl-C) is taken by rank 0 and broadcast
+(:func:`agreed`), so all ranks stop, or change their schedule, at the same step. Files are
+written by rank 0 only (checkpoints: Lightning; run.json and progress lines: here).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -15,16 +23,77 @@ from typing import Callable, Iterator
 import torch
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from fgbg.learn.budget import reschedule, steps_at_pace, steps_within_budget, validation_seconds
 from fgbg.progress import LOG_EVERY_FRACTION, LOG_EVERY_SECONDS, _clock, is_terminal
 from fgbg.store.layout import atomic_file, atomic_write_json
 
 LOG_MIN_SECONDS = 2.0  # progress lines in a log: never more often (tiny epochs would print every step)
+TRACE_ENV = "FGBG_TRACE"  # debugging: a folder where each rank logs the samples it trains on and the checkpoints it writes
+
+
+def trace(line: dict, rank: int) -> None:
+    """With FGBG_TRACE=DIR in the environment: append ``line`` as JSON to DIR/rank{rank}.jsonl (else nothing)."""
+    folder = os.environ.get(TRACE_ENV)
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with open(Path(folder) / f"rank{rank}.jsonl", "a") as f:
+            f.write(json.dumps(line) + "\n")
+
+
+def agreed(trainer, value):
+    """Rank 0's ``value`` on every rank (a broadcast under DDP; ``value`` itself in one process).
+    Every rank must call it at the same point, whatever its own value."""
+    return trainer.strategy.broadcast(value, src=0) if trainer.world_size > 1 else value
+
+
+class ShareMeta(Callback):
+    """Under DDP, every rank trains by rank 0's meta (its schedule was planned from rank 0's
+    timing), broadcast once the process group is up and before the optimizers are made."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if trainer.world_size > 1:
+            pl_module.meta.update(agreed(trainer, pl_module.meta))
+
+
+class EpochPosition(Callback):
+    """Samples of the current epoch trained so far, over all ranks, kept in the checkpoint: where a
+    run resumed in mid-epoch continues, in samples, so that it holds for another number of ranks."""
+
+    def __init__(self) -> None:
+        self.epoch, self.samples, self._resumed = 0, 0, None
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        resumed, self._resumed = self._resumed, None
+        self.epoch = trainer.current_epoch
+        self.samples = resumed["samples"] if resumed and resumed["epoch"] == self.epoch else 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.samples += int(batch["mask"].shape[0]) * trainer.world_size
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "samples": self.samples}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resumed = dict(state)
+
+
+class SampleTrace(Callback):
+    """Debugging aid, on with FGBG_TRACE=DIR: each rank logs every training batch it takes,
+    ``{"epoch", "step", "index": [...]}`` (see :func:`trace`; checkpoint writes are logged too)."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        line = {"epoch": trainer.current_epoch, "step": trainer.global_step, "index": batch["index"].tolist()}
+        trace(line, trainer.global_rank)
+
+    @classmethod
+    def from_environment(cls) -> list["SampleTrace"]:
+        return [cls()] if os.environ.get(TRACE_ENV) else []
 
 
 class Throughput(Callback):
-    """Training samples/s (excluding validation): on the progress bar, in TensorBoard, in the summary."""
+    """Training samples/s over all ranks (excluding validation): on the progress bar, in TensorBoard, in the summary."""
 
     def __init__(self) -> None:
         self.samples, self.seconds = 0, 0.0
@@ -37,7 +106,7 @@ class Throughput(Callback):
         self._t = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        dt, n = time.perf_counter() - self._t, int(batch["mask"].shape[0])
+        dt, n = time.perf_counter() - self._t, int(batch["mask"].shape[0]) * trainer.world_size
         self.samples, self.seconds = self.samples + n, self.seconds + dt
         self._epoch_samples, self._epoch_seconds = self._epoch_samples + n, self._epoch_seconds + dt
         rate = self._epoch_samples / max(self._epoch_seconds, 1e-9)
@@ -69,15 +138,17 @@ class EndOfSchedule(Callback):
 
 
 class TrainClock(Callback):
-    """Seconds spent training (validation included, start-up not) over every attempt of a run.
+    """Seconds spent over every attempt of a run: training and validation, and each attempt's
+    start-up from ``since`` (a ``time.perf_counter()``; None: from the first step).
 
-    Kept in the checkpoint, so the budget (--max-minutes) counts what earlier attempts trained;
-    stops the run (after the step in flight and a last validation) once ``budget`` seconds are spent.
+    Kept in the checkpoint, so the budget (--max-minutes) counts what earlier attempts spent;
+    stops the run (after the step in flight and a last validation) once ``budget`` seconds are
+    spent, on all ranks at the same step (rank 0's clock decides).
     Also keeps when the current epoch began, so the pace of an epoch split by Ctrl-C is still known.
     """
 
-    def __init__(self, budget: float | None) -> None:
-        self.budget, self.before, self._start = budget, 0.0, None
+    def __init__(self, budget: float | None, since: float | None = None) -> None:
+        self.budget, self.before, self._start, self._since = budget, 0.0, None, since
         self.epoch_start = (0.0, 0)  # (seconds, global step) when the previous epoch ended (0 for the first)
 
     @property
@@ -85,7 +156,7 @@ class TrainClock(Callback):
         return self.before + (time.perf_counter() - self._start if self._start is not None else 0.0)
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self._start = time.perf_counter()
+        self._start = self._since if self._since is not None else time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._stop_when_spent(trainer)
@@ -95,7 +166,7 @@ class TrainClock(Callback):
         self._stop_when_spent(trainer)
 
     def _stop_when_spent(self, trainer) -> None:
-        if self.budget is not None and self.seconds >= self.budget:
+        if self.budget is not None and agreed(trainer, self.seconds >= self.budget):
             trainer.should_stop = True
 
     def epoch_pace(self, step: int) -> float | None:
@@ -117,9 +188,11 @@ class Replan(Callback):
     After the first epoch's validation (before its checkpoints), the plan made before training (a
     few steps timed on random inputs) is replaced by the measured pace of that epoch, with its
     loading, validation and logging: longer or shorter. At every step after that (and in epoch 0
-    once a tenth of it is done), in this attempt or a resumed one, the schedule is cut when the
-    pace of the current epoch, plus its validations, would overrun the budget: a busier machine,
-    an epoch longer than the budget. The schedule then still ends fully annealed, where the budget
+    once a tenth of it, or of a schedule shorter than an epoch, is done), in this attempt or a
+    resumed one, the schedule is cut when the pace of the current epoch (until a few of its steps
+    are done: epoch 0's), plus its validations, would overrun the budget: a busier machine, an
+    epoch longer than the budget, a resume's start-up. A cut leaves at least one step, so the
+    schedule's last step is taken. The schedule then still ends fully annealed, where the budget
     alone would stop it halfway. The measured paces are kept in the run's meta (``schedule``).
     """
 
@@ -138,20 +211,28 @@ class Replan(Callback):
         schedule["val_seconds"] = self.clock.seconds - self._val_start
         pace = self.clock.epoch_pace(done)
         if "seconds_per_step" not in schedule and not trainer.should_stop and pace is not None:
-            schedule["seconds_per_step"] = pace  # the measured pace replaces the plan, both ways
-            self.resize(trainer, pl_module, steps_at_pace(done, self.clock.seconds, self.budget), "after epoch 0")
-        atomic_write_json(self.out / "run.json", pl_module.meta)
+            schedule["seconds_per_step"] = agreed(trainer, pace)  # the measured pace replaces the plan, both ways
+            self.resize(trainer, pl_module, agreed(trainer, steps_at_pace(done, self.clock.seconds, self.budget)), "after epoch 0")
+        if trainer.is_global_zero:
+            atomic_write_json(self.out / "run.json", pl_module.meta)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         meta, done = pl_module.meta, trainer.global_step
         if self._warm is None:  # an attempt's first step pays for warming up: not a pace to plan by
             self._warm = (self.clock.seconds, done)
         schedule, (since, first) = meta["schedule"], max(self.clock.epoch_start, self._warm, key=lambda mark: mark[1])
-        if trainer.should_stop or done - first < max(3, schedule["steps_per_epoch"] // 10):
+        if trainer.should_stop:
             return
-        pace = (self.clock.seconds - since) / (done - first)  # training steps of this epoch, the last checkpoints' writes
+        if done - first >= max(3, min(schedule["steps_per_epoch"], schedule["total_steps"]) // 10):  # a tenth of an epoch, or of a shorter schedule
+            pace = (self.clock.seconds - since) / (done - first)  # training steps of this epoch, the last checkpoints' writes
+        elif "seconds_per_step" in schedule:  # until then, epoch 0's pace: a resume's start-up may have eaten the room left
+            pace = schedule["seconds_per_step"]
+        else:
+            return
         val = validation_seconds(meta, pace)
-        total = steps_within_budget(done, schedule["total_steps"], self.clock.seconds, self.budget, pace + val / schedule["steps_per_epoch"], val)
+        # least=1: a schedule cut where it stands would end on the learning rate of its middle; one step more ends it annealed
+        total = steps_within_budget(done, schedule["total_steps"], self.clock.seconds, self.budget, pace + val / schedule["steps_per_epoch"], val, least=1)
+        total = agreed(trainer, total)  # at the same steps on every rank: the early return above counts steps only
         if total < schedule["total_steps"]:
             self.resize(trainer, pl_module, total, f"at step {done}")
 
@@ -160,7 +241,8 @@ class Replan(Callback):
         if total == schedule["total_steps"]:
             return
         bar = trainer.progress_bar_callback
-        (bar.print if bar is not None else self.report)(
+        say = (bar.print if bar is not None else self.report) if trainer.is_global_zero else (lambda line: None)
+        say(
             f"re-planned {when} ({self.clock.seconds:.1f} s of the {self.budget:.0f} s budget spent): {total} steps"
             f" ({total / schedule['steps_per_epoch']:.1f} epochs), was {schedule['total_steps']}"
         )
@@ -186,7 +268,7 @@ class CtrlC(Callback):
     """The first Ctrl-C stops training cleanly; a second one stops at once.
 
     Training: the step in flight finishes, ``last.ckpt`` is saved at that step (exactly resumable:
-    see :class:`SkipDone`), and fit() ends by :class:`StopRequested`. In validation (or on an
+    see :meth:`fgbg.learn.data.EpochSampler.skip_once`), and fit() ends by :class:`StopRequested`. In validation (or on an
     epoch's last step), the epoch is finished first and fit() stops there (``stopped``), so the
     epoch's checkpoints are written as usual. A second Ctrl-C stops without saving (``last.ckpt``
     keeps the last checkpoint written). Only while :meth:`listening`.
@@ -216,6 +298,7 @@ class CtrlC(Callback):
         self.requested = True  # nothing printed here: a signal handler must not write to a stream in use
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.requested = agreed(trainer, self.requested)  # every rank stops at the step rank 0 heard it
         if not self.requested or trainer.should_stop:  # a run ending anyway saves its own checkpoints
             return
         if batch_idx + 1 >= trainer.num_training_batches:  # validation and the epoch's checkpoints come next
@@ -230,6 +313,7 @@ class CtrlC(Callback):
             self.say("Ctrl-C: stopping after this epoch's validation and checkpoints (Ctrl-C again to stop now)")
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:  # before the checkpoints' (they run last)
+        self.requested = agreed(trainer, self.requested)
         ending = trainer.should_stop or trainer.global_step >= pl_module.meta["schedule"]["total_steps"]
         if self.requested and not ending:
             trainer.should_stop, self.stopped, self.saved_step = True, True, trainer.global_step
@@ -252,6 +336,8 @@ class LogLines(Callback):
         self._step0 = self._last_step = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not trainer.is_global_zero:
+            return
         now, step, total = time.monotonic(), trainer.global_step, pl_module.meta["schedule"]["total_steps"]
         every = max(1, round(trainer.num_training_batches * LOG_EVERY_FRACTION))
         due = step - self._last_step >= every and now - self._last_t >= LOG_MIN_SECONDS
@@ -281,6 +367,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         with atomic_file(Path(path)) as f:
             torch.save(checkpoint, f)
+        trace({"saved": Path(path).name, "step": checkpoint.get("global_step")}, rank_zero_only.rank or 0)
 
 
 def progress_callbacks(progress: bool | None) -> list[Callback]:

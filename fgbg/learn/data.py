@@ -11,8 +11,8 @@ Random access by index goes through the store's one reader
 (:class:`fgbg.store.read.StoreReader`): member places come from the index written with each
 shard, keys and each sample's bg and fg from the plan in dataset.json (nothing is scanned,
 and the manifest is not parsed); files open lazily, once per process, so each DataLoader
-worker (and each distributed rank, through a DistributedSampler) reads with its own
-handles. A damaged member stops loading with a one-line CorruptStore naming it. The
+worker (and each distributed rank, which takes its share through :class:`EpochSampler`)
+reads with its own handles. A damaged member stops loading with a one-line CorruptStore naming it. The
 augmentation of a sample is drawn from a generator seeded by (seed, epoch, index), so any
 number of workers yields the same samples.
 """
@@ -269,38 +269,95 @@ class StoreDataset(Dataset):
         return sample
 
 
-class EpochSampler(Sampler):
-    """Yields (position, epoch) for every position, shuffled by (seed, epoch) when ``shuffle``.
+def distributed_rank() -> tuple[int, int]:
+    """(rank, world size) of this process in torch.distributed's default group; (0, 1) outside one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
 
-    ``set_epoch`` is called by Lightning (and by hand elsewhere) at each epoch start; the order is
-    a pure function of (seed, epoch), so a resumed run sees the same batches.
+
+class EpochSampler(Sampler):
+    """Yields (position, epoch): this process's share of every position, shuffled by (seed, epoch) when ``shuffle``.
+
+    The order is a pure function of (seed, epoch), so a resumed run sees the same batches. Under
+    DDP (torch.distributed initialised; or ``rank``/``world`` given) rank r takes ``order[r::world]``,
+    so the k-th batches of all ranks together are the contiguous run ``order[k*B*W:(k+1)*B*W]``:
+    each sample once per epoch, and a position in the epoch (in samples) that means the same for
+    any number of ranks. ``even`` (training): the order is cut to a multiple of ``world`` so every
+    rank takes the same number of steps; otherwise (validation) nothing is padded or repeated, and
+    ranks may hold one sample more or less.
+
+    ``set_epoch`` is called by Lightning at each epoch start. :meth:`skip_once` leaves out the
+    first samples of the order on the next pass (a run resumed in mid-epoch); ``len`` stays the
+    whole pass's, so Lightning's count of the epoch's batches (restored from the checkpoint) holds.
     """
 
-    def __init__(self, n: int, shuffle: bool = True, seed: int = 0) -> None:
-        self.n, self.shuffle, self.seed, self.epoch = n, shuffle, seed, 0
+    def __init__(self, n: int, shuffle: bool = True, seed: int = 0, even: bool = False, rank: int | None = None, world: int | None = None) -> None:
+        self.n, self.shuffle, self.seed, self.even, self.epoch = n, shuffle, seed, even, 0
+        self._rank, self._world, self._skip = rank, world, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def skip_once(self, samples: int) -> None:
+        """The next pass starts ``samples`` into the epoch's order (over all ranks)."""
+        self._skip = samples
+
+    def ranks(self) -> tuple[int, int]:
+        """(this rank, world size), asked when needed: the process group starts after the loader is built."""
+        rank, world = distributed_rank()
+        return (rank if self._rank is None else self._rank), (world if self._world is None else self._world)
+
     def __len__(self) -> int:
-        return self.n
+        rank, world = self.ranks()
+        return self.n // world if self.even else len(range(rank, self.n, world))
+
+    def order(self) -> torch.Tensor:
+        """int64 (n,): the epoch's order of positions over all ranks."""
+        if self.shuffle:
+            return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 7919 + self.epoch))
+        return torch.arange(self.n)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        if self.shuffle:
-            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 7919 + self.epoch)).tolist()
-        else:
-            order = range(self.n)
-        return iter([(i, self.epoch) for i in order])
+        rank, world = self.ranks()
+        rest, self._skip = self.order()[self._skip :], 0
+        if self.even:
+            rest = rest[: len(rest) // world * world]
+        epoch = self.epoch
+        return ((i, epoch) for i in rest[rank::world].tolist())
 
 
-def make_loader(dataset: StoreDataset, batch: int, shuffle: bool, workers: int = 0, seed: int = 0, drop_last: bool = False) -> DataLoader:
-    """A DataLoader over ``dataset`` with an :class:`EpochSampler`; workers fork and open their own files."""
+def validation_subset(indices: list[int], samples: int, seed: int) -> list[int]:
+    """A fixed subset of ``samples`` of ``indices`` (all of them when ``samples`` is 0 or more than there are),
+    drawn by ``seed`` and kept in store order: what validation during training sees."""
+    if not samples or samples >= len(indices):
+        return list(indices)
+    chosen = np.sort(np.random.default_rng(seed).choice(len(indices), samples, replace=False))
+    return [indices[i] for i in chosen]
+
+
+def make_loader(
+    dataset: StoreDataset,
+    batch: int,
+    shuffle: bool,
+    workers: int = 0,
+    seed: int = 0,
+    drop_last: bool = False,
+    *,
+    even: bool = False,
+    pin_memory: bool = False,
+    prefetch: int = 4,
+) -> DataLoader:
+    """A DataLoader over ``dataset`` with an :class:`EpochSampler` (``even``: the same count on every rank);
+    workers fork, open their own files and stay alive between epochs, each ``prefetch`` batches ahead;
+    ``pin_memory`` for copies to a GPU."""
     return DataLoader(
         dataset,
         batch_size=batch,
-        sampler=EpochSampler(len(dataset), shuffle, seed),
+        sampler=EpochSampler(len(dataset), shuffle, seed, even),
         num_workers=workers,
         drop_last=drop_last,
+        pin_memory=pin_memory,
         persistent_workers=workers > 0,
-        prefetch_factor=4 if workers > 0 else None,
+        prefetch_factor=prefetch if workers > 0 else None,
     )

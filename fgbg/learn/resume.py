@@ -4,6 +4,16 @@ stands, and the loader and schedule that continue it exactly.
 A resumed run gets the same batches, weights and schedule as an uninterrupted one and, with
 ``--max-minutes``, what is left of the run's budget: the training seconds of every attempt are kept
 in the checkpoint (by :class:`fgbg.learn.callbacks.TrainClock`).
+
+The device settings (accelerator, devices, nodes, strategy, precision, compile) are not part of
+what a run is: a resume takes them from its own command line. After a change of the number of
+processes the run continues at the saved optimizer step and at the same sample of the interrupted
+epoch (:class:`fgbg.learn.callbacks.EpochPosition`). The batch per device stays, so each step from
+then on trains ``batch x processes`` samples and an epoch has as many fewer (or more) steps; a
+schedule sized by epochs re-counts its remaining steps so that the run trains as many samples as
+planned (:func:`fgbg.learn.train.fit_to_devices`), and the one-cycle schedule is re-sized at the step
+reached; a budget-sized one keeps its steps (a step takes about as long) and is re-planned from the
+pace measured so far.
 """
 
 from __future__ import annotations
@@ -15,14 +25,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import torch
-from torch.utils.data import Sampler
 
 from fgbg.learn.budget import set_schedule, steps_within_budget, validation_seconds
-from fgbg.learn.callbacks import TrainClock
+from fgbg.learn.callbacks import EpochPosition, TrainClock
 from fgbg.learn.model import read_checkpoint
 
 if TYPE_CHECKING:
     from fgbg.learn.train import TrainConfig
+
+DEVICE_FIELDS = ("accelerator", "devices", "num_nodes", "strategy", "precision", "compile")  # a resume's own, not the run's
 
 
 class TrainInterrupted(KeyboardInterrupt):
@@ -41,50 +52,34 @@ def spent_seconds(checkpoint: dict) -> float:
 
 @dataclass(frozen=True)
 class Position:
-    """Where a checkpoint stands: optimizer steps taken, the epoch to continue and the batches of
-    it already trained (0 when the checkpoint ended an epoch), training seconds spent."""
+    """Where a checkpoint stands: optimizer steps taken, the epoch to continue and the samples of
+    it already trained over all ranks (0 when the checkpoint ended an epoch), training seconds spent."""
 
     step: int
     epoch: int
-    batches: int
+    samples: int
     seconds: float
 
     @classmethod
-    def of(cls, checkpoint: dict, steps_per_epoch: int) -> "Position":
+    def of(cls, checkpoint: dict, steps_per_epoch: int, batch: int) -> "Position":
+        """``steps_per_epoch`` and ``batch`` (global): only for checkpoints older than EpochPosition."""
         step, epoch = int(checkpoint["global_step"]), int(checkpoint["epoch"])
         epochs = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
         if epochs and epochs["started"] == epochs["processed"]:  # Lightning goes on with a new epoch
             return cls(step, int(epochs["processed"]), 0, spent_seconds(checkpoint))
-        into = step - epoch * steps_per_epoch  # saved in mid-epoch, as Ctrl-C does
+        saved = checkpoint.get("callbacks", {}).get(EpochPosition.__qualname__)
+        if saved is not None and saved["epoch"] == epoch:  # saved in mid-epoch, as Ctrl-C does
+            return cls(step, epoch, int(saved["samples"]), spent_seconds(checkpoint))
+        into = step - epoch * steps_per_epoch
         if into >= steps_per_epoch:  # a checkpoint without loop state, saved at the end of ``epoch``
             epoch, into = epoch + 1, 0
-        return cls(step, epoch, into, spent_seconds(checkpoint))
-
-
-class SkipDone(Sampler):
-    """The train loader's sampler for a run resumed in mid-epoch: its first pass skips the
-    ``skip`` samples the interrupted attempt already trained on, so the rest of the epoch gets the
-    batches it would have had; later passes are whole. Length and epochs are the inner sampler's."""
-
-    def __init__(self, inner: Sampler, skip: int) -> None:
-        self.inner, self.skip = inner, skip
-
-    def set_epoch(self, epoch: int) -> None:
-        self.inner.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def __iter__(self):
-        order, self.skip = list(self.inner)[self.skip :], 0
-        return iter(order)
+        return cls(step, epoch, into * batch, spent_seconds(checkpoint))
 
 
 def resume_loader_at(loader: torch.utils.data.DataLoader, position: Position) -> None:
-    """Make ``loader``'s next pass the rest of ``position``'s epoch (its sampler shuffles by epoch)."""
+    """Make ``loader``'s next pass the rest of ``position``'s epoch (its EpochSampler shuffles by epoch)."""
     loader.sampler.set_epoch(position.epoch)  # before the first pass: worker processes fetch indices early
-    if position.batches:
-        loader.batch_sampler.sampler = SkipDone(loader.sampler, position.batches * loader.batch_size)
+    loader.sampler.skip_once(position.samples)
 
 
 def resume_meta(last: Path, config: TrainConfig, log: Callable[[str], None]) -> tuple[dict, Position]:
@@ -96,8 +91,9 @@ def resume_meta(last: Path, config: TrainConfig, log: Callable[[str], None]) -> 
     meta = checkpoint["hyper_parameters"]["meta"]
     if config.max_minutes is not None:
         meta["train"]["max_minutes"] = config.max_minutes
+    meta["train"].update({name: getattr(config, name) for name in DEVICE_FIELDS})
     schedule, minutes = meta["schedule"], meta["train"]["max_minutes"]
-    at = Position.of(checkpoint, schedule["steps_per_epoch"])
+    at = Position.of(checkpoint, schedule["steps_per_epoch"], schedule.get("global_batch", meta["train"]["batch"]))
     budget = f" of the {minutes:g} min budget" if minutes else ""
     log(f"resuming {last} at step {at.step} of {schedule['total_steps']} (epoch {at.epoch + 1}), {at.seconds:.0f} s trained{budget}")
     if minutes and schedule["sized_by"] == "budget" and at.step and at.step < schedule["total_steps"]:

@@ -13,6 +13,17 @@ This module reads top to bottom: the config, the run's identity (:func:`make_met
 :mod:`~fgbg.learn.callbacks`, :mod:`~fgbg.learn.budget` (``--max-minutes`` in steps) and
 :mod:`~fgbg.learn.resume`.
 
+Devices: ``accelerator``/``devices``/``num_nodes``/``strategy``/``precision`` are resolved once by
+:func:`fgbg.engine.devices.resolve_training` (auto: every visible GPU, else one CPU process) and go
+to Lightning as they are: several GPUs or CPU processes train with DDP, launched by Lightning itself,
+by ``torchrun`` or by SLURM (Lightning reads their environment; nothing here launches processes).
+``batch`` is per process; each step trains ``batch x world size`` samples. Every rank trains by rank
+0's plan, and only rank 0 writes run.json, summary.json, checkpoints and TensorBoard images.
+
+Validation during training runs on a fixed, seeded subset of the held-out split (``val_samples``);
+the evaluation of the whole held-out split is the separate step ``fgbg evaluate`` (the summary
+says the command).
+
 Ctrl-C finishes the step in flight, saves ``last.ckpt`` there and raises :class:`TrainInterrupted`,
 whose ``hint`` is the command that resumes; the resumed run continues exactly (the same batches,
 weights and schedule as an uninterrupted one) and, with ``--max-minutes``, gets what is left of the
@@ -26,6 +37,7 @@ import functools
 import json
 import math
 import os
+import shlex
 import sys
 import time
 import warnings
@@ -37,14 +49,18 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from fgbg.engine.devices import TrainingDevices, resolve_training
 from fgbg.errors import ConfigError, UserError
 from fgbg.learn import budget, metrics
 from fgbg.learn.callbacks import (
-    AtomicCheckpointIO, CtrlC, EndOfSchedule, FollowSchedule, Replan, StopRequested, Throughput, TrainClock,
-    progress_callbacks, quiet_lightning,
+    AtomicCheckpointIO, CtrlC, EndOfSchedule, EpochPosition, FollowSchedule, Replan, SampleTrace, ShareMeta, StopRequested,
+    Throughput, TrainClock, progress_callbacks, quiet_lightning,
 )  # fmt: skip
-from fgbg.learn.data import AugmentConfig, StoreDataset, load_stats, make_loader, read_entries, split_indices
+from fgbg.learn.data import (
+    AugmentConfig, StoreDataset, load_stats, make_loader, read_entries, split_indices, validation_subset,
+)  # fmt: skip
 from fgbg.learn.losses import LossConfig, MaskDepthLoss
 from fgbg.learn.model import ModelConfig, TwoHeadUNet, count_macs, count_parameters
 from fgbg.learn.module import FgbgModule
@@ -62,10 +78,51 @@ class TrainError(UserError, ValueError):
     """A problem the user can fix (an occupied --out, nothing to resume, too small a store)."""
 
 
-def default_loader_workers() -> int:
-    """0 on 2 cores or fewer, else 1: on 2 cores a loader process takes CPU from the two training
-    threads (demo, 64 px: 87-108 training samples/s with one, 150 loading in-process)."""
-    return 0 if (os.cpu_count() or 1) <= 2 else 1
+def default_loader_workers(devices: TrainingDevices | None = None) -> int:
+    """Loader processes per training process. On the CPU: 0 on 2 cores or fewer, else 1 (on 2 cores
+    a loader process takes CPU from the two training threads; demo, 64 px: 87-108 training
+    samples/s with one, 150 loading in-process). On a GPU: about the cores per device (one left
+    to the process that drives it), so decoding keeps up with the GPU."""
+    cores = os.cpu_count() or 1
+    if devices is None or not devices.on_gpu:
+        return 0 if cores <= 2 else 1
+    return max(1, cores // processes_per_node(devices) - 1)
+
+
+def processes_per_node(devices: TrainingDevices) -> int:
+    return len(devices.devices) if isinstance(devices.devices, list) else devices.devices
+
+
+def launcher_layout() -> tuple[int, int] | None:
+    """(processes per node, nodes) when a standard launcher started this process: torchrun
+    (LOCAL_WORLD_SIZE, WORLD_SIZE) or a SLURM job step (SLURM_NTASKS_PER_NODE, SLURM_NNODES); else None.
+    Lightning requires --devices and --num-nodes to match them; they are the defaults."""
+    env = os.environ
+    if "LOCAL_WORLD_SIZE" in env and "WORLD_SIZE" in env:
+        local = int(env["LOCAL_WORLD_SIZE"])
+        return local, max(1, int(env["WORLD_SIZE"]) // local)
+    if "SLURM_NTASKS_PER_NODE" in env and "SLURM_NNODES" in env and env.get("SLURM_JOB_NAME") not in ("bash", "interactive"):
+        return int(env["SLURM_NTASKS_PER_NODE"].split("(")[0]), int(env["SLURM_NNODES"])
+    return None
+
+
+def training_devices(config: "TrainConfig") -> TrainingDevices:
+    """The run's devices: the config's, with torchrun's or SLURM's layout as the defaults.
+
+    Raises:
+        DeviceError: ``--accelerator gpu`` without a GPU, more GPUs than visible, an unknown name (one line, exit 2).
+    """
+    devices, nodes = config.devices, config.num_nodes
+    layout = launcher_layout()
+    if layout is not None:
+        devices = devices if devices not in (None, "auto") else str(layout[0])
+        nodes = nodes or layout[1]
+    return resolve_training(config.accelerator, devices, nodes or 1, config.strategy, config.precision)
+
+
+def process_rank() -> int:
+    """This process's global rank as its launcher set it (0 alone): known before the process group starts."""
+    return int(rank_zero_only.rank or 0)
 
 
 @dataclass(frozen=True)
@@ -80,9 +137,17 @@ class TrainConfig:
     val_fraction: float = 0.2
     augment: bool = True  # paired colour jitter and flips on the training split
     seed: int = 0
-    workers: int = dataclasses.field(default_factory=default_loader_workers)  # DataLoader processes (0: in this one)
-    threads: int | None = None  # torch threads; None: one per core
+    workers: int | None = None  # DataLoader processes per training process (0: in it); None: default_loader_workers()
+    threads: int | None = None  # torch threads; None: the cores per training process
     log_images: int = 8  # rows of the per-epoch image grid
+    val_samples: int = 2000  # validation during training: a fixed, seeded subset of the held-out split (0: all of it)
+    # where to train (not part of what the run is: a resume takes its own, see fgbg.learn.resume)
+    accelerator: str = "auto"  # auto (a GPU if any), cpu or gpu
+    devices: str | None = None  # None/"auto": every visible GPU (one process on the CPU); a count "8" or GPU indices "0,2"
+    num_nodes: int | None = None  # machines; None: 1, or what torchrun / SLURM say
+    strategy: str = "auto"  # auto (ddp for more than one process) or ddp
+    precision: str | None = None  # None: bf16-mixed on a GPU that has it (else 16-mixed), 32 on the CPU
+    compile: bool = False  # torch.compile the network
 
     def __post_init__(self) -> None:
         if self.epochs is None and self.max_minutes is None:
@@ -99,14 +164,23 @@ class TrainConfig:
             raise ConfigError(f"--val-fraction must be between 0 and 1, got {self.val_fraction}")
         if self.seed < 0:
             raise ConfigError(f"--seed must be 0 or more, got {self.seed}")
-        if self.workers < 0:
+        if self.val_samples < 0:
+            raise ConfigError(f"--val-samples must be 0 (the whole held-out split) or more, got {self.val_samples}")
+        if self.num_nodes is not None and self.num_nodes < 1:
+            raise ConfigError(f"--num-nodes must be at least 1, got {self.num_nodes}")
+        if self.workers is not None and self.workers < 0:
             raise ConfigError(f"--workers must be 0 (load in the training process) or more, got {self.workers}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads must be at least 1, got {self.threads}")
 
 
-def make_meta(store: Path, config: TrainConfig, model: ModelConfig, loss: LossConfig, log: Callable[[str], None]) -> dict:
-    """Everything a run is: configs, stats, split, baseline threshold and schedule."""
+def make_meta(store: Path, config: TrainConfig, model: ModelConfig, loss: LossConfig, log: Callable[[str], None],
+              devices: TrainingDevices | None = None, started: float | None = None) -> dict:  # fmt: skip
+    """Everything a run is: configs, stats, split, baseline threshold and schedule (in steps of
+    ``batch x devices.world_size`` samples; a budget-sized one timed on rank 0's device, for
+    what is left of the budget after the start-up since ``started``, a perf_counter)."""
+    started = time.perf_counter() if started is None else started
+    devices = devices or resolve_training("cpu")
     entries = read_entries(store)
     split = split_indices(entries, config.val, config.val_fraction, config.seed)
     if len(split.train) < 1 or len(split.val) < 1:
@@ -115,16 +189,23 @@ def make_meta(store: Path, config: TrainConfig, model: ModelConfig, loss: LossCo
     plain = StoreDataset(store, split.train, config.size, stats, normalized=False)
     g = torch.Generator().manual_seed(config.seed)
     chosen = torch.randperm(len(plain), generator=g)[:BASELINE_SAMPLES].tolist()
-    started = time.perf_counter()
+    loading = time.perf_counter()
     batch = torch.utils.data.default_collate([plain[i] for i in chosen])
-    load_seconds = (time.perf_counter() - started) / len(chosen)
+    load_seconds = (time.perf_counter() - loading) / len(chosen)
     threshold = metrics.choose_baseline_threshold(batch["bg"], batch["fg_bg"], batch["mask"])
     plain.reader.close()
-    steps_per_epoch = max(1, len(split.train) // config.batch)
+    global_batch = config.batch * devices.world_size
+    steps_per_epoch = max(1, len(split.train) // global_batch)
+    n_validated = len(validation_subset(split.val, config.val_samples, config.seed))
     net = TwoHeadUNet(model)
-    sec = budget.seconds_per_sample(net, MaskDepthLoss(loss), config.size, min(config.batch, 16)) if config.epochs is None else 0.0
-    total_steps = budget.plan_steps(config, steps_per_epoch, len(split.val), sec, load_seconds)
-    if config.epochs is None:
+    sec = 0.0
+    if config.epochs is None and process_rank() == 0:  # the other ranks train by rank 0's plan (ShareMeta)
+        timing_batch = config.batch if devices.on_gpu else min(config.batch, 16)
+        sec = budget.seconds_per_sample(net, MaskDepthLoss(loss), config.size, timing_batch, devices=devices)
+    workers = default_loader_workers(devices) if config.workers is None else config.workers
+    spent = time.perf_counter() - started
+    total_steps = budget.plan_steps(config, steps_per_epoch, n_validated, sec, load_seconds, workers, devices.world_size, spent) if sec or config.epochs else 1
+    if config.epochs is None and sec:
         log(
             f"budget {config.max_minutes:g} min at {1 / sec:.0f} samples/s measured (loading {1 / load_seconds:.0f}/s):"
             f" a schedule of {total_steps} steps ({total_steps / steps_per_epoch:.1f} epochs)"
@@ -139,8 +220,11 @@ def make_meta(store: Path, config: TrainConfig, model: ModelConfig, loss: LossCo
         "augment": dataclasses.asdict(AugmentConfig()) if config.augment else None,
         "stats": dataclasses.asdict(stats),
         "split": split.record(),
+        "validation": {"samples": n_validated, "of": len(split.val), "seed": config.seed},
+        "devices": devices.record(config.batch),
         "baseline": {"threshold": threshold, "chosen_on": f"{len(chosen)} training samples"},
-        "schedule": {"kind": "one-cycle", "sized_by": "epochs" if config.epochs else "budget", "steps_per_epoch": steps_per_epoch},
+        "schedule": {"kind": "one-cycle", "sized_by": "epochs" if config.epochs else "budget", "steps_per_epoch": steps_per_epoch,
+                     "global_batch": global_batch},
         "parameters": count_parameters(net),
         "macs_per_sample": count_macs(net, config.size),
     }
@@ -148,8 +232,10 @@ def make_meta(store: Path, config: TrainConfig, model: ModelConfig, loss: LossCo
     return meta
 
 
-def make_loaders(store: Path, meta: dict):
-    """(train loader, val loader) from a run's meta: split, size, stats and augmentation."""
+def make_loaders(store: Path, meta: dict, devices: TrainingDevices):
+    """(train loader, val loader) from a run's meta: split, validated subset, size, stats and
+    augmentation; on a GPU, pinned memory and (by default) a loader process per core of the device.
+    Each rank loads its share (:class:`~fgbg.learn.data.EpochSampler`)."""
     t = meta["train"]
     split = split_indices(read_entries(store), t["val"], t["val_fraction"], t["seed"])
     stats = load_stats(store)
@@ -157,9 +243,13 @@ def make_loaders(store: Path, meta: dict):
         raise TrainError(f"{store}: stats.json changed since this run started; start a new run")
     augment = AugmentConfig(**meta["augment"]) if meta["augment"] else None
     train_ds = StoreDataset(store, split.train, t["size"], stats, augment, t["seed"])
-    val_ds = StoreDataset(store, split.val, t["size"], stats)
-    train_loader = make_loader(train_ds, t["batch"], True, t["workers"], t["seed"], drop_last=len(train_ds) >= t["batch"])
-    val_loader = make_loader(val_ds, max(t["batch"], 64), False, t["workers"], t["seed"])
+    val_ds = StoreDataset(store, validation_subset(split.val, t.get("val_samples", 0), t["seed"]), t["size"], stats)
+    workers = default_loader_workers(devices) if t["workers"] is None else t["workers"]
+    pin = devices.on_gpu
+    full = len(train_ds) // devices.world_size >= t["batch"]
+    prefetch = 2 if pin else 4  # batches ahead per worker; on a GPU there are many workers, and a 224 px batch of 256 is 0.4 GB
+    train_loader = make_loader(train_ds, t["batch"], True, workers, t["seed"], drop_last=full, even=True, pin_memory=pin, prefetch=prefetch)
+    val_loader = make_loader(val_ds, max(t["batch"], 64), False, workers, t["seed"], pin_memory=pin, prefetch=prefetch)
     for loader in (train_loader, val_loader):
         loader.worker_init_fn = functools.partial(leave_ctrl_c_to_trainer, then=loader.worker_init_fn)
     return train_loader, val_loader
@@ -186,62 +276,101 @@ def train(
         TrainError: ``out`` holds a run and not ``resume``, or ``resume`` and nothing to resume.
         TrainInterrupted: Ctrl-C; its ``hint`` says where ``last.ckpt`` stands and how to resume.
     """
+    started = time.perf_counter()
     store, out = Path(store), Path(out)
+    devices = training_devices(config)  # before any work: `--accelerator gpu` without a GPU stops here
     last, command = out / f"{LAST}.ckpt", resume_command(store, out)
     if resume and not last.exists():
         raise TrainError(f"{out}: no {LAST}.ckpt to resume from; drop --resume to start a new run")
     if not resume and last.exists():
         raise TrainError(f"{out}: holds a run already; continue it with `{command}`, or choose another --out")
-    torch.set_num_threads(config.threads or os.cpu_count() or 1)
-    started = time.perf_counter()
+    rank_zero = process_rank() == 0
+    log = log if rank_zero else (lambda line: None)
+    if devices.note:
+        log(f"note: {devices.note}")
+    torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 1) // processes_per_node(devices)))
     try:
         if resume:
             meta, at = resume_meta(last, config, log)
             if at.step >= meta["schedule"]["total_steps"]:
                 return finished_summary(out, at, meta, log)
+            fit_to_devices(meta, at, devices, log)
         else:
             out.mkdir(parents=True, exist_ok=True)
-            meta, at = make_meta(store, config, model, loss, log), Position(0, 0, 0, 0.0)
-        atomic_write_json(out / "run.json", meta)
-        history, throughput, clock, trainer = fit(store, out, meta, at, resume, progress, log, command, callbacks or [])
+            meta, at = make_meta(store, config, model, loss, log, devices, started), Position(0, 0, 0, 0.0)
+        if rank_zero:
+            atomic_write_json(out / "run.json", meta)
+        history, throughput, clock, trainer = fit(store, out, meta, at, devices, resume, progress, log, command, callbacks or [], started)
     except TrainInterrupted:
         raise
     except KeyboardInterrupt:  # before the Trainer listens (planning, loading) or after it stopped listening
         raise TrainInterrupted(interrupted_hint(last, None, None, command)) from None
-    summary = summarize(history, throughput, time.perf_counter() - started, clock.seconds, trainer, out)
-    atomic_write_json(out / "summary.json", summary)
-    log(format_summary(summary))
+    summary = summarize(history, throughput, time.perf_counter() - started, clock.seconds, trainer, out, meta, store)
+    if trainer.is_global_zero:
+        atomic_write_json(out / "summary.json", summary)
+        log(format_summary(summary))
     return summary
 
 
-def fit(store: Path, out: Path, meta: dict, at: Position, resume: bool, progress: bool | None, log: Callable[[str], None],
-        command: str, callbacks: list[Callback]) -> tuple[list[dict], Throughput, TrainClock, L.Trainer]:  # fmt: skip
-    """Build loaders, module and Trainer for a run's ``meta`` and fit from ``at``: (val history, throughput, clock, trainer).
+def fit_to_devices(meta: dict, at: Position, devices: TrainingDevices, log: Callable[[str], None]) -> None:
+    """A resumed run's meta for this attempt's devices: what they are, epochs in steps of the new
+    global batch and, for a schedule sized by epochs, the steps left re-counted so that the run still
+    trains as many samples (a budget-sized one keeps its steps: a step takes about as long)."""
+    schedule, batch = meta["schedule"], meta["train"]["batch"]
+    before, now = schedule.get("global_batch", batch), batch * devices.world_size
+    meta["devices"] = devices.record(batch)
+    schedule["global_batch"] = now
+    schedule["steps_per_epoch"] = max(1, meta["split"]["n_train"] // now)
+    total = schedule["total_steps"]
+    if now != before and schedule["sized_by"] == "epochs":
+        total = at.step + max(1, math.ceil((total - at.step) * before / now))
+        log(f"{devices.world_size} processes now ({now} samples per step, was {before}): {total - at.step} steps left, was {schedule['total_steps'] - at.step}")
+    budget.set_schedule(meta, total)
+
+
+def fit(store: Path, out: Path, meta: dict, at: Position, devices: TrainingDevices, resume: bool, progress: bool | None,
+        log: Callable[[str], None], command: str, callbacks: list[Callback], started: float,
+        ) -> tuple[list[dict], Throughput, TrainClock, L.Trainer]:  # fmt: skip
+    """Build loaders, module and Trainer for a run's ``meta`` on ``devices`` and fit from ``at``:
+    (val history, throughput, clock, trainer). The clock counts from ``started`` (a perf_counter).
 
     Raises:
         TrainInterrupted: Ctrl-C (see :class:`CtrlC`).
     """
     t, last = meta["train"], out / f"{LAST}.ckpt"
-    train_loader, val_loader = make_loaders(store, meta)
+    train_loader, val_loader = make_loaders(store, meta, devices)
     resume_loader_at(train_loader, at)
     L.seed_everything(t["seed"], workers=True, verbose=False)  # the initial weights (a resume loads its own)
     module = FgbgModule(meta)
+    if devices.on_gpu:
+        torch.backends.cudnn.benchmark = True  # one input size: let cuDNN pick its fastest kernels
+        torch.set_float32_matmul_precision("high")  # TF32 where fp32 remains
+    if t.get("compile"):
+        module.net.compile()  # in place: the checkpoint's parameter names stay those of the plain network
+    d = meta["devices"]
+    log(
+        f"training on {d['world_size']} x {d['name']} ({d['accelerator']}, {d['precision']}, {d['strategy']});"
+        f" {d['batch_per_device']} samples per device, {d['global_batch']} per step;"
+        f" validating on {meta['validation']['samples']} of the {meta['validation']['of']} held-out samples"
+    )
     log(
         f"{meta['parameters'] / 1e6:.3f} M parameters, {meta['macs_per_sample'] / 1e9:.3f} GMACs per {t['size']}x{t['size']} sample;"
         f" {meta['split']['n_train']} train / {meta['split']['n_val']} val samples (held out by {t['val']}: {meta['split']['held_out']});"
         f" baseline threshold {meta['baseline']['threshold']:.2f}; stats: {meta['stats']['source']}"
     )
     budget_seconds = t["max_minutes"] * 60 if t["max_minutes"] else None
-    throughput, clock = Throughput(), TrainClock(budget_seconds)
+    throughput, clock = Throughput(), TrainClock(budget_seconds, since=started)
     replan = [Replan(clock, budget_seconds, out, log)] if budget_seconds and meta["schedule"]["sized_by"] == "budget" else []
     ctrl_c = CtrlC(last, lambda line: print(line, file=sys.stderr, flush=True))
-    ours = [throughput, clock, EndOfSchedule(), FollowSchedule(), *replan, *progress_callbacks(progress), ctrl_c]
+    ours = [ShareMeta(), *SampleTrace.from_environment(), EpochPosition(), throughput, clock, EndOfSchedule(), FollowSchedule(),
+            *replan, *progress_callbacks(progress), ctrl_c]  # fmt: skip
     with quiet_lightning(), warnings.catch_warnings(), ctrl_c.listening():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
         warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
-        warnings.filterwarnings("ignore", message=".*ended before the epoch ended.*")  # SkipDone resumes it exactly
-        trainer = make_trainer(out, meta, [*ours, *callbacks])
+        warnings.filterwarnings("ignore", message=".*ended before the epoch ended.*")  # EpochSampler.skip_once resumes it exactly
+        warnings.filterwarnings("ignore", message=".*sync_dist=True.*")  # validation metrics are reduced by their states
+        trainer = make_trainer(out, meta, devices, [*ours, *callbacks])
         try:
             trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None)
         except StopRequested:
@@ -264,14 +393,20 @@ def finished_summary(out: Path, at: Position, meta: dict, log: Callable[[str], N
     return json.loads(path.read_text())
 
 
-def make_trainer(out: Path, meta: dict, callbacks: list[Callback]) -> L.Trainer:
-    """The Trainer of a run: TensorBoard logs, best.ckpt and last.ckpt written atomically, ``callbacks``."""
+def make_trainer(out: Path, meta: dict, devices: TrainingDevices, callbacks: list[Callback]) -> L.Trainer:
+    """The Trainer of a run on ``devices``: TensorBoard logs, best.ckpt and last.ckpt written atomically
+    (by rank 0), ``callbacks``. The loaders shard themselves (EpochSampler), so Lightning's
+    distributed sampler, which would pad validation with repeated samples, stays off."""
     # Two callbacks: Lightning 2.6 writes save_last only when the best also changed.
     best = ModelCheckpoint(dirpath=out, filename=BEST, monitor=MONITOR, mode="max", save_top_k=1, enable_version_counter=False)
     latest = ModelCheckpoint(dirpath=out, filename=LAST, save_top_k=1, enable_version_counter=False)
     return L.Trainer(
-        accelerator="cpu",
-        devices=1,
+        accelerator=devices.accelerator,
+        devices=devices.devices,
+        num_nodes=devices.num_nodes,
+        strategy=devices.strategy,
+        precision=devices.precision,
+        use_distributed_sampler=False,
         max_epochs=-1,  # the schedule's steps end the run (EndOfSchedule), also in the middle of an epoch
         logger=TensorBoardLogger(out, name="tb", version="", default_hp_metric=False),
         callbacks=[best, latest, LearningRateMonitor("step"), *callbacks],
@@ -284,10 +419,13 @@ def make_trainer(out: Path, meta: dict, callbacks: list[Callback]) -> L.Trainer:
     )
 
 
-def summarize(history: list[dict], throughput: Throughput, seconds: float, train_seconds: float, trainer: L.Trainer, out: Path) -> dict:
-    """The run's summary.json: best and last validation, steps, wall seconds of this attempt and
-    training seconds of all attempts (what the budget counts), speed, where the checkpoints are."""
+def summarize(history: list[dict], throughput: Throughput, seconds: float, train_seconds: float, trainer: L.Trainer, out: Path,
+              meta: dict, store: Path) -> dict:  # fmt: skip
+    """The run's summary.json: best and last validation (on the validated subset), steps, wall seconds
+    of this attempt and seconds of all attempts (what the budget counts), speed, where the
+    checkpoints are, and the command that evaluates the whole held-out split."""
     best = max(history, key=lambda h: h["mask_iou"]) if history else {}
+    validation = meta.get("validation", {"samples": meta["split"]["n_val"], "of": meta["split"]["n_val"]})
     return {
         "best_epoch": best.get("epoch"),
         "best": best,
@@ -300,7 +438,15 @@ def summarize(history: list[dict], throughput: Throughput, seconds: float, train
         "best_ckpt": str(out / f"{BEST}.ckpt"),
         "last_ckpt": str(out / f"{LAST}.ckpt"),
         "tensorboard": f"tensorboard --logdir {out}",
+        "devices": meta.get("devices"),
+        "validated_on": f"{validation['samples']} of {validation['of']} held-out samples",
+        "evaluate": evaluate_command(out, store),
     }
+
+
+def evaluate_command(out: Path, store: Path) -> str:
+    """The separate step that evaluates the best checkpoint on the whole held-out split."""
+    return shlex.join(["fgbg", "evaluate", str(out / f"{BEST}.ckpt"), str(store), "--out", str(out / "eval")])
 
 
 def format_summary(s: dict) -> str:
@@ -311,5 +457,6 @@ def format_summary(s: dict) -> str:
         f"best epoch {s['best_epoch']}: val {metrics.format_metrics(b)}\n"
         f"{s['epochs_done']} epochs, {s['global_step']} steps in {s['seconds'] / 60:.1f} min,"
         f" {s['train_samples_per_s']:.0f} training samples/s; checkpoints {s['best_ckpt']}, {s['last_ckpt']};"
-        f" logs: {s['tensorboard']}"
+        f" logs: {s['tensorboard']}\n"
+        f"validated on {s['validated_on']}; evaluate the whole held-out split: {s['evaluate']}"
     )
