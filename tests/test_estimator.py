@@ -1,7 +1,9 @@
-"""Depth networks: ONNX and transformers backends on tiny models built here, scales, errors."""
+"""Depth networks: ONNX and transformers backends on tiny models built here, scales, errors, devices."""
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -9,14 +11,20 @@ import numpy as np
 import pytest
 
 from fgbg import codecs
-from fgbg.make.assets import load_assets
 from fgbg.config import GenerateConfig
-from fgbg.depth.estimator import EstimatorError, OnnxEstimator, load_estimator, robust_range
+from fgbg.depth.estimator import (
+    EstimatorError,
+    OnnxEstimator,
+    load_estimator,
+    robust_range,
+)
 from fgbg.depth.testing import tiny_onnx_depth, tiny_transformers_depth, tiny_u2net
+from fgbg.make.assets import load_assets
 from fgbg.make.generate import GenerateError, generate
 from fgbg.make.plan import Plan
 from fgbg.make.render import Renderer
 from fgbg.store import iter_samples, read_dataset_json
+from fgbg.store.layout import LOCK_FILE
 
 from .conftest import SMALL
 from .test_generate import kill_mid_run_then_uninterrupted, shard_hashes
@@ -177,3 +185,172 @@ def test_cutout_writes_rgba_and_masks(tmp_path, capsys):
     assert rgba[45, 60, 3] > rgba[5, 5, 3]  # the object is more opaque than the background
     assert main(["cutout", str(photos), "--out", str(out), "--model", str(tmp_path / "none.onnx")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- devices, the labelling pipeline, identity
+
+
+def file_hashes(root) -> dict[str, str]:
+    """sha256 of every file of a store, by relative path, but dataset.json (it records the batch size)
+    and the lock file (it holds the last writer's pid)."""
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name not in ("dataset.json", LOCK_FILE)}  # fmt: skip
+
+
+def without_run_settings(meta: dict) -> dict:
+    return {**meta, "config": {k: v for k, v in meta["config"].items() if k not in ("depth_batch", "depth_device")}}
+
+
+def test_estimator_store_is_byte_identical_for_batch_1_and_16(folders, onnx_model, tmp_path, monkeypatch):
+    from fgbg.make import render
+
+    runs = {  # batch: how the pipeline runs; all on this CPU
+        1: {"threads": 0},  # in one thread: each of one worker process per core
+        16: {"threads": 3},  # three threads feeding the network in this one: the GPU's way
+        5: {"threads": 3, "parallel_batches": True},  # three batches at once: the CPU's way in one process
+    }
+    for batch, threads in runs.items():
+        monkeypatch.setattr(render, "pipeline_threads", lambda on_gpu, cpu_threads, threads=threads: threads)
+        config = estimator_config(onnx_model, depth_batch=batch, shard_size=20, depth_device="cpu")
+        generate(*folders, tmp_path / f"b{batch}", config, workers=0, progress=False)
+    one = file_hashes(tmp_path / "b1")
+    assert sum(name.endswith(".tar") for name in one) == 2
+    assert file_hashes(tmp_path / "b16") == one and file_hashes(tmp_path / "b5") == one
+    meta = {batch: read_dataset_json(tmp_path / f"b{batch}") for batch in runs}
+    assert [meta[b]["config"]["depth_batch"] for b in runs] == list(runs)  # recorded
+    assert without_run_settings(meta[1]) == without_run_settings(meta[16]) == without_run_settings(meta[5])
+
+
+def test_depth_maps_are_byte_identical_for_batch_1_and_16(folders, onnx_model, tmp_path):
+    from fgbg.cli import main
+
+    sidecars = {}
+    for batch in (1, 16):
+        folder = tmp_path / f"bg{batch}"
+        shutil.copytree(folders[0], folder)
+        assert main(["depth-maps", str(folder), "--model", str(onnx_model), "--device", "cpu", "--batch-size", str(batch)]) == 0
+        sidecars[batch] = {p.name: p.read_bytes() for p in sorted(folder.glob("*.depth.png"))}
+    assert len(sidecars[1]) == 3 and sidecars[1] == sidecars[16]
+
+
+def test_depth_maps_batches_images_of_different_sizes(folders, hf_model, tmp_path):
+    from fgbg.depth.sidecars import write_depth_sidecars
+
+    bg = folders[0]
+    sizes = {codecs.decode_jpeg(p.read_bytes()).shape for p in bg.glob("*.jpg")}
+    assert len(sizes) > 1  # the demo photos differ in size: network inputs of several shapes in one batch
+    write_depth_sidecars(bg, str(hf_model), batch_size=3, device="cpu", progress=False)
+    batched = {p.name: p.read_bytes() for p in bg.glob("*.depth.png")}
+    write_depth_sidecars(bg, str(hf_model), batch_size=1, device="cpu", progress=False, overwrite=True)
+    assert len(batched) == 3 and batched == {p.name: p.read_bytes() for p in bg.glob("*.depth.png")}
+
+
+@pytest.mark.parametrize("backend", ["onnx", "transformers"])
+def test_dataset_json_records_where_the_depth_was_made(backend, folders, onnx_model, hf_model, tmp_path):
+    model = onnx_model if backend == "onnx" else hf_model
+    notes = []
+    generate(*folders, tmp_path / "o", estimator_config(model, depth_batch=5), workers=0, progress=False, warn=notes.append)
+    meta = read_dataset_json(tmp_path / "o")
+    compute = meta["depth"]["depth_model"]["compute"]
+    expected = {"device": "cpu", "precision": "fp32"}
+    if backend == "onnx":
+        expected["providers"] = ["CPUExecutionProvider"]
+    assert compute == expected
+    assert meta["config"]["depth_batch"] == 5 and meta["config"]["depth_device"] == "auto"
+    assert notes == ["note: no CUDA GPU found; running on the CPU"]  # auto, on a machine without a GPU: one line
+
+
+def test_onnx_on_a_gpu_without_its_provider_falls_back_to_the_cpu_with_one_line(onnx_model):
+    from fgbg.engine.devices import Device
+
+    notes = []
+    gpu = Device("cuda:0", "a GPU", "bf16")  # as resolve_device gives it on a GPU machine
+    estimator = OnnxEstimator(onnx_model, device=gpu, warn=notes.append)
+    assert len(notes) == 1 and "no CUDA provider" in notes[0] and "fgbg[gpu]" in notes[0]
+    assert not estimator.device.is_cuda
+    assert estimator.description["compute"] == {"device": "cpu", "precision": "fp32", "providers": ["CPUExecutionProvider"]}
+
+
+def test_device_errors_are_one_line_before_anything_is_written(folders, onnx_model, tmp_path, capsys):
+    from fgbg.cli import main
+
+    bg, fg = folders
+    base = ["generate", "--bg", str(bg), "--fg", str(fg), "--depth", "estimator", "--model", str(onnx_model)]
+    assert main([*base, "--out", str(tmp_path / "a"), "--device", "cuda"]) == 2
+    assert "--device cuda: no CUDA GPU is visible here" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "b"), "--device", "tpu"]) == 2
+    assert "--device 'tpu': expected auto, cpu, cuda or cuda:N" in capsys.readouterr().err
+    assert main(["depth-maps", str(bg), "--model", str(onnx_model), "--device", "cuda:3"]) == 2
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not list(bg.glob("*.depth.png"))
+
+
+def interrupted_store(folders, out, config, monkeypatch, after: int):
+    """A store in progress: the run fails at its ``after``-th sample, as a killed run would leave it."""
+    from fgbg.make.render import Renderer
+
+    real, calls = Renderer.estimated, []
+
+    def failing(self, *args):
+        calls.append(1)
+        if len(calls) > after:
+            raise RuntimeError("killed")
+        return real(self, *args)
+
+    with monkeypatch.context() as m:
+        m.setattr(Renderer, "estimated", failing)
+        with pytest.raises(Exception, match="killed"):
+            generate(*folders, out, config, workers=0, progress=False)
+    assert (out / ".work").is_dir() and list((out / "shards").glob("*.tar"))
+
+
+def test_resume_with_another_batch_size_gives_the_same_bytes(folders, onnx_model, tmp_path, monkeypatch):
+    config = estimator_config(onnx_model, depth_batch=2, shard_size=6, depth_device="cpu")
+    generate(*folders, tmp_path / "whole", config, workers=0, progress=False)
+    out = tmp_path / "resumed"
+    interrupted_store(folders, out, config, monkeypatch, after=15)
+    summary = generate(*folders, out, estimator_config(onnx_model, depth_batch=16, shard_size=6), workers=0, progress=False)
+    assert 0 < summary.resumed_samples < 36
+    assert file_hashes(out) == file_hashes(tmp_path / "whole")
+    assert read_dataset_json(out)["config"]["depth_batch"] == 16  # the run that finished it
+
+
+def test_resume_on_another_device_kind_is_refused(folders, onnx_model, tmp_path, monkeypatch):
+    out = tmp_path / "o"
+    config = estimator_config(onnx_model, shard_size=6)
+    interrupted_store(folders, out, config, monkeypatch, after=15)
+    state_file = out / ".work" / "state.json"
+    state = json.loads(state_file.read_text())
+    state["depth_model"]["compute"] = {"device": "cuda", "precision": "fp32", "name": "a GPU",
+                                       "providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]}  # fmt: skip
+    state_file.write_text(json.dumps(state))  # as if begun on a GPU machine, resumed here
+    before = file_hashes(out)
+    with pytest.raises(GenerateError, match=r"depth network ran on cuda \(a GPU\), fp32: resume it there"):
+        generate(*folders, out, config, workers=0, progress=False)
+    assert file_hashes(out) == before
+
+
+@pytest.mark.cuda
+def test_transformers_on_cuda_gives_depth_close_to_the_cpu(hf_model):
+    x = images(8, 96, 128)
+    cpu = load_estimator(str(hf_model), device="cpu")
+    gpu = load_estimator(str(hf_model), device="cuda")
+    assert gpu.device.is_cuda and gpu.description["compute"]["device"] == "cuda"
+    assert gpu.description["compute"]["precision"] in ("bf16", "fp16")
+    a, b = cpu(x), gpu(x)
+    assert b.dtype == np.float32 and b.shape == a.shape == (8, 96, 128)
+    for m_cpu, m_gpu in zip(a, b):  # on the store's scale: within 3% of the map's range (bf16 has 8 bits of mantissa)
+        lo, hi = robust_range(m_cpu)
+        assert np.median(np.abs(m_gpu - m_cpu)) / (hi - lo) < 0.03
+        assert np.corrcoef(m_cpu.ravel(), m_gpu.ravel())[0, 1] > 0.98
+
+
+@pytest.mark.cuda
+def test_generate_on_cuda_records_the_gpu_and_repeats_its_bytes(folders, hf_model, tmp_path):
+    config = lambda batch: estimator_config(hf_model, depth_batch=batch, shard_size=20, depth_device="cuda")
+    for name, batch in (("a", 16), ("b", 16), ("one", 1)):
+        generate(*folders, tmp_path / name, config(batch), workers=2, progress=False)
+    compute = read_dataset_json(tmp_path / "a")["depth"]["depth_model"]["compute"]
+    assert compute["device"] == "cuda" and compute["precision"] in ("bf16", "fp16") and compute["name"]
+    assert file_hashes(tmp_path / "a") == file_hashes(tmp_path / "b")  # the same device and batch: the same bytes
+    depth = lambda out: np.stack([codecs.decode_png(m["depth.png"]) for _, m in iter_samples(out)]).astype(int)
+    assert np.median(np.abs(depth(tmp_path / "a") - depth(tmp_path / "one"))) <= 1  # another batch: the GPU's rounding

@@ -1,13 +1,23 @@
 """Monocular depth networks behind one small interface, and the scale of their maps.
 
 An estimator takes a batch of RGB images, uint8 (N, H, W, 3), and returns float32
-(N, H, W): relative inverse depth (near = larger) at the input's resolution. Two
-backends:
+(N, H, W): relative inverse depth (near = larger) at the input's resolution. It does so
+in three steps, so that a labelling pipeline (:mod:`fgbg.depth.pipeline`) can run the
+first and last on CPU threads while the middle one runs on the device:
+``to_input`` (one image -> its network input, CPU), ``infer`` (a stacked batch -> raw
+maps at the network's resolution, on the device) and ``to_map`` (one raw map -> the
+image's size, CPU). Two backends:
 
 - :class:`OnnxEstimator`: a model file run by ONNX Runtime (MiDaS, Depth Anything ...);
-  input size, layout and normalisation from a preset, a JSON sidecar or the file itself.
+  input size, layout and normalisation from a preset, a JSON sidecar or the file itself;
+  on a GPU through the CUDA provider when ``onnxruntime-gpu`` is installed.
 - :class:`TransformersEstimator`: ``AutoImageProcessor`` + ``AutoModelForDepthEstimation``
-  from a local folder or a hub id (the hub only where the network allows it).
+  from a local folder or a hub id (the hub only where the network allows it), on the
+  torch device, under autocast (bf16/fp16) on a GPU, its outputs cast to float32.
+
+Each estimator's ``description`` (written into dataset.json, part of the store's identity)
+says where it ran: ``compute`` = device kind, GPU name, precision and ONNX providers, as the
+bytes may differ from one to another; the batch size is not in it (the bytes do not depend on it).
 
 Raw outputs have no common scale; :func:`robust_range` and :func:`apply_scale` map them
 to [0, 1] with one scale per background, per store or (the seeds' way) per image.
@@ -19,13 +29,21 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 from PIL import Image
 
 from fgbg.config import DEPTH_PRESETS
+from fgbg.engine.devices import (
+    Device,
+    onnx_providers,
+    onnx_session,
+    provider_names,
+    resolve_device,
+)
 from fgbg.errors import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -40,10 +58,49 @@ class EstimatorError(UserError):
 
 
 class Estimator(Protocol):
-    description: dict  # what dataset.json records about the model
+    description: dict  # what dataset.json records about the model (and where it ran: "compute")
+    device: Device  # where infer() runs
+    threads: int  # on the CPU: network calls to run at once (each single-threaded), see fgbg.depth.pipeline
+
+    def to_input(self, image: np.ndarray) -> np.ndarray:
+        """uint8 (H, W, 3) -> float32 network input of one image (CPU; thread-safe)."""
+
+    def infer(self, inputs: np.ndarray) -> np.ndarray:
+        """Stacked network inputs (N, ...) -> float32 (N, h, w) raw maps at the network's size."""
+
+    def to_map(self, raw: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+        """float32 (h, w) raw map -> (H, W) relative inverse depth, near = larger (CPU; thread-safe)."""
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, 3) -> float32 (N, H, W) relative inverse depth, near = larger."""
+
+
+def estimate(estimator: Estimator, images: np.ndarray) -> np.ndarray:
+    """The three steps in a row: uint8 (N, H, W, 3) -> float32 (N, H, W)."""
+    raw = infer_batch(estimator, [estimator.to_input(im) for im in images])
+    return np.stack([estimator.to_map(m, images.shape[1:3]) for m in raw])
+
+
+def infer_batch(estimator: Estimator, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """Raw maps of a list of network inputs: one network call per run of inputs of one shape
+    (images of one size, or any images for a network with a fixed side), in order."""
+    raw: list[np.ndarray] = []
+    for _, same in groupby(inputs, key=lambda x: x.shape):
+        raw.extend(estimator.infer(np.stack(list(same))))
+    return raw
+
+
+def compute_record(device: Device, precision: str | None, providers: list | None = None) -> dict:
+    """Where a network ran, as the store's identity keeps it: kind, GPU name, precision, ONNX providers.
+
+    The CPU's name (its core count) is left out: CPU results do not depend on it.
+    """
+    record = {"device": device.kind, "precision": precision or "fp32"}
+    if device.is_cuda:
+        record["name"] = device.name
+    if providers is not None:
+        record["providers"] = provider_names(providers)
+    return record
 
 
 @dataclass(frozen=True)
@@ -125,11 +182,16 @@ def sha256_path(path: Path) -> str:
 
 
 class OnnxEstimator:
-    """A depth network in an ONNX file, run on the CPU by ONNX Runtime."""
+    """A depth network in an ONNX file, run by ONNX Runtime with the providers of ``device``.
 
-    def __init__(self, path: Path, preset: str | None = None, threads: int = 1, input_size: int | None = None):
-        from fgbg.engine.devices import onnx_session
+    ``device`` None: the CPU. A CUDA device without the CUDA provider (no ``onnxruntime-gpu``)
+    falls back to the CPU with a one-line note to ``warn``; ``self.device`` is where it runs.
+    """
 
+    def __init__(
+        self, path: Path, preset: str | None = None, threads: int = 1, input_size: int | None = None,
+        device: Device | None = None, warn: Callable[[str], None] | None = None,
+    ):  # fmt: skip
         path = Path(path)
         if not path.is_file():
             raise EstimatorError(f"{path}: depth model file not found; give the path of an .onnx file")
@@ -137,7 +199,11 @@ class OnnxEstimator:
         preset = preset or settings.get("preset")
         if preset is not None and preset not in PRESETS:
             raise EstimatorError(f"unknown depth preset {preset!r}; choose one of {', '.join(PRESETS)}")
-        self.session = onnx_session(path, threads)
+        providers = onnx_providers(device or "cpu", warn)
+        self.threads = threads
+        self.session = onnx_session(path, 1, providers)  # one thread per call: the same bits for any batch, any core count
+        used = self.session.get_providers()
+        self.device = device if device is not None and "CUDAExecutionProvider" in used else resolve_device("cpu")
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
@@ -153,28 +219,44 @@ class OnnxEstimator:
             "model": path.name,
             "sha256": sha256_path(path),
             "input": {"side": self.preprocess.side, **{k: v for k, v in self.preprocess.__dict__.items() if k != "size"}},
+            "compute": compute_record(self.device, None, used),
         }
 
+    def to_input(self, image: np.ndarray) -> np.ndarray:
+        return to_network_input(image[None], self.preprocess)[0]
+
+    def infer(self, inputs: np.ndarray) -> np.ndarray:
+        step = self.fixed_batch or len(inputs)
+        outs = [self.session.run(None, {self.input_name: inputs[i : i + step]})[0] for i in range(0, len(inputs), step)]
+        return squeeze_output(np.concatenate(outs), len(inputs), str(self.path))
+
+    def to_map(self, raw: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+        return resize_maps(raw[None], hw)[0]
+
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        x = to_network_input(images, self.preprocess)
-        step = self.fixed_batch or len(x)
-        outs = [self.session.run(None, {self.input_name: x[i : i + step]})[0] for i in range(0, len(x), step)]
-        maps = squeeze_output(np.concatenate(outs), len(images), str(self.path))
-        return resize_maps(maps, images.shape[1:3])
+        return estimate(self, images)
 
 
 class TransformersEstimator:
-    """A transformers depth-estimation model from a local folder or a hub id."""
+    """A transformers depth-estimation model from a local folder or a hub id, on ``device`` (None: the CPU).
 
-    def __init__(self, name_or_path: str, threads: int = 1):
+    On a GPU the network runs under ``device.autocast_context()`` (bf16, or fp16 on older GPUs);
+    its output is cast to float32 and brought to the CPU. The processor runs on the CPU,
+    one image at a time (``to_input``), so that CPU threads can feed the GPU.
+    """
+
+    def __init__(self, name_or_path: str, threads: int = 1, device: Device | None = None):
         import torch
         from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
-        torch.set_num_threads(threads)
+        self.device = device or resolve_device("cpu")
+        self.threads = threads
+        # one thread per call: the CPU's parallelism is in the pipeline's threads (the same bits for any core count)
+        torch.set_num_threads(1)
         local = Path(name_or_path).is_dir()
         try:
             self.processor = AutoImageProcessor.from_pretrained(name_or_path)
-            self.model = AutoModelForDepthEstimation.from_pretrained(name_or_path).eval()
+            self.model = AutoModelForDepthEstimation.from_pretrained(name_or_path).eval().to(self.device.torch)
         except (OSError, ValueError) as e:
             where = "the folder has no usable model" if local else (
                 "not a local folder, and not available from the Hugging Face hub here (offline, or an unknown id);"
@@ -189,32 +271,60 @@ class TransformersEstimator:
             "model_type": self.model.config.model_type,
             "sha256": sha256_path(Path(name_or_path)) if local else None,
             "output": "metric depth, inverted" if self.metric else "relative inverse depth",
+            "compute": compute_record(self.device, self.device.autocast),
         }
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
+    def to_input(self, image: np.ndarray) -> np.ndarray:
+        x = self.processor(images=[image], return_tensors="pt")["pixel_values"][0]
+        # for the GPU, half the bytes to stack and copy: fp16 steps (~0.002) are far finer than a uint8 level (~0.017)
+        return x.half().numpy() if self.device.is_cuda else x.float().numpy()
+
+    def infer(self, inputs: np.ndarray) -> np.ndarray:
         import torch
 
-        inputs = self.processor(images=list(images), return_tensors="pt")
-        with torch.inference_mode():
-            predicted = self.model(**inputs).predicted_depth
-        maps = squeeze_output(predicted.float().numpy(), len(images), self.name)
+        x = torch.from_numpy(inputs)
+        with torch.inference_mode(), self.device.autocast_context():
+            if self.device.is_cuda:  # autocast runs the network in bf16 (fp16); fp32 where it keeps fp32
+                predicted = self.model(pixel_values=x.to(self.device.torch).float()).predicted_depth
+            else:  # one image per call: torch's CPU kernels round a batch differently from its images alone
+                predicted = torch.cat([self.model(pixel_values=one).predicted_depth for one in x.split(1)])
+        return squeeze_output(predicted.cpu().float().numpy(), len(inputs), self.name)  # bf16 crosses the bus, then float32
+
+    def to_map(self, raw: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
         if self.metric:
-            maps = 1.0 / np.maximum(maps, 1e-6)
-        return resize_maps(maps, images.shape[1:3])
+            raw = 1.0 / np.maximum(raw, 1e-6)
+        return resize_maps(raw[None], hw)[0]
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return estimate(self, images)
 
 
-def load_estimator(model: str, preset: str | None = None, threads: int = 1) -> Estimator:
-    """An ONNX file (``*.onnx``) or a transformers folder / hub id, checked on a probe image.
+def load_estimator(
+    model: str, preset: str | None = None, threads: int = 1, device: str | Device = "cpu",
+    warn: Callable[[str], None] | None = None,
+) -> Estimator:  # fmt: skip
+    """An ONNX file (``*.onnx``) or a transformers folder / hub id on ``device``, checked on a probe image.
+
+    Args:
+        threads: on the CPU, the network calls a labelling pipeline runs at once, each on one
+            thread (the same bits whatever the core count); on a GPU the pipeline's CPU threads
+            feed the one network instead.
+        device: ``--device`` (auto, cpu, cuda, cuda:N) or a resolved :class:`Device`.
+        warn: where the one-line notes go (``auto`` found no GPU; no CUDA provider for ONNX); None: nowhere.
 
     Raises:
         EstimatorError: missing file, unknown id offline, or an output that is not a depth map.
+        DeviceError: ``cuda`` asked for and no GPU visible.
     """
     if not model:
         raise EstimatorError("this depth source needs a model: pass --depth-model PATH_OR_ID")
+    device = device if isinstance(device, Device) else resolve_device(device)
+    if device.note and warn is not None:
+        warn(f"note: {device.note}")
     if model.endswith(".onnx") or Path(model).is_file():
-        estimator = OnnxEstimator(Path(model), preset=preset, threads=threads)
+        estimator = OnnxEstimator(Path(model), preset=preset, threads=threads, device=device, warn=warn)
     else:
-        estimator = TransformersEstimator(model, threads=threads)
+        estimator = TransformersEstimator(model, threads=threads, device=device)
     probe = np.full((1, 48, 64, 3), 128, np.uint8)
     out = estimator(probe)
     if out.shape != (1, 48, 64) or not np.isfinite(out).all():

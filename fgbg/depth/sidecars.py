@@ -1,58 +1,104 @@
 """``fgbg depth-maps``: run a depth network once per background, write NAME.depth.png sidecars.
 
 The sidecars are then used by ``--depth layered`` (no network at generation time), and
-can be reused for any number of stores.
+can be reused for any number of stores. Images are read and sidecars encoded on CPU
+threads while the network runs batched on the device (:mod:`fgbg.depth.pipeline`); they
+are written in the folder's order, and their bytes do not depend on the batch size.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from fgbg import codecs
-from fgbg.depth.estimator import apply_scale, load_estimator, robust_range, worker_threads
+from fgbg.depth.estimator import (
+    Estimator,
+    apply_scale,
+    infer_batch,
+    load_estimator,
+    robust_range,
+    worker_threads,
+)
 from fgbg.depth.layered import quantize_depth
+from fgbg.depth.pipeline import pipeline, pipeline_threads
+from fgbg.errors import ConfigError
 from fgbg.make.assets import DEPTH_SIDECAR, BadInput, list_images, read_image
 from fgbg.progress import progress as progress_bar
 from fgbg.store.layout import atomic_write_bytes
 from fgbg.store.lock import check_free, store_lock
 
+SIDECAR_BITS = 16
+
 
 def write_depth_sidecars(
-    folder: Path, model: str, preset: str | None = None, overwrite: bool = False, progress: bool | None = None
-) -> list[Path]:
+    folder: Path, model: str, preset: str | None = None, overwrite: bool = False, progress: bool | None = None,
+    device: str = "auto", batch_size: int = 1, warn: Callable[[str], None] | None = None,
+) -> list[Path]:  # fmt: skip
     """For every image NAME.ext in ``folder``, write NAME.depth.png (16-bit, near = bright).
 
     Each map is scaled by its own 1st/99th percentiles. Existing sidecars are kept unless
     ``overwrite``. The folder's write lock is held while writing. Returns the paths written.
 
+    Args:
+        device: where the network runs (auto, cpu, cuda, cuda:N).
+        batch_size: images per network call (a run of images whose network inputs differ in
+            size, with a network without a fixed side, is split into calls of one size).
+        warn: where the one-line device notes go.
+
     Raises:
         BadInput: the folder has no images, or one cannot be read.
+        ConfigError: a batch size below 1; DeviceError: ``cuda`` and no GPU.
         EstimatorError: the model cannot be loaded or gives no depth map.
         StoreBusy: another fgbg process is writing into ``folder``.
     """
     images = list_images(Path(folder))
     if not images:
         raise BadInput(f"{folder}: no images found")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
     check_free(folder)
-    estimator = load_estimator(model, preset, worker_threads(1))
-    written = []
+    estimator = load_estimator(model, preset, worker_threads(1), device, warn)
+    todo = [p for p in images if overwrite or not sidecar_path(p).exists()]
     with store_lock(folder, "depth-maps"), progress_bar(len(images), "depth-maps", "image", enabled=progress) as bar:
-        for path in images:
-            sidecar = path.with_name(path.stem + DEPTH_SIDECAR)
-            if overwrite or not sidecar.exists():
-                atomic_write_bytes(sidecar, codecs.encode_png_gray(quantize_depth(sidecar_map(estimator, path), 16)))
-                written.append(sidecar)
+        bar.update(len(images) - len(todo))
+        for path, png in sidecar_pngs(estimator, todo, batch_size):
+            atomic_write_bytes(sidecar_path(path), png)
             bar.update(1)
-    return written
+    return [sidecar_path(p) for p in todo]
 
 
-def sidecar_map(estimator, path: Path) -> np.ndarray:
-    """The network's inverse depth of one image, float32 (H, W) in [0, 1], scaled by its own percentiles."""
+def sidecar_path(image: Path) -> Path:
+    return image.with_name(image.stem + DEPTH_SIDECAR)
+
+
+def sidecar_pngs(estimator: Estimator, paths: list[Path], batch: int):
+    """(path, 16-bit PNG bytes of its sidecar) for every image, in order: read, network, encode."""
+
+    def prepare(path: Path) -> tuple[tuple[int, int], np.ndarray]:
+        rgb = read_rgb(path)
+        return rgb.shape[:2], estimator.to_input(rgb)
+
+    def infer(prepared: list) -> np.ndarray:
+        return infer_batch(estimator, [x for _, x in prepared])
+
+    def finish(path: Path, prepared, raw: np.ndarray) -> tuple[Path, bytes]:
+        return path, encode_sidecar(estimator.to_map(raw, prepared[0]))
+
+    return pipeline(paths, prepare, infer, finish, batch, **pipeline_threads(estimator.device.is_cuda, estimator.threads))  # fmt: skip
+
+
+def read_rgb(path: Path) -> np.ndarray:
     try:
         img, _ = read_image(path)
     except BadInput as e:
         raise BadInput(f"{path}: {e}") from None
-    raw = estimator(np.asarray(img.convert("RGB"))[None])[0]
-    return apply_scale(raw, *robust_range(raw))[0]
+    return np.asarray(img.convert("RGB"))
+
+
+def encode_sidecar(raw: np.ndarray) -> bytes:
+    """Raw inverse depth (H, W) -> 16-bit PNG, scaled by its own 1st/99th percentiles."""
+    return codecs.encode_png_gray(quantize_depth(apply_scale(raw, *robust_range(raw))[0], SIDECAR_BITS))
+
