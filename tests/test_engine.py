@@ -8,6 +8,7 @@ functions below are module-level: the spawned workers import them from here.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import re
 import signal
@@ -215,12 +216,12 @@ LOSE_AN_ASSET = """
 write_assets = g.write_assets
 def write_then_lose_one(out, assets, config):
     write_assets(out, assets, config)
-    (Path(out) / "assets" / "fg" / "f000.png").unlink()  # unreadable after planning, before the workers read it
+    (Path(out) / "assets" / "fg" / "f000.png").unlink()  # unreadable after planning, before the assets are read back
 g.write_assets = write_then_lose_one
 """
 
 NO_PARENT_NETWORK_CHECK = """
-def pretend_the_network_loaded(config, assets):
+def pretend_the_network_loaded(config, assets, *warn):
     scales = [[0.0, 1.0]] * len(assets.bg)
     return {"depth_model": {"backend": "onnxruntime", "model": "garbage.onnx"}, "depth_scales": scales}
 g.prepare_network_depth = pretend_the_network_loaded  # only the workers load the model
@@ -244,7 +245,7 @@ def shard_bytes(out: Path) -> dict[str, str]:
 def test_an_asset_unreadable_after_planning_fails_in_one_line_then_a_rerun_completes(folders, tmp_path):
     out = tmp_path / "out"
     failed, seconds = run_python(GENERATE.format(patch=LOSE_AN_ASSET), *small_args(folders, out))
-    assert failed.returncode == 1 and seconds < SECONDS  # the run failed (WorkerFailed), the command was right
+    assert failed.returncode == 2 and seconds < SECONDS  # CorruptStore, from the parent that reads the assets once
     [line] = stderr_lines(failed)
     assert str(out / "assets" / "fg" / "f000.png") in line and "Traceback" not in failed.stderr
     assert not (out / "dataset.json").exists()
@@ -285,6 +286,46 @@ def test_ctrl_c_mid_run_exits_130_without_worker_tracebacks(folders, tmp_path):
     assert "Traceback" not in err and "KeyboardInterrupt" not in err and "Worker" not in err
     assert len(list((out / "shards").glob("*.tar"))) < 135, "the interrupt should land mid-run"  # 3 x 3 x 2 x 300 / 40
     assert len([line for line in err.splitlines() if line.strip()]) <= 2
+
+
+def test_progress_counts_the_samples_and_the_shards_done(capsys):
+    from fgbg.engine import map_shards
+
+    assert sorted(map_shards(abs, [1, -2, 3], weights=[10, 20, 30], workers=0, progress=None, desc="job")) == [1, 2, 3]
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # stderr is no terminal here: log lines
+    assert last.startswith("job (3/3 shards): 60/60 samples (100%)")
+
+
+def test_engine_options_are_refused_in_one_line(tmp_path, capsys):
+    from fgbg.cli import main
+    from fgbg.engine import check_engine
+    from fgbg.errors import UserError
+
+    with pytest.raises(UserError, match="--workers 0 works in this process"):
+        check_engine("ray", 0)
+    with pytest.raises(UserError, match="--engine must be one of local, ray"):
+        check_engine("spark")
+    with pytest.raises(SystemExit) as exit:
+        main(["verify", str(tmp_path), "--engine", "spark"])
+    assert exit.value.code == 2 and "invalid choice: 'spark'" in capsys.readouterr().err
+    if importlib.util.find_spec("ray") is not None:  # a head node that is not there: one line, at once (Ray retries for minutes)
+        from fgbg.engine.ray_engine import connect
+
+        with pytest.raises(UserError, match=r"--ray-address 127.0.0.1:1: nothing answers there"):
+            connect("127.0.0.1:1")
+
+
+def test_a_worker_that_cannot_see_the_store_fails_in_one_line(tmp_path):
+    """A cluster node without the shared file system: the shard task says so, naming the path."""
+    from fgbg.errors import UserError
+    from fgbg.inspect.stats import shard_stats
+    from fgbg.make.render import render_shard
+
+    elsewhere = str(tmp_path / "not-mounted-here")
+    with pytest.raises(UserError, match=rf"{re.escape(elsewhere)}: not visible on node .* a file system every node sees"):
+        render_shard((None, 1), (elsewhere, 0, 0, 7))
+    with pytest.raises(UserError, match=rf"{re.escape(elsewhere)}: not visible on node"):
+        shard_stats((elsewhere, 0, ("mask",)))
 
 
 # ---------------------------------------------------------------- the ONNX Runtime session builder

@@ -101,18 +101,46 @@ def map_shards(
     job = _Job(fn, initializer, initargs)
     results = _in_process(job, tasks, describe) if n == 0 else _in_workers(job, tasks, n, describe)
     bar = partial(progress_reporter, sum(weights) + done, desc or "", unit, done, progress)
-    return _with_progress(results, weights, bar)
+    return with_progress(results, weights, bar, desc or "")
 
 
-def _with_progress(results: Iterator[tuple[int, Any]], weights: list[int], make_bar: Callable) -> Iterator[Any]:
-    """Yield the results, counting each task's weight; the bar starts with the first ``next``."""
+def with_progress(results: Iterator[tuple[int, Any]], weights: list[int], make_bar: Callable, desc: str = "") -> Iterator[Any]:
+    """Yield the results of ``(task index, result)`` pairs, counting each task's weight on the
+    bar ``make_bar()`` makes (it starts with the first ``next``), and the shards done in its
+    label (``desc``, e.g. "generate (3/41 shards)"); both engines use it."""
     try:
         with make_bar() as bar:
-            for index, result in results:
+            for finished, (index, result) in enumerate(results, 1):
                 yield result
+                if desc:
+                    label(bar, f"{desc} ({finished}/{len(weights)} shards)")
                 bar.update(weights[index])
     finally:
         results.close()  # stops the workers at once if the caller stops early
+
+
+def label(bar: Any, text: str) -> None:
+    """Set the label of a tqdm bar or of a log-line progress, shown with its next update."""
+    if hasattr(bar, "set_description_str"):
+        bar.set_description_str(text, refresh=False)
+    else:
+        bar.desc = text
+
+
+# ---------------------------------------------------------------- a payload shared by every task
+
+_shared: Any = None  # this worker's payload, kept by ``keep_shared`` (the initializer) before its first task
+
+
+def keep_shared(payload: Any) -> None:
+    """Initializer: keep the payload every task of this worker gets (sent once per worker)."""
+    global _shared
+    _shared = payload
+
+
+def call_with_shared(fn: Callable[[Any, T], R], task: T) -> R:
+    """``fn(payload, task)``: how a work function that takes a shared payload runs on this engine."""
+    return fn(_shared, task)
 
 
 # ---------------------------------------------------------------- the job, as a worker runs it
@@ -168,6 +196,16 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return self.args[0]
+
+
+def task_error(what: str, e: BaseException, traceback_text: str | None = None) -> UserError:
+    """The error the caller gets when task ``what`` raised ``e`` (either engine): ``e`` itself for a
+    UserError, else WorkerFailed naming the task and the cause; ``traceback_text`` is printed with
+    FGBG_DEBUG=1 (default: ``e``'s own traceback)."""
+    failure = _failure(e)
+    if traceback_text is not None:
+        failure.traceback = traceback_text
+    return _task_failed(what, failure)
 
 
 def _task_failed(what: str, failure: _Failure) -> UserError:

@@ -32,7 +32,7 @@ from PIL import Image
 
 from fgbg import __version__, codecs
 from fgbg.errors import NotFound
-from fgbg.engine.local import map_shards
+from fgbg.engine import DEFAULT_RAY_ADDRESS, map_shards, visible_store
 from fgbg.store.layout import DATASET_JSON, MANIFEST, atomic_write_bytes, atomic_write_json, read_dataset_json
 from fgbg.store.lock import store_lock
 from fgbg.store.read import StoreReader, decoding
@@ -277,7 +277,7 @@ def shard_stats(task: tuple[str, int, tuple[str, ...]]) -> tuple[int, dict[str, 
         CorruptStore: a member is missing, cut short or does not decode (names it).
     """
     store, index, kinds = task
-    reader = StoreReader(Path(store))
+    reader = StoreReader(visible_store(store, DATASET_JSON))
     out = {kind: KindStats(kind) for kind in kinds}
     members = {kind: KINDS[kind].source for kind in kinds}
     try:
@@ -356,6 +356,8 @@ def collect(
     workers: int | None = None,
     progress: bool | None = False,
     cache: bool = True,
+    engine: str = "local",
+    ray_address: str = DEFAULT_RAY_ADDRESS,
 ) -> dict[str, KindStats]:
     """Per-kind stats of a whole store: assets here, shards on workers (cached per shard).
 
@@ -365,6 +367,8 @@ def collect(
         workers: processes for the shards (None = CPU count, 0 = this process).
         progress: tqdm bar over the samples read.
         cache: reuse and write ``STORE/.stats_cache/SHARD.npz``.
+        engine, ray_address: where the shards are counted ("local" processes or "ray" tasks,
+            see :func:`fgbg.engine.map_shards`); the counts are summed here either way.
 
     Raises:
         FileNotFoundError: ``store`` has no dataset.json.
@@ -388,7 +392,8 @@ def collect(
             parts.append(cached)
     tasks = [(str(store), s["index"], sample_kinds) for s in todo]
     by_index = {s["index"]: s for s in todo}
-    results = map_shards(shard_stats, tasks, [s["count"] for s in todo], workers, progress, desc="stats")
+    results = map_shards(shard_stats, tasks, [s["count"] for s in todo], workers, progress, engine=engine,
+                         ray_address=ray_address, desc="stats")  # fmt: skip
     for index, part in results:
         if cache:
             shard = by_index[index]
@@ -422,22 +427,26 @@ def compute_stats(
     workers: int | None = None,
     progress: bool | None = False,
     cache: bool = True,
+    engine: str = "local",
+    ray_address: str = DEFAULT_RAY_ADDRESS,
 ) -> dict:
     """stats.json of a store, without writing it (see :func:`collect` for the arguments);
     with ``cache``, under the store's write lock, since the per-shard cache is written."""
     if not cache:
-        return stats_json(store, collect(store, kinds, workers, progress, cache))
+        return stats_json(store, collect(store, kinds, workers, progress, cache, engine, ray_address))
     read_dataset_json(store)  # a missing store: say so before the lock would create its folder
     with store_lock(store, "stats"):
-        return stats_json(store, collect(store, kinds, workers, progress, cache))
+        return stats_json(store, collect(store, kinds, workers, progress, cache, engine, ray_address))
 
 
 def write_stats(
-    store: Path, workers: int | None = None, progress: bool | None = False, cache: bool = True, lock: bool = True
-) -> dict:
+    store: Path, workers: int | None = None, progress: bool | None = False, cache: bool = True, lock: bool = True,
+    engine: str = "local", ray_address: str = DEFAULT_RAY_ADDRESS,
+) -> dict:  # fmt: skip
     """Compute every kind's stats and write ``STORE/stats.json``; returns its content.
 
     Holds the store's write lock (``fgbg stats``) unless ``lock`` is False: the caller holds it.
+    ``engine``, ``ray_address``: see :func:`collect`.
 
     Raises:
         StoreBusy: another process is writing the store.
@@ -446,8 +455,8 @@ def write_stats(
     if lock:
         read_dataset_json(store)  # a missing store: say so before the lock would create its folder
         with store_lock(store, "stats"):
-            return write_stats(store, workers, progress, cache, lock=False)
-    stats = stats_json(store, collect(store, workers=workers, progress=progress, cache=cache))
+            return write_stats(store, workers, progress, cache, lock=False, engine=engine, ray_address=ray_address)
+    stats = stats_json(store, collect(store, workers=workers, progress=progress, cache=cache, engine=engine, ray_address=ray_address))
     atomic_write_json(Path(store) / STATS_JSON, stats)
     return stats
 

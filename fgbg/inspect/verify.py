@@ -32,7 +32,7 @@ from PIL import Image, UnidentifiedImageError
 
 from fgbg.config import GenerateConfig
 from fgbg.make.plan import Plan
-from fgbg.engine.local import map_shards
+from fgbg.engine import DEFAULT_RAY_ADDRESS, map_shards, visible_store
 from fgbg.errors import UserError
 from fgbg.store.layout import ASSETS_DIR, DATASET_JSON, MANIFEST, MEMBERS, SHARDS_DIR, TMP_SUFFIX, WORK_DIR, asset_paths, sha256_file
 from fgbg.store.lock import LOCK_FILE
@@ -142,7 +142,7 @@ def _keys_line(where: str, what: str, keys: list[str]) -> str:
 
 def verify_shard(task: tuple[str, int]) -> tuple[int, int, list[str]]:
     """Worker: (store, shard index) -> (index, samples checked, problems)."""
-    store, index = Path(task[0]), task[1]
+    store, index = visible_store(task[0], DATASET_JSON), task[1]
     reader = StoreReader(store, json.loads((store / DATASET_JSON).read_text()))
     meta, config, plan = reader.meta, reader.config, reader.plan
     shard = meta["shards"][index]
@@ -296,13 +296,18 @@ def find_strays(store: Path, meta: dict) -> list[str]:
     return problems
 
 
-def verify(store: Path, workers: int | None = None, progress: bool | None = False) -> Report:
+def verify(
+    store: Path, workers: int | None = None, progress: bool | None = False,
+    engine: str = "local", ray_address: str = DEFAULT_RAY_ADDRESS,
+) -> Report:  # fmt: skip
     """Check a store (any format); the report lists every problem, one line each.
 
     Args:
         store: the store folder.
         workers: processes for the shard checks (None = CPU count, 0 = this process).
         progress: tqdm bar over the samples checked.
+        engine, ray_address: where the shards are checked ("local" processes or "ray"
+            tasks, see :func:`fgbg.engine.map_shards`); the findings are the same.
     """
     store = Path(store)
     report = Report(store)
@@ -325,7 +330,8 @@ def verify(store: Path, workers: int | None = None, progress: bool | None = Fals
     n_planned = len(plan.shards())
     tasks = [(str(store), i) for i in range(min(len(meta["shards"]), n_planned))]
     weights = [meta["shards"][i]["count"] for i, _ in enumerate(tasks)]
-    results = sorted(map_shards(verify_shard, tasks, weights, workers, progress, desc="verify"))
+    results = sorted(map_shards(verify_shard, tasks, weights, workers, progress, engine=engine,
+                                ray_address=ray_address, desc="verify"))  # fmt: skip
     for _, checked, problems in results:
         report.samples += checked
         report.problems += problems

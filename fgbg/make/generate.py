@@ -20,15 +20,16 @@ from typing import Callable
 
 from fgbg.config import GenerateConfig
 from fgbg.depth.estimator import worker_threads
-from fgbg.depth.network import prepare_network_depth
-from fgbg.engine.local import map_shards, worker_count
+from fgbg.depth.network import network_on_gpu, prepare_network_depth
+from fgbg.engine import DEFAULT_RAY_ADDRESS, check_engine, map_shards
+from fgbg.engine.local import worker_count
 from fgbg.errors import UserError
 from fgbg.make.assets import Assets, load_assets
 from fgbg.make.plan import Plan
 from fgbg.make.prepared import write_assets
-from fgbg.make.render import init_worker, render_shard
+from fgbg.make.render import Prepared, render_shard
 from fgbg.store.dataset import finalize, record_path, write_record
-from fgbg.store.identity import begin_work, check_out_folder, make_state, out_status, prepare_out
+from fgbg.store.identity import begin_work, check_out_folder, make_state, out_status, prepare_out, remove_temporaries
 from fgbg.store.layout import DATASET_JSON, make_dirs
 from fgbg.store.lock import check_free, store_lock
 
@@ -97,25 +98,37 @@ def generate(
     overwrite: bool = False,
     progress: bool | None = None,
     warn: Callable[[str], None] = print,
+    engine: str = "local",
+    ray_address: str = DEFAULT_RAY_ADDRESS,
+    depth_workers: int | None = None,
+    gpus_per_worker: float | None = None,
 ) -> Summary:
     """Make (or resume, or confirm) the store ``out`` from two folders of images.
 
     Args:
-        workers: processes rendering shards: None = CPU count, 0 = this process.
+        workers: local: processes rendering shards (None = CPU count, 0 = this process);
+            ray: shards at once (None = all of the cluster's CPUs).
         on_bad: "fail" (refuse, listing every bad input file) or "skip" (warn, go on).
         overwrite: replace a store made with another config or other sources.
         progress: None = a bar on a terminal, log lines otherwise; True = a bar; False = silent.
+        engine: "local" (a process pool here) or "ray" (Ray tasks; ``out`` must then be on a
+            file system every node sees; the assets travel in Ray's object store).
+        ray_address: "auto" (RAY_ADDRESS, else a running local cluster, else a new local
+            Ray instance), "local", or the head node's address.
+        depth_workers, gpus_per_worker: with ray and ``--depth estimator``: Ray actors that
+            hold the network (default: one per GPU, else a quarter of the CPUs), and GPUs
+            apiece (fractions share a GPU; default 1 where the cluster has GPUs, else 0).
 
     Raises:
         UserError: bad input, an unusable network, a foreign or mismatching ``out``,
             another writer on it (StoreBusy), a full disk.
     """
     out, started = Path(out), time.perf_counter()
-    worker_count(workers, 1)  # a negative count is refused before anything else
+    check_engine(engine, workers)  # a bad engine or worker count is refused before anything else
     check_out_folder(out)  # before the slow part: a file, someone else's folder, another writer
     check_free(out)
     assets = load_inputs(bg_dir, fg_dir, config, on_bad, warn)
-    state = make_state(config, assets, prepare_network_depth(config, assets))
+    state = make_state(config, assets, prepare_network_depth(config, assets, warn))
     plan = Plan.from_config(len(assets.bg), len(assets.fg), config)
     out_status(out, state, overwrite)  # refuse a foreign or other store before the lock creates a file
     make_dirs(out)
@@ -124,7 +137,9 @@ def generate(
             total_bytes = json.loads((out / DATASET_JSON).read_text())["total_bytes"]
             return Summary(out, len(plan), len(plan.shards()), total_bytes, 0.0, len(plan), already_complete=True)
         try:
-            total_bytes, resumed = make_store(out, assets, config, state, plan, workers, progress)
+            total_bytes, resumed = make_store(
+                out, assets, config, state, plan, workers, progress, engine, ray_address, (depth_workers, gpus_per_worker)
+            )
         except OSError as e:
             if e.errno == errno.ENOSPC:
                 raise UserError(
@@ -136,7 +151,8 @@ def generate(
 
 def make_store(
     out: Path, assets: Assets, config: GenerateConfig, state: dict, plan: Plan,
-    workers: int | None, progress: bool | None,
+    workers: int | None, progress: bool | None, engine: str = "local", ray_address: str = DEFAULT_RAY_ADDRESS,
+    depth_actors: tuple[int | None, float | None] = (None, None),
 ) -> tuple[int, int]:  # fmt: skip
     """Under the lock: identity, assets, the missing shards, then manifest and dataset.json.
 
@@ -147,12 +163,27 @@ def make_store(
     shards = plan.shards()
     todo = [s for s in shards if not record_path(out, s).exists()]
     resumed = len(plan) - sum(len(s) for s in todo)
-    threads = worker_threads(max(1, worker_count(workers, len(todo))))
+    if engine == "local" and network_on_gpu(state):
+        workers = 0  # one network per GPU: this process drives it, CPU threads feed it (fgbg.depth.pipeline)
+    # a network's threads: the cores shared by the local workers; one per Ray task (a task holds one CPU)
+    threads = 1 if engine == "ray" else worker_threads(max(1, worker_count(workers, len(todo))))
+    labeller = (ray_labeller(config, ray_address, *depth_actors),) if engine == "ray" and config.depth == "estimator" else ()
     finished = map_shards(
         render_shard, [(str(out), s.index, s.start, s.stop) for s in todo], weights=[len(s) for s in todo],
-        workers=workers, progress=progress, initializer=init_worker, initargs=(str(out), threads), done=resumed,
-        describe=lambda task: shards[task[1]].name, desc="generate",
+        workers=workers, progress=progress, shared=(Prepared.from_store(out), threads, *labeller), engine=engine,
+        ray_address=ray_address, done=resumed, describe=lambda task: shards[task[1]].name, desc="generate",
     )  # fmt: skip
     for index, record, lines in finished:
         write_record(out, shards[index], record, lines)
+    remove_temporaries(out)  # a Ray worker killed mid-shard leaves its temporary file; its retry committed the shard
     return finalize(out, plan, shards, state), resumed
+
+
+def ray_labeller(config: GenerateConfig, ray_address: str, count: int | None, gpus: float | None):
+    """The estimator the Ray shard tasks render with: depth actors, each holding the network once
+    (on a GPU where the cluster has them); composing and encoding stay in the tasks."""
+    from fgbg.engine import ray_engine
+
+    ray_engine.connect(ray_address)
+    actors = ray_engine.depth_actors(config.depth_model, config.depth_preset or None, config.depth_device, count, gpus)
+    return ray_engine.ActorEstimator(actors)

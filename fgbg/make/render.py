@@ -1,9 +1,10 @@
 """Render planned samples: placement, composite, mask, depth, encoded members; the worker side.
 
-A :class:`Renderer` holds the prepared assets of one store, read from its ``assets/``
-folder by the process that uses it (workers open their own files; nothing is shared).
-:func:`init_worker` builds a worker's renderer and :func:`render_shard` renders and
-commits one whole shard: the two functions ``generate`` maps over the shards.
+A :class:`Renderer` holds the decoded prepared assets of one store. It is built from a
+:class:`Prepared` (the encoded bytes of ``assets/`` and the run's state), which the driver
+reads once and the engine hands to every worker process once (on Ray, through the object
+store), so workers never read the driver's disk. :func:`render_shard` renders and commits
+one whole shard: the function ``generate`` maps over the shards.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -28,15 +30,57 @@ from fgbg.make.compose import (
     sample_rng,
 )
 from fgbg.config import GenerateConfig
-from fgbg.depth.estimator import Estimator, apply_scale, image_range, load_estimator
+from fgbg.depth.estimator import Estimator, apply_scale, image_range, infer_batch, load_estimator
 from fgbg.depth.layered import layered_depth, quantize_depth
+from fgbg.depth.pipeline import pipeline, pipeline_threads
+from fgbg.engine import visible_store
+from fgbg.errors import CorruptStore
 from fgbg.make.plan import Plan, SampleRef, Shard
 from fgbg.store.identity import STATE_JSON
 from fgbg.store.layout import DATASET_JSON, WORK_DIR, asset_paths
 from fgbg.store.write import write_shard
 
 BG_DEPTH_BITS = 16  # bg inverse-depth maps are kept in assets/ at 16 bits
-LAYERED_BATCH = 64  # samples rendered per call when no network is involved
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A store's prepared inputs as the encoded bytes of ``assets/`` (small: ~30 kB per image at 224 px),
+    and the run's state (config, sources, depth scales): all a worker needs to render any sample.
+
+    The driver reads it once, after writing the assets; the engine sends it to every worker
+    process once (on Ray through the object store), so workers need not see the driver's disk.
+    """
+
+    state: dict  # .work/state.json of a store in progress, or dataset.json's equivalent
+    bg: tuple[bytes, ...]  # assets/bg/*.jpg
+    bg_depth: tuple[bytes, ...]  # assets/bg_depth/*.png, 16-bit inverse depth
+    fg: tuple[bytes, ...]  # assets/fg/*.png, RGBA
+
+    @classmethod
+    def from_store(cls, store: Path) -> "Prepared":
+        """A store in progress is described by ``.work/state.json``, a complete one by
+        ``dataset.json``; either gives the same assets, so any sample can be re-made."""
+        work_state = Path(store) / WORK_DIR / STATE_JSON
+        if work_state.exists():
+            state = json.loads(work_state.read_text())
+        else:
+            state = json.loads((Path(store) / DATASET_JSON).read_text())
+            state["depth_scales"] = state["depth"].get("depth_scales")
+        n_bg, n_fg = len(state["sources"]["bg"]), len(state["sources"]["fg"])
+        return cls(state, _read_assets(store, "bg", n_bg), _read_assets(store, "bg_depth", n_bg), _read_assets(store, "fg", n_fg))
+
+
+def _read_assets(store: Path, kind: str, n: int) -> tuple[bytes, ...]:
+    """The encoded files of one kind of prepared asset, in index order.
+
+    Raises:
+        CorruptStore: one cannot be read (names it).
+    """
+    try:
+        return tuple(p.read_bytes() for p in asset_paths(store, kind, n))
+    except OSError as e:
+        raise CorruptStore(f"{e.filename}: a prepared asset cannot be read ({e.strerror}); rerun the same command to write it again") from None
 
 
 @dataclass
@@ -58,31 +102,24 @@ class Renderer:
 
     @classmethod
     def from_store(cls, store: Path, threads: int = 1) -> "Renderer":
-        """Read the prepared assets (and load the depth network, if any) of a store.
+        """Read the prepared assets (and load the depth network, if any) of a store (see :class:`Prepared`)."""
+        return cls.from_prepared(Prepared.from_store(store), threads)
 
-        A store in progress is described by ``.work/state.json``, a complete one by
-        ``dataset.json``; either gives the same renderer, so any sample can be re-made.
-        """
-        work_state = Path(store) / WORK_DIR / STATE_JSON
-        if work_state.exists():
-            state = json.loads(work_state.read_text())
-        else:
-            state = json.loads((Path(store) / DATASET_JSON).read_text())
-            state["depth_scales"] = state["depth"].get("depth_scales")
+    @classmethod
+    def from_prepared(cls, prepared: "Prepared", threads: int = 1, estimator: Estimator | None = None) -> "Renderer":
+        """Decode prepared assets held in memory, and load the depth network, if any, with ``threads``
+        (unless ``estimator`` is given: e.g. Ray's, which sends the batches to depth actors)."""
+        state = prepared.state
         config = GenerateConfig.from_dict(state["config"])
-        estimator = None
-        if config.depth == "estimator":
-            estimator = load_estimator(config.depth_model, config.depth_preset or None, threads)
-        n_bg, n_fg = len(state["sources"]["bg"]), len(state["sources"]["fg"])
+        if config.depth == "estimator" and estimator is None:
+            estimator = load_estimator(config.depth_model, config.depth_preset or None, threads, config.depth_device)
         top = (1 << BG_DEPTH_BITS) - 1
         return cls(
             config=config,
-            bg=[codecs.decode_jpeg(p.read_bytes()) for p in asset_paths(store, "bg", n_bg)],
-            bg_depth=[
-                codecs.decode_png(p.read_bytes()).astype(np.float32) / top for p in asset_paths(store, "bg_depth", n_bg)
-            ],
+            bg=[codecs.decode_jpeg(data) for data in prepared.bg],
+            bg_depth=[codecs.decode_png(data).astype(np.float32) / top for data in prepared.bg_depth],
             ground_top=[s["ground_top"] for s in state["sources"]["bg"]],
-            fg=[codecs.decode_png(p.read_bytes()) for p in asset_paths(store, "fg", n_fg)],
+            fg=[codecs.decode_png(data) for data in prepared.fg],
             bg_files=[s["file"] for s in state["sources"]["bg"]],
             fg_files=[s["file"] for s in state["sources"]["fg"]],
             estimator=estimator,
@@ -127,32 +164,47 @@ class Renderer:
         depth[box] = layered_depth(bg_depth[box], mask[box], fg_value)
         return depth, int(fg_value)
 
-    def estimated(self, refs: list[SampleRef], fg_bgs: list[np.ndarray], masks: list[np.ndarray]):
-        """Quantised network depth for a batch, the fg's (median) values and clipped pixels."""
-        raw = self.estimator(np.stack(fg_bgs))
-        out, clipped = [], 0
-        for ref, m, mask in zip(refs, raw, masks):
-            lo, hi = image_range(m) if self.config.depth_norm == "image" else self.depth_scales[ref.bg]
-            scaled, n = apply_scale(m, lo, hi)
-            clipped += n
-            q = quantize_depth(scaled, self.config.depth_bits)
-            out.append((q, int(np.median(q[mask > 0])) if mask.any() else 0))
-        return out, clipped
+    def estimated(self, ref: SampleRef, mask: np.ndarray, raw: np.ndarray) -> tuple[np.ndarray, int, int]:
+        """One sample's network depth from the estimator's raw map (h, w) at the network's size:
+        the quantised map (S, S), the fg's (median) value and the pixels clipped to the store's scale."""
+        m = self.estimator.to_map(raw, mask.shape)
+        lo, hi = image_range(m) if self.config.depth_norm == "image" else self.depth_scales[ref.bg]
+        scaled, clipped = apply_scale(m, lo, hi)
+        q = quantize_depth(scaled, self.config.depth_bits)
+        return q, int(np.median(q[mask > 0])) if mask.any() else 0, clipped
+
+    def render_many(self, refs: Iterable[SampleRef]) -> Iterator[tuple[SampleRef, dict[str, bytes], int]]:
+        """(ref, members, depth pixels clipped) of every sample, in the order of ``refs``.
+
+        With a network, through the labelling pipeline (:mod:`fgbg.depth.pipeline`):
+        ``config.depth_batch`` composites per network call; on a GPU, CPU threads compose and
+        encode around the one network. The bytes depend neither on the batch size nor on the threads.
+        """
+        if self.estimator is None:
+            for ref in refs:
+                p, fg_bg, mask = self.compose(ref)
+                yield ref, self.encode(ref, p, fg_bg, mask, *self.layered(ref, p, mask)), 0
+            return
+        estimator = self.estimator
+
+        def prepare(ref: SampleRef):
+            p, fg_bg, mask = self.compose(ref)
+            return p, fg_bg, mask, estimator.to_input(fg_bg)
+
+        def finish(ref: SampleRef, prepared, raw: np.ndarray):
+            p, fg_bg, mask, _ = prepared
+            depth, fg_value, clipped = self.estimated(ref, mask, raw)
+            return ref, self.encode(ref, p, fg_bg, mask, depth, fg_value), clipped
+
+        infer = lambda prepared: infer_batch(estimator, [x for *_, x in prepared])
+        threads = pipeline_threads(estimator.device.is_cuda, estimator.threads)
+        yield from pipeline(refs, prepare, infer, finish, self.config.depth_batch, **threads)
 
     def render_batch(self, refs: list[SampleRef]) -> tuple[list[dict[str, bytes]], int]:
         """Members of each sample ({"fg_bg.jpg", "mask.png", "depth.png", "json": bytes}),
         and the number of depth pixels clipped to the store's scale."""
-        composed = [self.compose(ref) for ref in refs]
-        if self.estimator is None:
-            depths = [self.layered(ref, p, mask) for ref, (p, _, mask) in zip(refs, composed)]
-            clipped = 0
-        else:
-            depths, clipped = self.estimated(refs, [c[1] for c in composed], [c[2] for c in composed])
-        samples = [
-            self.encode(ref, p, fg_bg, mask, depth, fg_value)
-            for ref, (p, fg_bg, mask), (depth, fg_value) in zip(refs, composed, depths)
-        ]
-        return samples, clipped
+        rendered = list(self.render_many(refs))
+        return [members for _, members, _ in rendered], sum(clipped for *_, clipped in rendered)
 
     def encode(self, ref, p: Placement, fg_bg, mask, depth, fg_value: int) -> dict[str, bytes]:
         c = self.config
@@ -183,33 +235,45 @@ class Renderer:
 
 # ---------------------------------------------------------------- the worker side of generate
 
-_renderer: Renderer | None = None  # this worker's, built once by init_worker
+_renderer: tuple[Prepared, Renderer] | None = None  # this worker process's, built on its first task
 
 
-def init_worker(out: str, threads: int) -> None:
+def worker_renderer(prepared: Prepared, threads: int, estimator: Estimator | None = None) -> Renderer:
+    """This process's renderer of ``prepared``: decoded (and its network loaded) once, on the first task."""
     global _renderer
-    _renderer = Renderer.from_store(Path(out), threads)
+    if _renderer is None or _renderer[0] is not prepared:
+        _renderer = (prepared, Renderer.from_prepared(prepared, threads, estimator))
+    return _renderer[1]
 
 
-def render_shard(task: tuple[str, int, int, int]) -> tuple[int, dict, list[str]]:
-    """Render and commit one shard (out, index, start, stop); returns (index, file record, manifest lines)."""
+def render_shard(shared: tuple, task: tuple[str, int, int, int]) -> tuple[int, dict, list[str]]:
+    """Render one shard and commit it under the store (atomic renames: a retry never half-writes or doubles it).
+
+    Args:
+        shared: (the prepared assets, threads for a depth network[, the estimator to use instead
+            of loading the network, e.g. Ray's depth actors]): the same for every task.
+        task: (store path, shard index, first sample, end sample).
+
+    Returns:
+        (index, file record, manifest lines).
+
+    Raises:
+        UserError: the store is not visible here (a cluster node without the shared file system).
+    """
     out, index, start, stop = task
-    r = _renderer
+    visible_store(out, WORK_DIR)
+    r = worker_renderer(*shared)
     plan = Plan.from_config(len(r.bg), len(r.fg), r.config)
     shard = Shard(index, start, stop)
     annotations: list[str] = []
     clipped = 0
-    batch = r.config.depth_batch if r.estimator is not None else LAYERED_BATCH
 
     def samples():
         nonlocal clipped
-        refs = list(plan.samples(shard))
-        for i in range(0, len(refs), batch):
-            rendered, n = r.render_batch(refs[i : i + batch])
+        for ref, members, n in r.render_many(plan.samples(shard)):
             clipped += n
-            for ref, members in zip(refs[i : i + batch], rendered):
-                annotations.append(members["json"].decode())
-                yield ref.key, members
+            annotations.append(members["json"].decode())
+            yield ref.key, members
 
     record = write_shard(Path(out), r.config.format, shard.name, samples())
     return index, {**record, "depth_clipped": clipped}, annotations

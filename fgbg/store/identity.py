@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fgbg.config import GenerateConfig
+from fgbg.config import RUN_SETTINGS, GenerateConfig
 from fgbg.depth.layered import horizon_row
 from fgbg.errors import CorruptStore, UserError
 from fgbg.store.layout import (
@@ -72,7 +72,15 @@ def make_state(config: GenerateConfig, assets: "Assets", network: dict | None = 
 def same_run(recorded: dict, state: dict) -> bool:
     if "depth" in recorded and "fgbg_version" in recorded:  # dataset.json keeps the network under "depth"
         recorded = {**recorded, **{k: recorded["depth"].get(k) for k in ("depth_model", "depth_scales")}}
-    return all(recorded.get(k) == state.get(k) for k in IDENTITY)
+    return all(identity_value(recorded, k) == identity_value(state, k) for k in IDENTITY)
+
+
+def identity_value(state: dict, key: str):
+    """``state[key]``, the config without its run settings (batch size, device spec: how, not what)."""
+    value = state.get(key)
+    if key == "config" and isinstance(value, dict):
+        return {k: v for k, v in value.items() if k not in RUN_SETTINGS}
+    return value
 
 
 # A root temporary of ours, as layout.temporary names them: a new .work/ being made, or an
@@ -132,9 +140,19 @@ def out_status(out: Path, state: dict, overwrite: bool) -> str:
     if overwrite:
         return "replace"
     raise UserError(
-        f"--out {out}: holds a store made with a different config or different source images;"
+        f"--out {out}: holds a store made with a different config or different source images{device_hint(recorded, state)};"
         " use another --out, or --overwrite to replace it"
     )
+
+
+def device_hint(recorded: dict, state: dict) -> str:
+    """", its depth network ran on cuda (NAME) ..." when where the network ran differs, else ""."""
+    was = (recorded.get("depth", recorded).get("depth_model") or {}).get("compute")
+    now = (state.get("depth_model") or {}).get("compute")
+    if was is None or now is None or was == now:
+        return ""
+    where = f"{was['device']} ({was['name']})" if "name" in was else was["device"]
+    return f" (its depth network ran on {where}, {was['precision']}: resume it there, with the same --device)"
 
 
 def prepare_out(out: Path, state: dict, overwrite: bool) -> str:
@@ -186,6 +204,8 @@ def begin_work(out: Path, state: dict) -> None:
     """Create ``.work/`` holding the run's identity, in one rename: it exists only complete."""
     work = out / WORK_DIR
     if (work / STATE_JSON).is_file():
+        if json.loads((work / STATE_JSON).read_text()) != state:  # the same run, other run settings
+            atomic_write_json(work / STATE_JSON, state)
         return
     scratch = temporary(work)
     scratch.mkdir()

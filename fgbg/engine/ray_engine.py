@@ -1,0 +1,258 @@
+"""Run one function per shard as Ray tasks, on a cluster or a local Ray instance, with progress.
+
+The same contract as :func:`fgbg.engine.local.map_shards` (results in completion order, the
+same errors), on Ray's scheduling, transport and retries instead of home-made ones:
+
+- a payload every task needs goes into the object store once (``ray.put``); tasks get a
+  reference to it, not a copy, and each worker process fetches it on its first task only;
+- a task whose worker process dies (a signal, the OOM killer, a lost node) is retried by
+  Ray, and so is one that raised an ``OSError`` (a network file system hiccup), up to
+  :data:`MAX_RETRIES` times; work functions commit their files by atomic rename, so a retried
+  shard is never half-written or doubled;
+- at most a bounded number of tasks are submitted at a time (2 per CPU of the cluster, or
+  ``workers``), so a plan of a million shards costs the driver no memory;
+- Ctrl-C (or any error) cancels the outstanding tasks; what was yielded stays yielded.
+
+``address``: "auto" = ``ray.init()``'s own rule (RAY_ADDRESS, else the latest cluster started
+on this machine, else a new local instance); "local" = always a new local instance; anything
+else is a cluster address (``HOST:6379``, ``ray://HOST:10001``). A process that has already
+called ``ray.init`` keeps its connection.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import ray
+from ray.exceptions import RayError, RayTaskError
+
+from fgbg.engine.local import task_error, with_progress
+from fgbg.errors import UserError, WorkerFailed
+from fgbg.progress import progress as progress_reporter
+
+MAX_RETRIES = 3  # tries after the first, for a dead worker or an OSError
+TASKS_PER_CPU = 2  # submitted ahead, so a worker never waits for the driver
+CONNECT_SECONDS = 5.0  # for the head node to answer at --ray-address HOST:PORT
+CANCEL_GRACE_SECONDS = 10.0  # for cancelled tasks to stop, on Ctrl-C or an error
+
+
+def connect(address: str = "auto") -> None:
+    """Join the cluster at ``address`` (see the module docstring), once per process.
+
+    Raises:
+        UserError: no cluster answers at ``address``.
+    """
+    if ray.is_initialized():
+        return
+    refuse_unreachable(address)
+    try:
+        ray.init(address=None if address == "auto" else address, logging_level=logging.WARNING,
+                 include_dashboard=False)  # fmt: skip
+    except ConnectionError as e:
+        lines = str(e).strip().splitlines() or [type(e).__name__]
+        raise UserError(f"--ray-address {address}: no Ray cluster there ({lines[0]}); start one with `ray start --head`, or use --ray-address auto") from None
+
+
+def refuse_unreachable(address: str) -> None:
+    """A plain ``HOST:PORT`` nothing answers at fails in one line at once (Ray itself would retry for minutes).
+
+    Raises:
+        UserError: the connection is refused or times out.
+    """
+    host, _, port = address.rpartition(":")
+    if address in ("auto", "local") or "://" in address or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
+    except OSError as e:
+        raise UserError(f"--ray-address {address}: nothing answers there ({e.strerror or e}); is `ray start --head` running on {host}?") from None
+
+
+def cluster_cpus() -> int:
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+# ---------------------------------------------------------------- the worker side
+
+_payload: tuple[str, Any] | None = None  # this worker process's shared payload: (object id, value)
+
+
+def _fetched(box: list) -> Any:
+    """The payload behind ``box = [ObjectRef]``: fetched from the object store on this process's first task."""
+    global _payload
+    ref = box[0]
+    if _payload is None or _payload[0] != ref.hex():
+        _payload = (ref.hex(), ray.get(ref))
+    return _payload[1]
+
+
+def run_task(fn: Callable, box: list | None, task: Any) -> Any:
+    """A Ray task: ``fn(task)``, or ``fn(payload, task)`` (the ref in a list, so Ray does not fetch it for every task)."""
+    return fn(task) if box is None else fn(_fetched(box), task)
+
+
+# ---------------------------------------------------------------- the driver side
+
+
+def map_shards(
+    fn: Callable,
+    tasks: Iterable,
+    weights: Iterable[int] | None = None,
+    workers: int | None = None,
+    progress: bool | None = None,
+    *,
+    shared: Any = None,
+    address: str = "auto",
+    unit: str = "sample",
+    desc: str | None = None,
+    done: int = 0,
+    describe: Callable[[Any], str] = repr,
+) -> Iterator:
+    """Yield ``fn(task)`` (``fn(shared, task)`` with a payload) for every task, as Ray tasks finish.
+
+    Arguments as :func:`fgbg.engine.map_shards`; ``workers`` = tasks at once (None: 2 per CPU
+    of the cluster, so the next task is queued on every worker).
+
+    Raises (at once): UserError when no cluster answers at ``address``.
+    """
+    tasks = list(tasks)
+    weights = [1] * len(tasks) if weights is None else list(weights)
+    connect(address)
+    window = workers if workers else TASKS_PER_CPU * cluster_cpus()
+    box = None if shared is None else [ray.put(shared)]
+    remote = ray.remote(run_task).options(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=[OSError])
+    submit = partial(remote.remote, fn, box)
+    results = _as_finished(submit, tasks, window, describe)
+    bar = partial(progress_reporter, sum(weights) + done, desc or "", unit, done, progress)
+    return with_progress(results, weights, bar, desc or "")
+
+
+def _as_finished(submit: Callable, tasks: list, window: int, describe: Callable) -> Iterator[tuple[int, Any]]:
+    """``(index, result)`` as tasks finish, at most ``window`` submitted; outstanding ones cancelled on exit."""
+    todo = iter(enumerate(tasks))
+    pending: dict[ray.ObjectRef, int] = {}
+
+    def top_up() -> None:
+        for index, task in itertools.islice(todo, window - len(pending)):
+            pending[submit(task)] = index
+
+    try:
+        top_up()
+        while pending:
+            [ready], _ = ray.wait(list(pending), num_returns=1)
+            index = pending.pop(ready)
+            result = _result(ready, describe(tasks[index]))
+            top_up()  # before yielding: the cluster goes on while the caller commits
+            yield index, result
+    finally:
+        if pending:
+            for ref in pending:
+                ray.cancel(ref)  # a running task gets KeyboardInterrupt: its temporary files are removed
+            # let the cancellations land before the process exits: Ray aborts a driver that exits mid-cancel
+            ray.wait(list(pending), num_returns=len(pending), timeout=CANCEL_GRACE_SECONDS)
+
+
+def _result(ref: ray.ObjectRef, what: str) -> Any:
+    """The task's result, or the error the local engine would raise for it.
+
+    Raises:
+        UserError: the task raised one (as it was).
+        WorkerFailed: another exception, or the task's worker died more than MAX_RETRIES times.
+    """
+    try:
+        return ray.get(ref)
+    except RayTaskError as e:
+        cause = e.cause if isinstance(e.cause, BaseException) else e
+        raise task_error(what, cause, str(e)) from None
+    except RayError as e:
+        lines = str(e).strip().splitlines() or [""]
+        raise WorkerFailed(
+            f"{what} failed on Ray after {MAX_RETRIES + 1} tries: {type(e).__name__}: {lines[0]}"
+            " (a worker died: out of memory? see `ray status` and the Ray logs)"
+        ) from None
+
+
+
+# ---------------------------------------------------------------- depth networks on actors (GPU workers)
+
+
+_round_robin = itertools.count(os.getpid())  # this process's next depth actor: processes start on different ones
+
+
+class DepthActor:
+    """One depth network, loaded once, on the actor's GPU (Ray sets CUDA_VISIBLE_DEVICES) or its CPU.
+
+    :meth:`label` does what the local engine does for one batch, network input to map,
+    so the maps are the local engine's on the same kind of device.
+    """
+
+    def __init__(self, model: str, preset: str | None, device: str) -> None:
+        from fgbg.depth.estimator import load_estimator
+
+        self.net = load_estimator(model, preset, 1, device)  # one thread: the bits of a CPU batch do not depend on cores
+
+    def label(self, images: np.ndarray) -> list[np.ndarray]:
+        """uint8 composites (B, S, S, 3) -> float32 maps (S, S), one per image, unscaled."""
+        from fgbg.depth.estimator import infer_batch
+
+        raw = infer_batch(self.net, [self.net.to_input(image) for image in images])
+        return [self.net.to_map(r, image.shape[:2]) for r, image in zip(raw, images)]
+
+
+@dataclass
+class ActorEstimator:
+    """The estimator a shard task renders with on Ray: its batches go to the depth actors, round robin.
+
+    Composing and encoding stay in the (CPU) task; ``threads`` batches of a task are in
+    flight at once, so the actors never wait for one task's CPU work.
+    """
+
+    actors: list
+    threads: int = 2
+    description: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from fgbg.engine.devices import resolve_device
+
+        self.device = resolve_device("cpu")  # where this side runs: the task's CPU threads
+
+    def to_input(self, image: np.ndarray) -> np.ndarray:
+        return image  # the actor makes the network's input
+
+    def infer(self, images: np.ndarray) -> np.ndarray:
+        actor = self.actors[next(_round_robin) % len(self.actors)]
+        return np.stack(ray.get(actor.label.remote(images)))
+
+    def to_map(self, raw: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+        return raw  # the actor made the map, at the composite's size
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return self.infer(images)
+
+
+def depth_actors(model: str, preset: str | None, device: str, count: int | None, gpus: float | None) -> list:
+    """``count`` depth actors, each holding the network once, with ``gpus`` GPUs apiece (fractions share one).
+
+    Defaults: ``gpus`` 1 where the cluster has GPUs, else 0 (CPU actors); ``count`` as many as
+    the GPUs allow, else a quarter of the cluster's CPUs (the rest compose and encode).
+    Restarted by Ray when they die, their calls retried.
+    """
+    cluster_gpus, cpus = ray.cluster_resources().get("GPU", 0), cluster_cpus()
+    if gpus is None:
+        gpus = 1.0 if cluster_gpus else 0.0
+    if count is None:
+        count = max(1, int(cluster_gpus / gpus)) if gpus else max(1, cpus // 4)
+    if not gpus and count >= cpus:
+        raise UserError(f"--depth-workers {count} CPU actors would leave none of the cluster's {cpus} CPUs to compose and encode; give fewer")
+    # a GPU actor holds its GPU, not a CPU: the tasks feeding it need those
+    actor = ray.remote(DepthActor).options(
+        num_cpus=0 if gpus else 1, num_gpus=gpus, max_restarts=MAX_RETRIES, max_task_retries=MAX_RETRIES
+    )  # fmt: skip
+    return [actor.remote(model, preset, device if gpus else "cpu") for _ in range(count)]
