@@ -299,6 +299,11 @@ def add_depth_parsers(sub) -> None:
     maps.add_argument("--device", default="auto", metavar="DEVICE", help="where the network runs: auto (the first GPU if there is one), cpu, cuda or cuda:N (default auto)")
     maps.add_argument("--batch-size", type=int, default=1, help="images per network call (default 1); the sidecars do not depend on it")
     maps.add_argument("--overwrite", action="store_true", help="replace existing sidecars")
+    ray = maps.add_argument_group("engine", "where the network runs; both engines write byte-identical sidecars (on the same kind of device)")
+    ray.add_argument("--engine", default="local", choices=["local", "ray"], help="local: the network in this process (default); ray: in Ray actors on a cluster's GPUs (else its CPUs), pip install 'fgbg[ray]' on every node. This process still reads the images and writes the sidecars, so FOLDER need not be on a shared file system; only --model must be readable on the nodes. --device applies inside each actor: cuda or cuda:N is the actor's own GPU")
+    ray.add_argument("--ray-address", default="auto", metavar="auto|local|HOST:PORT", help="with --engine ray: auto = $RAY_ADDRESS, else the cluster `ray start` started on this machine, else a new local Ray instance (default); local = always a new local instance; HOST:PORT = the head node")
+    ray.add_argument("--depth-workers", type=int, default=None, metavar="N", help="with --engine ray: Ray actors holding the network, each once (default: one per GPU of the cluster, else a quarter of its CPUs)")
+    ray.add_argument("--gpus-per-worker", type=float, default=None, metavar="G", help="with --engine ray: GPUs per actor; a fraction (0.5) puts several on one GPU (default: 1 where the cluster has GPUs, else 0: CPU actors)")
     add_progress_options(maps)
     cut = sub.add_parser(
         "cutout",
@@ -467,6 +472,8 @@ def cmd_depth_maps(args: argparse.Namespace) -> None:
     written = write_depth_sidecars(
         args.folder, args.model, args.preset, overwrite=args.overwrite, progress=args.progress,
         device=args.device, batch_size=args.batch_size, warn=lambda m: print(m, file=sys.stderr),
+        engine=args.engine, ray_address=args.ray_address, depth_workers=args.depth_workers,
+        gpus_per_worker=args.gpus_per_worker,
     )  # fmt: skip
     print(f"wrote {len(written)} depth maps beside the images in {args.folder}")
 

@@ -6,15 +6,17 @@ Ray binds the machine's external address unless it is alone in a network namespa
 only loopback up; there it binds 127.0.0.1, so nothing of a test is reachable from outside.
 The pid namespace (-p) ends every Ray process with the runner.
 
-SPEC.json: {"result": PATH, "cluster": {"nodes": N} or null, "trace": FOLDER or null,
-"steps": [STEP, ...]}; the runner starts the cluster (``ray.cluster_utils.Cluster``, one CPU
-per node) or nothing (the CLI's ``--ray-address auto`` then starts a local instance), runs
+SPEC.json: {"result": PATH, "cluster": {"nodes": N, "cpus": C, "gpus": G} or null, "trace": FOLDER
+or null, "steps": [STEP, ...]}; the runner starts the cluster (``ray.cluster_utils.Cluster``, C CPUs
+(default 1) per node, G GPUs (default 0) on the head node) or nothing (the CLI's ``--ray-address auto`` then starts a local instance), runs
 the steps in order and writes {"steps": [RESULT, ...]} to ``result``. Steps:
 
 - {"cli": ARGV, "spread": bool}: ``fgbg.cli.main(ARGV)`` here -> {"rc", "seconds"}; with
   "spread", every node of the cluster renders a shard of it (see ``traced_render_shard``);
 - {"cli": ARGV, "kill_worker_writing": STORE}: the same, while a watcher SIGKILLs the first
   worker process seen writing a shard's temporary file under STORE -> also {"killed": PID};
+- {"cli": ARGV, "no_driver_network": true}: the same, with the driver unable to load a depth
+  network (``generate`` and ``depth-maps`` must use their Ray actors for every map);
 - {"verify": STORE, "engine": "ray"}: ``fgbg.inspect.verify.verify`` -> {"report": str};
 - {"driver": ARGV, "env": {...}, "signal": "SIGKILL" | "SIGINT" | null, "after_records": N,
   "store": STORE}: ``python -m fgbg ARGV`` as its own process group (RAY_ADDRESS set to the
@@ -26,6 +28,7 @@ With "trace", every generated shard leaves FOLDER/STORE_NAME/NODE_ID-SHARD (whic
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -96,12 +99,33 @@ def run_cli(step: dict, spec: dict) -> dict:
         watcher = threading.Thread(target=kill_first_writer, args=(Path(step["kill_worker_writing"]), stop, killed))
         watcher.start()
     try:
-        rc = main(step["cli"])
+        with no_network_here() if step.get("no_driver_network") else contextlib.nullcontext():
+            rc = main(step["cli"])
     finally:
         stop.set()
         if watcher:
             watcher.join()
     return {"rc": rc, "seconds": time.monotonic() - started, "killed": killed[0] if killed else None}
+
+
+@contextlib.contextmanager
+def no_network_here():
+    """This process (the driver) fails at loading a depth network meanwhile; Ray actors load theirs themselves."""
+    import fgbg.depth.network
+    import fgbg.depth.sidecars
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the driver loaded a depth network: its maps would not be the actors'")
+
+    modules = (fgbg.depth.network, fgbg.depth.sidecars)
+    kept = [m.load_estimator for m in modules]
+    for m in modules:
+        m.load_estimator = refuse
+    try:
+        yield
+    finally:
+        for m, load in zip(modules, kept):
+            m.load_estimator = load
 
 
 def run_driver(step: dict, address: str | None) -> dict:
@@ -136,9 +160,10 @@ def main(spec_path: str) -> None:
         import ray
         from ray.cluster_utils import Cluster
 
-        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+        cpus, gpus = spec["cluster"].get("cpus", 1), spec["cluster"].get("gpus", 0)
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": cpus, "num_gpus": gpus, "include_dashboard": False})
         for _ in range(spec["cluster"]["nodes"] - 1):
-            cluster.add_node(num_cpus=1)
+            cluster.add_node(num_cpus=cpus)
         ray.init(address=cluster.address, logging_level=logging.WARNING)
     try:
         run_steps(spec, cluster.address if cluster else None)

@@ -5,8 +5,9 @@ itself (``unshare -rnpf``, loopback only; see tests/ray_runner.py): there Ray bi
 127.0.0.1, and nothing outlives the runner. One runner invocation does all the Ray work on a
 simulated 2-node cluster (``ray.cluster_utils.Cluster``, one CPU per node), plus one driver
 that starts a local Ray instance of its own; the local-engine references are made here.
-Depth labelling runs on a CPU depth actor there (a tiny ONNX model); on GPUs it is the same code
-with ``num_gpus`` per actor.
+Depth labelling runs on a CPU depth actor there (a tiny ONNX model), with a driver that cannot
+load the network itself; on GPUs it is the same code with ``num_gpus`` per actor. What a GPU actor
+would record, and the resumes that it refuses, are checked here without Ray, on stand-in actors.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from fgbg.cli import main as fgbg
-from fgbg.depth.testing import tiny_onnx_depth
+from fgbg.depth.testing import tiny_onnx_depth, tiny_transformers_depth
 from fgbg.inspect.verify import verify
 from fgbg.store.layout import LOCK_FILE
 
@@ -50,10 +51,7 @@ def namespace_refusal() -> str | None:
     return None
 
 
-pytestmark = [
-    pytest.mark.skipif(__import__("importlib").util.find_spec("ray") is None, reason="needs ray (pip install 'fgbg[ray]')"),
-    pytest.mark.skipif(namespace_refusal() is not None, reason=str(namespace_refusal())),
-]
+pytestmark = pytest.mark.skipif(__import__("importlib").util.find_spec("ray") is None, reason="needs ray (pip install 'fgbg[ray]')")
 
 
 def in_namespace(spec: dict, folder: Path) -> dict:
@@ -96,6 +94,8 @@ def damage(store: Path) -> None:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The local references (made here) and the Ray runs (in one namespace), by name."""
+    if namespace_refusal() is not None:
+        pytest.skip(namespace_refusal())
     root = tmp_path_factory.mktemp("ray")
     folders = demo_folders(root)
     local, ray = root / "local", root / "ray"
@@ -104,6 +104,8 @@ def runs(tmp_path_factory):
     assert fgbg(generate_args(folders, local / "big", BIG, "--workers", "2")) == 0
     network = ["--depth", "estimator", "--depth-model", str(tiny_onnx_depth(root / "tiny.onnx")), "--depth-batch", "4"]
     assert fgbg(generate_args(folders, local / "estimator", SMALL, *network, "--workers", "2")) == 0
+    maps = {engine: shutil.copytree(folders[0], root / f"maps_{engine}") for engine in ("local", "ray")}
+    assert fgbg(["depth-maps", str(maps["local"]), "--model", network[3], "--device", "cpu", "--batch-size", "3", "--quiet"]) == 0
     assert fgbg(["stats", str(local / "wds"), "--quiet"]) == 0
     shutil.copytree(local / "wds", root / "damaged")
     damage(root / "damaged")
@@ -111,7 +113,9 @@ def runs(tmp_path_factory):
     steps = [
         *({"cli": generate_args(folders, ray / fmt, SMALL, "--format", fmt, "--engine", "ray"), "spread": True}
           for fmt in FORMATS),
-        {"cli": generate_args(folders, ray / "estimator", SMALL, *network, "--engine", "ray")},  # on a CPU actor
+        {"cli": generate_args(folders, ray / "estimator", SMALL, *network, "--engine", "ray"), "no_driver_network": True},
+        {"cli": ["depth-maps", str(maps["ray"]), "--model", network[3], "--engine", "ray", "--batch-size", "2", "--quiet"],
+         "no_driver_network": True},  # on a CPU actor; the images read and the sidecars written by the driver
         {"cli": ["stats", str(ray / "wds"), "--engine", "ray", "--quiet"]},
         {"verify": str(ray / "wds")},
         {"verify": str(root / "damaged")},
@@ -122,7 +126,7 @@ def runs(tmp_path_factory):
         {"driver": ray_big("killed_driver"), "store": str(ray / "killed_driver")},
     ]  # fmt: skip
     result = in_namespace({"cluster": {"nodes": 2}, "trace": str(root / "trace"), "steps": steps}, root)
-    names = [*FORMATS, "estimator", "stats", "verify", "verify_damaged", "killed_worker", "sigkill", "sigint", "resumed"]
+    names = [*FORMATS, "estimator", "depth_maps", "stats", "verify", "verify_damaged", "killed_worker", "sigkill", "sigint", "resumed"]
     return {"root": root, "local": local, "ray": ray, **dict(zip(names, result["steps"]))}
 
 
@@ -136,9 +140,18 @@ def test_generate_on_a_two_node_cluster_is_byte_identical_to_the_local_engine(ru
 
 
 def test_estimator_labelling_on_ray_actors_is_byte_identical_to_the_local_engine(runs):
-    assert runs["estimator"]["rc"] == 0
+    assert runs["estimator"]["rc"] == 0  # with a driver that cannot load the network: bgs and composites on the actor
     assert snapshot(runs["ray"] / "estimator") == snapshot(runs["local"] / "estimator")
-    assert json.loads((runs["local"] / "estimator" / "dataset.json").read_text())["depth"]["source"] == "estimator"
+    depth = json.loads((runs["ray"] / "estimator" / "dataset.json").read_text())["depth"]
+    assert depth["source"] == "estimator"
+    assert depth["depth_model"]["compute"] == {"device": "cpu", "precision": "fp32", "providers": ["CPUExecutionProvider"]}
+
+
+def test_depth_maps_on_ray_actors_writes_the_local_engines_sidecars(runs):
+    assert runs["depth_maps"]["rc"] == 0  # with a driver that cannot load the network
+    sidecars = {engine: {p.name: p.read_bytes() for p in (runs["root"] / f"maps_{engine}").glob("*.depth.png")}
+                for engine in ("local", "ray")}  # fmt: skip
+    assert sidecars["ray"] == sidecars["local"] and len(sidecars["local"]) == 3
 
 
 def test_stats_and_verify_on_ray_equal_the_local_engine(runs):
@@ -165,3 +178,138 @@ def test_kill_9_then_ctrl_c_of_the_driver_then_a_rerun_gives_the_uninterrupted_s
     assert resumed["rc"] == 0 and sigint["records_before"] < resumed["records_before"] < SHARDS_BIG, resumed["stderr"]
     assert snapshot(runs["ray"] / "killed_driver") == snapshot(runs["local"] / "big")
 
+
+
+@pytest.mark.cuda
+def test_gpu_actors_label_as_the_local_engine_does_on_the_gpu_whatever_cuda_index_was_asked(tmp_path):
+    if namespace_refusal() is not None:
+        pytest.skip(namespace_refusal())
+    folders = demo_folders(tmp_path)
+    model = str(tiny_transformers_depth(tmp_path / "tiny-glpn"))  # torch: on the GPU without onnxruntime-gpu
+    network = ["--depth", "estimator", "--depth-model", model, "--depth-batch", "4"]
+    assert fgbg(generate_args(folders, tmp_path / "local", SMALL, *network, "--device", "cuda")) == 0
+    maps = {engine: shutil.copytree(folders[0], tmp_path / f"maps_{engine}") for engine in ("local", "ray")}
+    assert fgbg(["depth-maps", str(maps["local"]), "--model", model, "--device", "cuda", "--quiet"]) == 0
+    on_gpu_actors = [  # cuda:1 of a one-GPU node: the actor's own GPU, cuda:0 inside it
+        generate_args(folders, tmp_path / "ray", SMALL, *network, "--device", "cuda:1", "--engine", "ray"),
+        ["depth-maps", str(maps["ray"]), "--model", model, "--device", "cuda:1", "--engine", "ray", "--quiet"],
+    ]
+    spec = {"cluster": {"nodes": 1, "cpus": 2, "gpus": 1}, "steps": [{"cli": argv, "no_driver_network": True} for argv in on_gpu_actors]}
+    assert [step["rc"] for step in in_namespace(spec, tmp_path)["steps"]] == [0, 0]
+    assert snapshot(tmp_path / "ray") == snapshot(tmp_path / "local")
+    compute = json.loads((tmp_path / "ray" / "dataset.json").read_text())["depth"]["depth_model"]["compute"]
+    assert compute["device"] == "cuda" and compute["precision"] in ("bf16", "fp16") and compute["name"]
+    sidecars = {engine: {p.name: p.read_bytes() for p in maps[engine].glob("*.depth.png")} for engine in maps}
+    assert sidecars["ray"] == sidecars["local"] and len(sidecars["local"]) == 3
+
+
+# ---------------------------------------------------------------- depth actors, without Ray
+
+GPU_COMPUTE = {"device": "cuda", "precision": "bf16", "name": "NVIDIA H100 80GB HBM3",
+               "providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]}  # fmt: skip
+
+
+class StandInActors:
+    """Ray's ActorEstimator as the driver sees it: a local CPU network whose maps are ``gain`` times its own,
+    described with ``compute`` (what actors on a GPU would report about themselves)."""
+
+    def __init__(self, model: str, compute: dict, gain: float = 1.0):
+        from fgbg.depth.estimator import load_estimator
+
+        self.net, self.gain = load_estimator(model, device="cpu"), gain
+        self.description = {**self.net.description, "compute": compute}
+        self.device, self.threads = self.net.device, 1
+
+    def to_input(self, image):
+        return self.net.to_input(image)
+
+    def infer(self, inputs):
+        return self.net.infer(inputs) * self.gain
+
+    def to_map(self, raw, hw):
+        return self.net.to_map(raw, hw)
+
+
+@pytest.mark.parametrize(
+    ("device", "gpus", "cluster_gpus", "expected"),
+    [("cuda:3", 1, 4, (1, "cuda:0")), ("cuda", None, 2, (1.0, "cuda:0")), ("auto", 0.5, 1, (0.5, "cuda:0")),
+     ("auto", None, 0, (0.0, "cpu")), ("auto", 0, 8, (0, "cpu")), ("cpu", None, 8, (0.0, "cpu"))],
+)  # fmt: skip
+def test_an_actor_runs_on_the_gpu_ray_gave_it_whatever_cuda_index_was_asked(device, gpus, cluster_gpus, expected):
+    from fgbg.engine.ray_engine import actor_placement
+
+    assert actor_placement(device, gpus, cluster_gpus) == expected
+
+
+@pytest.mark.parametrize(
+    ("device", "gpus", "cluster_gpus", "message"),
+    [("cuda", None, 0, "the Ray cluster has no GPUs"), ("cuda:1", 0, 4, "--gpus-per-worker 0 makes CPU actors"),
+     ("auto", 1, 0, "the Ray cluster has no GPUs"), ("cpu", 1, 4, "would hold GPUs they do not use")],
+)  # fmt: skip
+def test_a_gpu_asked_for_where_an_actor_has_none_is_refused_in_one_line(device, gpus, cluster_gpus, message):
+    from fgbg.engine.ray_engine import actor_placement
+    from fgbg.errors import UserError
+
+    with pytest.raises(UserError, match=message):
+        actor_placement(device, gpus, cluster_gpus)
+
+
+def test_actors_on_different_kinds_of_gpu_are_refused(tmp_path):
+    from fgbg.depth.estimator import load_estimator
+    from fgbg.engine.ray_engine import agreed_description
+    from fgbg.errors import UserError
+
+    cpu = load_estimator(str(tiny_onnx_depth(tmp_path / "tiny.onnx")), device="cpu").description
+    assert agreed_description([cpu, dict(cpu)]) == cpu
+    with pytest.raises(UserError, match="the depth actors run on different devices"):
+        agreed_description([cpu, {**cpu, "compute": GPU_COMPUTE}])
+
+
+def test_a_depth_actor_that_cannot_load_the_model_reports_the_estimators_own_error(tmp_path):
+    from fgbg.depth.estimator import EstimatorError
+    from fgbg.engine.ray_engine import DepthActor
+
+    actor = DepthActor(str(tmp_path / "missing.onnx"), None, "cpu")  # Ray would lose the type of an __init__ error
+    with pytest.raises(EstimatorError, match="missing.onnx: depth model file not found"):
+        actor.describe()
+
+
+def test_a_depth_actor_given_a_gpu_that_torch_cannot_see_says_so_in_one_line(tmp_path, monkeypatch):
+    import fgbg.engine.devices
+    from fgbg.engine.devices import DeviceError
+    from fgbg.engine.ray_engine import DepthActor
+
+    monkeypatch.setattr(fgbg.engine.devices, "cuda_device_count", lambda: 0)  # a CPU-only torch on a GPU node
+    actor = DepthActor(str(tiny_onnx_depth(tmp_path / "tiny.onnx")), None, "cuda:0")
+    with pytest.raises(DeviceError, match="holds a Ray GPU but torch sees none there"):
+        actor.describe()
+
+
+def test_the_record_and_the_bg_scales_are_the_actors_and_a_resume_on_another_device_kind_is_refused(tmp_path, monkeypatch):
+    import numpy as np
+
+    import fgbg.make.generate as g
+    from fgbg.config import GenerateConfig
+    from fgbg.depth.estimator import bg_scales
+    from fgbg.depth.network import label_images, prepare_network_depth
+    from fgbg.errors import UserError
+
+    folders, model = demo_folders(tmp_path), str(tiny_onnx_depth(tmp_path / "tiny.onnx"))
+    config = GenerateConfig(size=64, fg_size=32, placements=2, shard_size=7, depth="estimator", depth_model=model, depth_device="cpu")
+    assets = g.load_inputs(*folders, config, "fail", print)
+    actors = StandInActors(model, GPU_COMPUTE, gain=3.0)
+    network = prepare_network_depth(config, assets, None, actors)
+    assert network["depth_model"]["compute"] == GPU_COMPUTE
+    expected = bg_scales(label_images(actors, assets.bg, 4), "bg")
+    np.testing.assert_allclose(network["depth_scales"], expected, rtol=1e-6)
+    assert network["depth_scales"] != prepare_network_depth(config, assets)["depth_scales"]  # not the driver's network
+
+    out = tmp_path / "store"
+    g.generate(*folders, out, config, workers=0, progress=False)  # made here, on the CPU
+    ray_generate = lambda: g.generate(*folders, out, config, progress=False, engine="ray")  # noqa: E731
+    monkeypatch.setattr(g, "ray_labeller", lambda *args: StandInActors(model, GPU_COMPUTE))
+    with pytest.raises(UserError, match=r"ran on cpu, fp32: resume it there.*would run on cuda \(NVIDIA H100"):
+        ray_generate()
+    cpu_compute = json.loads((out / "dataset.json").read_text())["depth"]["depth_model"]["compute"]
+    monkeypatch.setattr(g, "ray_labeller", lambda *args: StandInActors(model, cpu_compute))
+    assert ray_generate().already_complete  # CPU actors: the same run

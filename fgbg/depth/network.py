@@ -28,10 +28,16 @@ if TYPE_CHECKING:
     from fgbg.make.assets import Assets
 
 
-def prepare_network_depth(config: GenerateConfig, assets: "Assets", warn: Callable[[str], None] | None = None) -> dict | None:
+def prepare_network_depth(
+    config: GenerateConfig, assets: "Assets", warn: Callable[[str], None] | None = None, estimator: Estimator | None = None
+) -> dict | None:  # fmt: skip
     """The state entries that identify the network, where it ran, and its scales (None for ``layered``).
 
     Sets ``assets.bg_depth`` for ``estimator-per-bg``. ``warn`` gets the one-line device notes.
+    ``estimator``: the network that labels the composites too, when it is not this process's
+    (Ray's depth actors): the bgs' scales and the recorded ``compute`` are then its own, so
+    they come from the device the composites' maps come from. None: ``config.depth_model``
+    is loaded here, on ``config.depth_device``.
 
     Raises:
         EstimatorError: the model cannot be loaded or gives no depth map.
@@ -39,7 +45,8 @@ def prepare_network_depth(config: GenerateConfig, assets: "Assets", warn: Callab
     """
     if config.depth == "layered":
         return None
-    estimator = load_estimator(config.depth_model, config.depth_preset or None, worker_threads(1), config.depth_device, warn)
+    if estimator is None:
+        estimator = load_estimator(config.depth_model, config.depth_preset or None, worker_threads(1), config.depth_device, warn)
     raw_maps = label_images(estimator, assets.bg, config.depth_batch)
     scales = bg_scales(raw_maps, config.depth_norm)
     if config.depth_norm == "image":

@@ -4,6 +4,11 @@ The sidecars are then used by ``--depth layered`` (no network at generation time
 can be reused for any number of stores. Images are read and sidecars encoded on CPU
 threads while the network runs batched on the device (:mod:`fgbg.depth.pipeline`); they
 are written in the folder's order, and their bytes do not depend on the batch size.
+
+With ``engine="ray"`` only the network moves: it runs in Ray depth actors (on the cluster's
+GPUs, else its CPUs), while this process still reads the images and writes the sidecars.
+The folder (the user's backgrounds, on this machine) need not be on a shared file system,
+and the sidecars are the local engine's bytes on the same kind of device.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from fgbg.depth.estimator import (
 )
 from fgbg.depth.layered import quantize_depth
 from fgbg.depth.pipeline import pipeline, pipeline_threads
+from fgbg.engine import check_engine
 from fgbg.errors import ConfigError
 from fgbg.make.assets import DEPTH_SIDECAR, BadInput, list_images, read_image
 from fgbg.progress import progress as progress_bar
@@ -36,6 +42,8 @@ SIDECAR_BITS = 16
 def write_depth_sidecars(
     folder: Path, model: str, preset: str | None = None, overwrite: bool = False, progress: bool | None = None,
     device: str = "auto", batch_size: int = 1, warn: Callable[[str], None] | None = None,
+    engine: str = "local", ray_address: str = "auto", depth_workers: int | None = None,
+    gpus_per_worker: float | None = None,
 ) -> list[Path]:  # fmt: skip
     """For every image NAME.ext in ``folder``, write NAME.depth.png (16-bit, near = bright).
 
@@ -43,24 +51,32 @@ def write_depth_sidecars(
     ``overwrite``. The folder's write lock is held while writing. Returns the paths written.
 
     Args:
-        device: where the network runs (auto, cpu, cuda, cuda:N).
+        device: where the network runs (auto, cpu, cuda, cuda:N); on Ray, in each actor
+            (any cuda spec: the actor's own GPU).
         batch_size: images per network call (a run of images whose network inputs differ in
             size, with a network without a fixed side, is split into calls of one size).
         warn: where the one-line device notes go.
+        engine: "local" (the network in this process) or "ray" (in Ray depth actors; ``model``
+            must then be readable on the actors' nodes; ``folder`` need not).
+        ray_address, depth_workers, gpus_per_worker: with Ray, as for ``generate``: the
+            cluster, the actors (default one per GPU, else a quarter of the CPUs) and GPUs apiece.
 
     Raises:
         BadInput: the folder has no images, or one cannot be read.
         ConfigError: a batch size below 1; DeviceError: ``cuda`` and no GPU.
         EstimatorError: the model cannot be loaded or gives no depth map.
         StoreBusy: another fgbg process is writing into ``folder``.
+        UserError: an unknown engine; with Ray, no cluster at ``ray_address`` or a GPU asked
+            for where there is none.
     """
     images = list_images(Path(folder))
     if not images:
         raise BadInput(f"{folder}: no images found")
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    check_engine(engine)
     check_free(folder)
-    estimator = load_estimator(model, preset, worker_threads(1), device, warn)
+    estimator = sidecar_estimator(model, preset, device, warn, engine, ray_address, depth_workers, gpus_per_worker)
     todo = [p for p in images if overwrite or not sidecar_path(p).exists()]
     with store_lock(folder, "depth-maps"), progress_bar(len(images), "depth-maps", "image", enabled=progress) as bar:
         bar.update(len(images) - len(todo))
@@ -68,6 +84,19 @@ def write_depth_sidecars(
             atomic_write_bytes(sidecar_path(path), png)
             bar.update(1)
     return [sidecar_path(p) for p in todo]
+
+
+def sidecar_estimator(
+    model: str, preset: str | None, device: str, warn: Callable[[str], None] | None,
+    engine: str, ray_address: str, depth_workers: int | None, gpus_per_worker: float | None,
+) -> Estimator:  # fmt: skip
+    """The network here (local), or Ray depth actors behind one estimator, 2 batches in flight per actor."""
+    if engine == "local":
+        return load_estimator(model, preset, worker_threads(1), device, warn)
+    from fgbg.engine import ray_engine
+
+    ray_engine.connect(ray_address)
+    return ray_engine.actor_labeller(model, preset, device, depth_workers, gpus_per_worker, warn=warn)
 
 
 def sidecar_path(image: Path) -> Path:

@@ -22,6 +22,7 @@ called ``ray.init`` keeps its connection.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import socket
@@ -190,16 +191,41 @@ class DepthActor:
     """One depth network, loaded once, on the actor's GPU (Ray sets CUDA_VISIBLE_DEVICES) or its CPU.
 
     :meth:`label` does what the local engine does for one batch, network input to map,
-    so the maps are the local engine's on the same kind of device.
+    so the maps are the local engine's on the same kind of device. ``device`` is the actor's
+    own (see :func:`actor_placement`): ``cuda:0`` is the GPU Ray gave it.
     """
 
     def __init__(self, model: str, preset: str | None, device: str) -> None:
         from fgbg.depth.estimator import load_estimator
+        from fgbg.engine.devices import DeviceError
 
-        self.net = load_estimator(model, preset, 1, device)  # one thread: the bits of a CPU batch do not depend on cores
+        self.net, self.error, self.notes = None, None, []
+        try:  # one thread: the bits of a CPU batch do not depend on cores
+            self.net = load_estimator(model, preset, 1, device, self.notes.append)
+        except DeviceError:  # Ray gave the actor a GPU (CUDA_VISIBLE_DEVICES) that torch cannot use
+            self.error = DeviceError(
+                f"a depth actor on {socket.gethostname()} holds a Ray GPU but torch sees none there (a CPU-only torch?);"
+                " install a CUDA build of torch on the GPU nodes, or use --gpus-per-worker 0 (CPU actors)"
+            )
+        except UserError as e:  # raised by describe(): Ray reports an error in __init__ without its type
+            self.error = e
+
+    def describe(self) -> dict:
+        """The network's description as this actor runs it: ``compute`` = device kind, GPU name, precision, providers.
+
+        Raises:
+            UserError: the actor could not load the network (EstimatorError, DeviceError), as it was.
+        """
+        if self.error is not None:
+            raise self.error
+        return self.net.description
+
+    def device_notes(self) -> list[str]:
+        """The one-line notes of loading the network here (e.g. no CUDA provider for ONNX: on the CPU)."""
+        return self.notes
 
     def label(self, images: np.ndarray) -> list[np.ndarray]:
-        """uint8 composites (B, S, S, 3) -> float32 maps (S, S), one per image, unscaled."""
+        """uint8 images (B, H, W, 3) -> float32 maps (H, W), one per image, unscaled."""
         from fgbg.depth.estimator import infer_batch
 
         raw = infer_batch(self.net, [self.net.to_input(image) for image in images])
@@ -208,10 +234,12 @@ class DepthActor:
 
 @dataclass
 class ActorEstimator:
-    """The estimator a shard task renders with on Ray: its batches go to the depth actors, round robin.
+    """An estimator whose batches go to the depth actors, round robin (Ray shard tasks render with it,
+    the driver labels backgrounds and ``depth-maps`` images with it).
 
-    Composing and encoding stay in the (CPU) task; ``threads`` batches of a task are in
-    flight at once, so the actors never wait for one task's CPU work.
+    Preparing and encoding stay with the caller (on its CPU); ``threads`` batches are in
+    flight at once, so the actors never wait for one caller's CPU work. ``description`` is
+    the actors' own (:meth:`DepthActor.describe`): where the maps were really computed.
     """
 
     actors: list
@@ -221,7 +249,7 @@ class ActorEstimator:
     def __post_init__(self) -> None:
         from fgbg.engine.devices import resolve_device
 
-        self.device = resolve_device("cpu")  # where this side runs: the task's CPU threads
+        self.device = resolve_device("cpu")  # where this side runs: the caller's CPU threads
 
     def to_input(self, image: np.ndarray) -> np.ndarray:
         return image  # the actor makes the network's input
@@ -231,28 +259,97 @@ class ActorEstimator:
         return np.stack(ray.get(actor.label.remote(images)))
 
     def to_map(self, raw: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-        return raw  # the actor made the map, at the composite's size
+        return raw  # the actor made the map, at the image's size
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         return self.infer(images)
 
 
+def actor_placement(device: str, gpus: float | None, cluster_gpus: float) -> tuple[float, str]:
+    """(GPUs per actor, the ``--device`` inside it) for ``--device`` and ``--gpus-per-worker``.
+
+    Ray sets CUDA_VISIBLE_DEVICES per actor, so an actor's GPU is always ``cuda:0`` there:
+    ``cuda`` and ``cuda:N`` mean "the actor's GPU". ``gpus`` None: 1 where the cluster has
+    GPUs (0 with ``--device cpu``), else 0. ``auto``: the actor's GPU when it has one, else its CPU.
+
+    Raises:
+        UserError: a GPU asked for where there is none (``--device cuda`` with CPU actors or a
+            cluster without GPUs, ``--gpus-per-worker`` with ``--device cpu``, a negative count).
+    """
+    from fgbg.engine.devices import parse_device
+
+    kind, _ = parse_device(device)
+    if gpus is None:
+        gpus = 1.0 if cluster_gpus and kind != "cpu" else 0.0
+    if gpus < 0:
+        raise UserError(f"--gpus-per-worker must be 0 or more, got {gpus}")
+    if gpus and not cluster_gpus:
+        raise UserError(f"--gpus-per-worker {gpus:g}: the Ray cluster has no GPUs; give 0 (CPU actors), or add GPU nodes")
+    if kind == "cuda" and not gpus:
+        where = "the Ray cluster has no GPUs" if not cluster_gpus else "--gpus-per-worker 0 makes CPU actors"
+        raise UserError(f"--device {device}: {where}; use --device auto or cpu, or give the actors GPUs")
+    if kind == "cpu" and gpus:
+        raise UserError(f"--device cpu with --gpus-per-worker {gpus:g}: the actors would hold GPUs they do not use; give one or the other")
+    return gpus, "cuda:0" if gpus else "cpu"
+
+
 def depth_actors(model: str, preset: str | None, device: str, count: int | None, gpus: float | None) -> list:
     """``count`` depth actors, each holding the network once, with ``gpus`` GPUs apiece (fractions share one).
 
-    Defaults: ``gpus`` 1 where the cluster has GPUs, else 0 (CPU actors); ``count`` as many as
-    the GPUs allow, else a quarter of the cluster's CPUs (the rest compose and encode).
+    Defaults: see :func:`actor_placement` for ``gpus``; ``count`` as many as the GPUs allow,
+    else a quarter of the cluster's CPUs (the rest compose and encode).
     Restarted by Ray when they die, their calls retried.
     """
     cluster_gpus, cpus = ray.cluster_resources().get("GPU", 0), cluster_cpus()
-    if gpus is None:
-        gpus = 1.0 if cluster_gpus else 0.0
+    gpus, inside = actor_placement(device, gpus, cluster_gpus)
     if count is None:
         count = max(1, int(cluster_gpus / gpus)) if gpus else max(1, cpus // 4)
+    if count < 1:
+        raise UserError(f"--depth-workers must be at least 1, got {count}")
     if not gpus and count >= cpus:
         raise UserError(f"--depth-workers {count} CPU actors would leave none of the cluster's {cpus} CPUs to compose and encode; give fewer")
     # a GPU actor holds its GPU, not a CPU: the tasks feeding it need those
     actor = ray.remote(DepthActor).options(
         num_cpus=0 if gpus else 1, num_gpus=gpus, max_restarts=MAX_RETRIES, max_task_retries=MAX_RETRIES
     )  # fmt: skip
-    return [actor.remote(model, preset, device if gpus else "cpu") for _ in range(count)]
+    return [actor.remote(model, preset, inside) for _ in range(count)]
+
+
+def actor_labeller(
+    model: str, preset: str | None, device: str, count: int | None, gpus: float | None, threads: int | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> ActorEstimator:  # fmt: skip
+    """Depth actors (see :func:`depth_actors`) behind one estimator that describes where they compute.
+
+    ``threads``: batches in flight at once (None: 2 per actor, for a single caller like ``depth-maps``).
+    ``warn`` gets the first actor's device notes, once.
+
+    Raises:
+        UserError: as :func:`depth_actors`; an actor cannot load the model (the actor's error, as it
+            was: EstimatorError, DeviceError); the actors compute on different devices.
+    """
+    actors = depth_actors(model, preset, device, count, gpus)
+    try:
+        descriptions = ray.get([actor.describe.remote() for actor in actors])
+    except RayTaskError as e:
+        raise task_error("a depth actor", e.cause if isinstance(e.cause, BaseException) else e, str(e)) from None
+    if warn is not None:
+        for note in ray.get(actors[0].device_notes.remote()):
+            warn(f"depth actors: {note}")
+    return ActorEstimator(actors, threads or 2 * len(actors), agreed_description(descriptions))
+
+
+def agreed_description(descriptions: list[dict]) -> dict:
+    """The one description all actors give; a store's depth must come from one kind of device.
+
+    Raises:
+        UserError: the actors differ (e.g. two GPU models in one cluster: their maps need not be the same bits).
+    """
+    distinct = {json.dumps(d, sort_keys=True) for d in descriptions}
+    if len(distinct) > 1:
+        computes = sorted({json.dumps(d.get("compute"), sort_keys=True) for d in descriptions})
+        raise UserError(
+            f"the depth actors run on different devices ({'; '.join(computes)}): the maps would depend on which actor"
+            " made them; use one kind of GPU (a Ray resource label, or --gpus-per-worker 0 for CPU actors)"
+        )
+    return descriptions[0]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from fgbg.config import GenerateConfig
-from fgbg.depth.estimator import worker_threads
+from fgbg.depth.estimator import Estimator, worker_threads
 from fgbg.depth.network import network_on_gpu, prepare_network_depth
 from fgbg.engine import DEFAULT_RAY_ADDRESS, check_engine, map_shards
 from fgbg.engine.local import worker_count
@@ -118,6 +118,9 @@ def generate(
         depth_workers, gpus_per_worker: with ray and ``--depth estimator``: Ray actors that
             hold the network (default: one per GPU, else a quarter of the CPUs), and GPUs
             apiece (fractions share a GPU; default 1 where the cluster has GPUs, else 0).
+            The actors label the bgs (their scales) and every composite, and dataset.json
+            records where they computed; ``config.depth_device`` applies inside each actor
+            (cuda, cuda:N: the actor's own GPU).
 
     Raises:
         UserError: bad input, an unusable network, a foreign or mismatching ``out``,
@@ -128,7 +131,11 @@ def generate(
     check_out_folder(out)  # before the slow part: a file, someone else's folder, another writer
     check_free(out)
     assets = load_inputs(bg_dir, fg_dir, config, on_bad, warn)
-    state = make_state(config, assets, prepare_network_depth(config, assets, warn))
+    # on Ray the depth actors label the bgs too: the scales and the recorded compute are theirs
+    labeller = None
+    if engine == "ray" and config.depth == "estimator":
+        labeller = ray_labeller(config, ray_address, depth_workers, gpus_per_worker, warn)
+    state = make_state(config, assets, prepare_network_depth(config, assets, warn, labeller))
     plan = Plan.from_config(len(assets.bg), len(assets.fg), config)
     out_status(out, state, overwrite)  # refuse a foreign or other store before the lock creates a file
     make_dirs(out)
@@ -138,7 +145,7 @@ def generate(
             return Summary(out, len(plan), len(plan.shards()), total_bytes, 0.0, len(plan), already_complete=True)
         try:
             total_bytes, resumed = make_store(
-                out, assets, config, state, plan, workers, progress, engine, ray_address, (depth_workers, gpus_per_worker)
+                out, assets, config, state, plan, workers, progress, engine, ray_address, labeller
             )
         except OSError as e:
             if e.errno == errno.ENOSPC:
@@ -152,9 +159,12 @@ def generate(
 def make_store(
     out: Path, assets: Assets, config: GenerateConfig, state: dict, plan: Plan,
     workers: int | None, progress: bool | None, engine: str = "local", ray_address: str = DEFAULT_RAY_ADDRESS,
-    depth_actors: tuple[int | None, float | None] = (None, None),
+    labeller: Estimator | None = None,
 ) -> tuple[int, int]:  # fmt: skip
     """Under the lock: identity, assets, the missing shards, then manifest and dataset.json.
+
+    ``labeller``: the estimator the shard tasks render with instead of loading the network
+    (Ray's depth actors); None: each worker loads ``config.depth_model``.
 
     Returns (bytes of the shards, samples kept from an earlier run).
     """
@@ -167,10 +177,10 @@ def make_store(
         workers = 0  # one network per GPU: this process drives it, CPU threads feed it (fgbg.depth.pipeline)
     # a network's threads: the cores shared by the local workers; one per Ray task (a task holds one CPU)
     threads = 1 if engine == "ray" else worker_threads(max(1, worker_count(workers, len(todo))))
-    labeller = (ray_labeller(config, ray_address, *depth_actors),) if engine == "ray" and config.depth == "estimator" else ()
+    shared = (Prepared.from_store(out), threads) + ((labeller,) if labeller is not None else ())
     finished = map_shards(
         render_shard, [(str(out), s.index, s.start, s.stop) for s in todo], weights=[len(s) for s in todo],
-        workers=workers, progress=progress, shared=(Prepared.from_store(out), threads, *labeller), engine=engine,
+        workers=workers, progress=progress, shared=shared, engine=engine,
         ray_address=ray_address, done=resumed, describe=lambda task: shards[task[1]].name, desc="generate",
     )  # fmt: skip
     for index, record, lines in finished:
@@ -179,11 +189,20 @@ def make_store(
     return finalize(out, plan, shards, state), resumed
 
 
-def ray_labeller(config: GenerateConfig, ray_address: str, count: int | None, gpus: float | None):
-    """The estimator the Ray shard tasks render with: depth actors, each holding the network once
-    (on a GPU where the cluster has them); composing and encoding stay in the tasks."""
+def ray_labeller(
+    config: GenerateConfig, ray_address: str, count: int | None, gpus: float | None, warn: Callable[[str], None] | None = None
+) -> Estimator:  # fmt: skip
+    """The estimator the driver labels the bgs with and the Ray shard tasks render with: depth actors,
+    each holding the network once (on a GPU where the cluster has them), described as they run it;
+    composing and encoding stay in the tasks (2 batches in flight per task).
+
+    Raises:
+        UserError: no cluster at ``ray_address``; an actor cannot load the network; a GPU
+            asked for where there is none (see :func:`fgbg.engine.ray_engine.actor_placement`).
+    """
     from fgbg.engine import ray_engine
 
     ray_engine.connect(ray_address)
-    actors = ray_engine.depth_actors(config.depth_model, config.depth_preset or None, config.depth_device, count, gpus)
-    return ray_engine.ActorEstimator(actors)
+    return ray_engine.actor_labeller(
+        config.depth_model, config.depth_preset or None, config.depth_device, count, gpus, threads=2, warn=warn
+    )  # fmt: skip

@@ -146,13 +146,25 @@ def out_status(out: Path, state: dict, overwrite: bool) -> str:
 
 
 def device_hint(recorded: dict, state: dict) -> str:
-    """", its depth network ran on cuda (NAME) ..." when where the network ran differs, else ""."""
+    """" (its depth network ran on cuda (NAME) ...)" when where the network ran differs, else "".
+
+    Either engine: on Ray, ``compute`` is where the depth actors run (see
+    :func:`fgbg.engine.ray_engine.actor_labeller`), so a resume there on another kind of
+    device is refused like a local one.
+    """
     was = (recorded.get("depth", recorded).get("depth_model") or {}).get("compute")
     now = (state.get("depth_model") or {}).get("compute")
     if was is None or now is None or was == now:
         return ""
-    where = f"{was['device']} ({was['name']})" if "name" in was else was["device"]
-    return f" (its depth network ran on {where}, {was['precision']}: resume it there, with the same --device)"
+    return (
+        f" (its depth network ran on {where_computed(was)}, {was['precision']}: resume it there, with the same --device,"
+        f" or with --engine ray on depth actors of that kind (--gpus-per-worker); this run's would run on {where_computed(now)})"
+    )
+
+
+def where_computed(compute: dict) -> str:
+    """"cuda (NVIDIA H100 ...)" or "cpu"."""
+    return f"{compute['device']} ({compute['name']})" if "name" in compute else compute["device"]
 
 
 def prepare_out(out: Path, state: dict, overwrite: bool) -> str:
