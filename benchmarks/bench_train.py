@@ -82,19 +82,36 @@ def peak_rss_mb() -> tuple[float, float]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
-def loader_rate(store: Path, config: TrainConfig, batches: int = 60) -> float:
-    """Samples/s of the training loader alone (decode, resize, augment, normalise, collate)."""
+def batch_bytes(batch: dict) -> int:
+    """Bytes of one collated batch's tensors (what each batch in flight holds in the loader's queues and pinned buffers)."""
+    return sum(t.numel() * t.element_size() for t in _tensors(batch))
+
+
+def _tensors(x):
+    if isinstance(x, dict):
+        for v in x.values():
+            yield from _tensors(v)
+    elif torch.is_tensor(x):
+        yield x
+
+
+def loader_rate(store: Path, config: TrainConfig, batches: int = 60) -> tuple[float, tuple[int, int]]:
+    """(samples/s, (bytes of one batch, bytes of its images in float32 as before)) of the training loader alone: decode, resize, draw each
+    sample's augmentation, collate into compact batches; the float conversion, the augmentation and
+    the normalisation run on the device after the copy (FgbgModule.on_after_batch_transfer), and are
+    timed with the training steps."""
     split = split_indices(read_entries(store), config.val, config.val_fraction, config.seed)
     ds = StoreDataset(store, split.train, config.size, load_stats(store), AugmentConfig(), config.seed)
     devices = training_devices(config)
     workers = default_loader_workers(devices) if config.workers is None else config.workers
     loader = make_loader(ds, config.batch, True, workers, config.seed, drop_last=True, pin_memory=devices.on_gpu)
     it = iter(loader)
-    next(it)  # worker start-up
+    first = next(it)  # also the worker start-up
+    size = batch_bytes(first), 4 * sum(first[k].numel() for k in ("bg", "fg_bg", "mask", "depth"))
     t, n = time.perf_counter(), 0
     for _, batch in zip(range(batches), it):
         n += batch["mask"].shape[0]
-    return n / (time.perf_counter() - t)
+    return n / (time.perf_counter() - t), size
 
 
 def main() -> int:
@@ -127,7 +144,7 @@ def main() -> int:
     devices = training_devices(config)
     workers = default_loader_workers(devices) if args.workers is None else args.workers
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
-    loader = loader_rate(store, config)
+    loader, (loader_batch_bytes, float_batch_bytes) = loader_rate(store, config)
 
     start = time.perf_counter()
     target, waits = TimeToTarget(start), DataWait()
@@ -153,6 +170,7 @@ def main() -> int:
         f"depth RMSE {m['depth_rmse']:.4f}  [goal <= 0.05: {goal(m['depth_rmse'] <= 0.05)}]",
         f"depth AbsRel {m['depth_absrel']:.4f}, SSIM {m['depth_ssim']:.4f}",
         f"training {train_rate:.0f} samples/s; loader {loader:.0f} samples/s ({loader / max(train_rate, 1e-9):.1f}x)  [goal >= 2x: {goal(loader >= 2 * train_rate)}]",
+        f"one collated batch of {args.batch} at {args.size} px: {loader_batch_bytes / 2**20:.2f} MiB (uint8 images and masks, depth as stored; float32: {float_batch_bytes / 2**20:.2f} MiB)",
         f"{summary['epochs_done']} epochs, {summary['global_step']} steps, {summary['seconds'] / 60:.1f} min in train()",
         f"samples/s {train_rate:.0f} at {args.size} px; waiting for data {100 * waits.share:.1f}% of step time  [goal < 20%: {goal(waits.share < 0.2)}]",
         f"peak GPU memory {gpu_peak:.0f} MiB" if gpu_peak is not None else "peak GPU memory: - (not on one GPU)",
@@ -160,7 +178,7 @@ def main() -> int:
     ]
     print("\n".join(lines))
     figures = {"data_wait_share": waits.share, "peak_gpu_mib": gpu_peak, "peak_rss_mb": rss, "peak_worker_rss_mb": worker_rss}
-    (args.out / "bench.json").write_text(json.dumps({"metrics": m, "summary": summary, "loader_samples_per_s": loader, "time_to_iou": target.seconds, **figures}, indent=1))
+    (args.out / "bench.json").write_text(json.dumps({"metrics": m, "summary": summary, "loader_samples_per_s": loader, "batch_bytes": loader_batch_bytes, "time_to_iou": target.seconds, **figures}, indent=1))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The torch dataset over a store: formats, workers, splits, paired augmentation, normalisation."""
+"""The torch dataset over a store: formats, workers, splits, compact batches, paired augmentation on the device, normalisation."""
 
 import json
 
@@ -11,14 +11,17 @@ from fgbg.config import GenerateConfig
 from fgbg.errors import CorruptStore
 from fgbg.learn.data import (
     AugmentConfig,
+    EpochSampler,
     StoreDataset,
-    apply_augment,
+    augment_batch_,
+    augment_tensors,
     draw_augment,
     load_stats,
     make_loader,
+    prepare_batch,
     read_entries,
+    resized,
     split_indices,
-    to_tensor,
 )
 from fgbg.make.generate import generate
 from fgbg.store.layout import asset_paths
@@ -58,31 +61,30 @@ def test_samples_are_the_stored_members_and_their_background(store):
         entry = ds.reader.entries[i]
         assert entry.key == key and s["index"].item() == i
         assert s["bg"].shape == s["fg_bg"].shape == (3, 32, 32) and s["mask"].shape == s["depth"].shape == (1, 32, 32)
-        np.testing.assert_array_equal((s["fg_bg"] * 255).round().byte().permute(1, 2, 0).numpy(), codecs.decode_jpeg(members["fg_bg.jpg"]))
-        np.testing.assert_array_equal((s["bg"] * 255).round().byte().permute(1, 2, 0).numpy(), bgs[entry.bg])
+        np.testing.assert_array_equal(s["fg_bg"].permute(1, 2, 0).numpy(), codecs.decode_jpeg(members["fg_bg.jpg"]))
+        np.testing.assert_array_equal(s["bg"].permute(1, 2, 0).numpy(), bgs[entry.bg])
         np.testing.assert_array_equal(s["mask"][0].numpy() * 255, codecs.decode_png(members["mask.png"]))
-        np.testing.assert_allclose(s["depth"][0].numpy(), codecs.decode_png(members["depth.png"]) / 255, atol=1e-6)
-        assert set(s["mask"].unique().tolist()) <= {0.0, 1.0}
+        np.testing.assert_array_equal(s["depth"][0].numpy(), codecs.decode_png(members["depth.png"]))
+        assert set(s["mask"].unique().tolist()) <= {0, 1}
 
 
 def test_resized_on_load(store):
     s = StoreDataset(store, size=24)[3]
     assert s["bg"].shape == (3, 24, 24) and s["mask"].shape == (1, 24, 24)
-    assert set(s["mask"].unique().tolist()) <= {0.0, 1.0}
-    assert 0 <= s["depth"].min() and s["depth"].max() <= 1
+    assert set(s["mask"].unique().tolist()) <= {0, 1} and s["depth"].dtype == torch.uint8
 
 
 @pytest.mark.parametrize("shape, dtype", [((40, 56, 3), np.uint8), ((40, 56), np.uint8), ((40, 56), np.uint16)])
-def test_resizing_in_uint8_is_within_a_grey_level_of_float(shape, dtype):
-    """The fast uint8 resize stays within one grey level of torch's float antialiased bilinear."""
+def test_resizing_in_the_stored_type_is_within_a_grey_level_of_float(shape, dtype):
+    """The fast uint8 resize (uint16: float, rounded back) stays within one level of torch's float antialiased bilinear."""
     top = np.iinfo(dtype).max
     img = np.random.default_rng(0).integers(0, top + 1, shape, dtype=dtype)
     ref = torch.from_numpy(img.astype(np.float32) / top)
     ref = ref[None] if ref.ndim == 2 else ref.permute(2, 0, 1)
     ref = torch.nn.functional.interpolate(ref[None], size=(16, 16), mode="bilinear", antialias=True)[0]
-    out = to_tensor(img, 16, top)
-    assert out.shape == ref.shape and out.dtype == torch.float32
-    torch.testing.assert_close(out, ref, rtol=0, atol=1 / top if dtype == np.uint8 else 1e-6)
+    out = resized(img, 16)
+    assert out.shape == ref.shape and out.dtype == torch.from_numpy(img).dtype
+    torch.testing.assert_close(out.float() / top, ref, rtol=0, atol=1 / top)
 
 
 def test_two_workers_yield_the_same_samples_as_zero(store):
@@ -171,12 +173,149 @@ def test_augmentation_keeps_the_pair_consistent():
     depth = torch.linspace(0, 1, 8).view(1, 8, 1).expand(1, 8, 8).clone()
     params = draw_augment(AugmentConfig(), torch.Generator().manual_seed(1))
     params["flip"] = True
-    out = apply_augment({"bg": bg, "fg_bg": fg_bg, "mask": mask, "depth": depth}, params)
+    batch = {"bg": bg[None].clone(), "fg_bg": fg_bg[None].clone(), "mask": mask[None].clone(), "depth": depth[None].clone()}
+    out = {k: v[0] for k, v in augment_batch_(batch, torch.utils.data.default_collate([augment_tensors(params)])).items()}
     outside = out["mask"][0] == 0
     torch.testing.assert_close(out["bg"][:, outside], out["fg_bg"][:, outside], rtol=0, atol=0)  # same jitter
     assert torch.equal(out["mask"], mask.flip(-1)) and torch.equal(out["depth"], depth.flip(-1))
     assert not torch.allclose(out["bg"], bg.flip(-1))  # the colours did change
     assert 0 <= out["fg_bg"].min() and out["fg_bg"].max() <= 1
+
+
+# ---------------------------------------------------------------- compact batches, augmented on the device
+
+# The loader's path before batches became compact, kept here as the oracle: per sample, float at
+# load time, the augmentation drawn from a generator seeded by (seed, epoch, index), applied to the
+# sample, then normalised.
+
+
+def draw_as_before(config: AugmentConfig, seed: int, epoch: int, index: int) -> dict:
+    u = torch.rand(6, generator=torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 100_000_007 + index))
+    return {
+        "flip": bool(config.flip and u[0] < 0.5),
+        "gain": 1 + config.gain * (2 * u[1:4] - 1),
+        "contrast": float(1 + config.contrast * (2 * u[4] - 1)),
+        "offset": float(config.brightness * (2 * u[5] - 1)),
+    }
+
+
+def float_as_before(img: np.ndarray, size: int, top: int) -> torch.Tensor:
+    """The old to_tensor: uint8 resized by torch's uint8 kernel, uint16 in float, then / top."""
+    x = torch.from_numpy(img.copy())
+    x = x[None] if x.ndim == 2 else x.permute(2, 0, 1)
+    if x.dtype != torch.uint8:
+        x = x.float()
+    if x.shape[-2:] != (size, size):
+        x = torch.nn.functional.interpolate(x[None], size=(size, size), mode="bilinear", antialias=True)[0]
+    return x.float() / top
+
+
+def sample_as_before(store, index: int, size: int, params: dict | None, stats=None) -> dict:
+    """One sample as the loader made it before: float, augmented, normalised when ``stats``."""
+    reader = StoreDataset(store).reader
+    members, top = reader.read(index), (1 << reader.config.depth_bits) - 1
+    bg_file = asset_paths(store, "bg", reader.plan.n_bg)[reader.plan[index].bg]
+    s = {
+        "bg": float_as_before(codecs.decode_jpeg(bg_file.read_bytes()), size, 255),
+        "fg_bg": float_as_before(codecs.decode_jpeg(members["fg_bg.jpg"]), size, 255),
+        "mask": (float_as_before(codecs.decode_png(members["mask.png"]), size, 255) > 0.5).float(),
+        "depth": float_as_before(codecs.decode_png(members["depth.png"]), size, top),
+    }
+    if params is not None:
+        for name in ("bg", "fg_bg"):
+            s[name] = ((s[name] * params["gain"].view(3, 1, 1) - 0.5) * params["contrast"] + 0.5 + params["offset"]).clamp(0, 1)
+        if params["flip"]:
+            s = {k: v.flip(-1) for k, v in s.items()}
+    if stats is not None:
+        for name, channels in (("bg", slice(0, 3)), ("fg_bg", slice(3, 6))):
+            m, sd = torch.tensor(stats.mean[channels]).view(3, 1, 1), torch.tensor(stats.std[channels]).view(3, 1, 1)
+            s[name] = (s[name] - m) / sd
+    return s
+
+
+def loaded(ds: StoreDataset, epoch: int, workers: int = 0, rank: int = 0, world: int = 1) -> list[dict]:
+    """Every batch (of 5) of this rank's share of ``epoch``."""
+    sampler = EpochSampler(len(ds), True, 7, even=True, rank=rank, world=world)
+    sampler.set_epoch(epoch)
+    return list(torch.utils.data.DataLoader(ds, batch_size=5, sampler=sampler, num_workers=workers))
+
+
+def test_each_samples_augmentation_is_drawn_as_before_whatever_the_workers_and_ranks(store):
+    config = AugmentConfig()
+    ds = StoreDataset(store, augment=config, seed=3)
+    for workers, world in ((0, 1), (2, 1), (0, 2)):
+        batches = [b for rank in range(world) for b in loaded(ds, 4, workers, rank, world)]
+        seen = 0
+        for b in batches:
+            for i, index in enumerate(b["index"].tolist()):
+                want = draw_as_before(config, 3, 4, index)
+                assert b["augment"]["flip"][i].item() is want["flip"]
+                assert torch.equal(b["augment"]["gain"][i], want["gain"])
+                assert b["augment"]["contrast"][i].item() == want["contrast"] and b["augment"]["offset"][i].item() == want["offset"]
+                seen += 1
+        assert seen == len(ds) // world * world
+    assert any(b["augment"]["flip"].any() for b in batches) and not all(b["augment"]["flip"].all() for b in batches)
+
+
+@pytest.mark.parametrize("depth_bits, size", [(8, 32), (16, 24)])
+def test_a_batch_prepared_on_the_device_is_the_per_sample_reference(folders, tmp_path, depth_bits, size):
+    """Collated compact, made float, augmented and normalised in one batch step = the old per-sample path, within 1/255."""
+    out = tmp_path / "store"
+    generate(*folders, out, GenerateConfig(**TINY, depth_bits=depth_bits), workers=0, progress=False)
+    kinds = {k: {"mean": [0.4, 0.5, 0.6], "std": [0.2, 0.25, 0.3]} for k in ("bg", "fg_bg", "mask")}
+    (out / "stats.json").write_text(json.dumps({"kinds": kinds}))
+    stats, config = load_stats(out), AugmentConfig()
+    for normalized in (False, True):
+        ds = StoreDataset(out, list(range(0, 36, 2)), size, stats, config, seed=1, normalized=normalized)
+        batch = loaded(ds, epoch=2)[1]
+        got = ds.prepare(batch)
+        assert {k: got[k].dtype for k in ("bg", "fg_bg", "mask", "depth")} == dict.fromkeys(("bg", "fg_bg", "mask", "depth"), torch.float32)
+        assert "augment" not in got and torch.equal(got["index"], batch["index"])
+        tolerance = 1 / 255 / (min(stats.std) if normalized else 1)
+        flipped = 0
+        for i, index in enumerate(batch["index"].tolist()):
+            params = draw_as_before(config, 1, 2, index)
+            flipped += params["flip"]
+            want = sample_as_before(out, index, size, params, stats if normalized else None)
+            for k in want:
+                torch.testing.assert_close(got[k][i], want[k], rtol=0, atol=tolerance if k != "mask" else 0, msg=f"{k} of {index}")
+        assert 0 < flipped < len(batch["index"])  # both branches of the flip were compared
+
+
+def test_collated_batches_are_compact(folders, tmp_path, store):
+    b = next(iter(make_loader(StoreDataset(store, augment=AugmentConfig()), batch=8, shuffle=True)))
+    assert {k: b[k].dtype for k in ("bg", "fg_bg", "mask", "depth")} == dict.fromkeys(("bg", "fg_bg", "mask", "depth"), torch.uint8)
+    pixels = 8 * 32 * 32
+    images = sum(b[k].numel() * b[k].element_size() for k in ("bg", "fg_bg", "mask", "depth"))
+    assert images == pixels * (3 + 3 + 1 + 1)  # one byte a value: a quarter of the float32 batches of before
+    extra = sum(t.numel() * t.element_size() for t in (b["index"], *b["augment"].values()))
+    assert extra == 8 * (8 + 1 + 3 * 4 + 4 + 4)  # index, flip, gain, contrast, offset
+    deep = tmp_path / "deep"
+    generate(*folders, deep, GenerateConfig(**TINY, depth_bits=16), workers=0, progress=False)
+    b16 = next(iter(make_loader(StoreDataset(deep), batch=8, shuffle=False)))
+    assert b16["depth"].dtype == torch.uint16 and b16["bg"].dtype == torch.uint8 and "augment" not in b16
+    assert prepare_batch(b16)["depth"].max() <= 1 and prepare_batch(b16)["depth"].max() > 1 / 255  # scaled by 65535
+
+
+def test_a_float_batch_is_left_as_it_is():
+    batch = {"bg": torch.rand(2, 3, 4, 4), "fg_bg": torch.rand(2, 3, 4, 4), "mask": torch.ones(2, 1, 4, 4), "depth": torch.rand(2, 1, 4, 4)}
+    assert prepare_batch(batch, load_stats("/nonexistent")) is batch
+
+
+@pytest.mark.cuda
+def test_a_batch_prepared_on_the_gpu_is_the_cpu_one(store):
+    from lightning.fabric.utilities.apply_func import move_data_to_device
+
+    from fgbg.engine.devices import resolve_device
+
+    device = resolve_device("cuda")
+    ds = StoreDataset(store, augment=AugmentConfig(), seed=2)
+    batch = loaded(ds, epoch=1)[0]
+    cpu = ds.prepare(batch)
+    gpu = ds.prepare(move_data_to_device(batch, device.torch))  # as Lightning copies it, augmentation parameters included
+    for k in ("bg", "fg_bg", "mask", "depth"):
+        assert gpu[k].is_cuda
+        torch.testing.assert_close(gpu[k].cpu(), cpu[k], rtol=0, atol=1 / 255 / min(ds.stats.std))
 
 
 def test_stats_json_is_used_when_present(store):
@@ -185,15 +324,14 @@ def test_stats_json_is_used_when_present(store):
     (store / "stats.json").write_text(json.dumps({"kinds": kinds}))
     stats = load_stats(store)
     assert stats.source == "stats.json" and stats.mean == [0.2, 0.3, 0.4] * 2
-    plain, normed = StoreDataset(store, normalized=False)[0], StoreDataset(store)[0]
-    torch.testing.assert_close(normed["bg"][1], (plain["bg"][1] - 0.3) / 0.2)
+    plain, normed = StoreDataset(store, normalized=False), StoreDataset(store)
+    plain, normed = (ds.prepare(torch.utils.data.default_collate([ds[0]])) for ds in (plain, normed))
+    torch.testing.assert_close(normed["bg"][0, 1], (plain["bg"][0, 1] - 0.3) / 0.2)
     torch.testing.assert_close(normed["mask"], plain["mask"])  # targets are never normalised
 
 
 @pytest.mark.parametrize("world", [1, 2, 3])
 def test_ranks_share_each_epoch_once_in_the_single_process_order(world):
-    from fgbg.learn.data import EpochSampler
-
     n, batch = 26, 4
     single = EpochSampler(n, seed=3)
     single.set_epoch(5)

@@ -51,7 +51,8 @@ def assert_planned_by_the_patches(said: list[str], run) -> None:
 def test_loss_decreases_over_a_few_steps(store):
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    batch = next(iter(make_loader(StoreDataset(store), batch=16, shuffle=True)))
+    dataset = StoreDataset(store)
+    batch = dataset.prepare(next(iter(make_loader(dataset, batch=16, shuffle=True))))  # in float, normalised
     net, loss = TwoHeadUNet(SMALL_NET), MaskDepthLoss()
     optimizer = torch.optim.AdamW(net.parameters(), lr=3e-3)
     x = torch.cat([batch["bg"], batch["fg_bg"]], 1)

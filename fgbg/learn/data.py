@@ -1,11 +1,19 @@
 """Torch datasets over a store (wds, folder or zip), with a held-out split and paired augmentation.
 
-A sample is a dict of tensors at the training size S:
+A sample is a dict of compact tensors at the training size S, as stored (a batch of 256 at
+224 px is 0.1 GB, not the 0.4 GB of float32, in every loader queue and pinned buffer):
 
-- ``bg``, ``fg_bg``: float32 (3, S, S), normalised with the store's stats.json (else 0.5 / 0.25)
-- ``mask``: float32 (1, S, S) in {0, 1}
-- ``depth``: float32 (1, S, S) in [0, 1], inverse depth, near = bright (PNG value / 255 or / 65535)
+- ``bg``, ``fg_bg``: uint8 (3, S, S)
+- ``mask``: uint8 (1, S, S) in {0, 1}
+- ``depth``: uint8 or uint16 (1, S, S), the PNG's values (inverse depth, near = bright; / 255 or / 65535)
+- ``augment`` (augmented datasets only): the sample's paired augmentation, drawn in the loader
+  (:func:`draw_augment`): flip bool (), gain float32 (3,), contrast float32 (), offset float32 ()
 - ``index``: int, the sample's position in the store (plan order)
+
+The float work runs on the device, after the batch is copied there: :func:`prepare_batch` (called
+by the LightningModule's ``on_after_batch_transfer`` and by evaluate, through
+:meth:`StoreDataset.prepare`) scales to [0, 1], applies each sample's augmentation and normalises
+bg and fg_bg with the store's stats.json (else 0.5 / 0.25).
 
 Random access by index goes through the store's one reader
 (:class:`fgbg.store.read.StoreReader`): member places come from the index written with each
@@ -65,9 +73,14 @@ def load_stats(store: Path) -> Stats:
 
 def normalize(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
     """(..., C, H, W) on [0, 1] -> (x - mean) / std per channel (C = len(mean))."""
-    m = torch.tensor(mean, dtype=x.dtype).view(-1, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype).view(-1, 1, 1)
-    return (x - m) / s
+    return normalize_(x.clone(), mean, std)
+
+
+def normalize_(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
+    """:func:`normalize` in place; returns ``x``."""
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    return x.sub_(m).div_(s)
 
 
 def denormalize(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
@@ -164,46 +177,97 @@ def draw_augment(config: AugmentConfig, generator: torch.Generator) -> dict:
     }
 
 
-def color_jitter(rgb: torch.Tensor, gain: torch.Tensor, contrast: float, offset: float) -> torch.Tensor:
-    """A pointwise colour change of (3, H, W) on [0, 1]: ((x * gain - 0.5) * contrast + 0.5 + offset), clamped.
+def augment_tensors(params: dict) -> dict[str, torch.Tensor]:
+    """:func:`draw_augment`'s parameters as tensors that collate: flip bool (), gain float32 (3,),
+    contrast and offset float32 () (exact: they were computed in float32)."""
+    return {
+        "flip": torch.tensor(params["flip"]),
+        "gain": params["gain"].float(),
+        "contrast": torch.tensor(params["contrast"], dtype=torch.float32),
+        "offset": torch.tensor(params["offset"], dtype=torch.float32),
+    }
 
+
+def color_jitter(rgb: torch.Tensor, gain: torch.Tensor, contrast, offset) -> torch.Tensor:
+    """A pointwise colour change of (..., 3, H, W) on [0, 1]: ((x * gain - 0.5) * contrast + 0.5 + offset), clamped.
+
+    gain (..., 3); contrast and offset: floats, or (...) tensors (one per image of a batch).
     Pointwise and image-independent, so bg and fg_bg stay consistent: where the fg is absent they stay equal.
     """
-    return ((rgb * gain.view(3, 1, 1) - 0.5) * contrast + 0.5 + offset).clamp(0, 1)
+    return color_jitter_(rgb.clone(), gain, contrast, offset)
 
 
-def apply_augment(sample: dict[str, torch.Tensor], params: dict) -> dict[str, torch.Tensor]:
-    """The same colour jitter on bg and fg_bg, the same flip on bg, fg_bg, mask and depth."""
-    out = dict(sample)
+def color_jitter_(rgb: torch.Tensor, gain: torch.Tensor, contrast, offset) -> torch.Tensor:
+    """:func:`color_jitter` in place (the same operations in the same order: the same numbers); returns ``rgb``."""
+    contrast = torch.as_tensor(contrast, dtype=rgb.dtype, device=rgb.device)[..., None, None, None]
+    offset = torch.as_tensor(offset, dtype=rgb.dtype, device=rgb.device)[..., None, None, None]
+    return rgb.mul_(gain[..., None, None]).sub_(0.5).mul_(contrast).add_(0.5).add_(offset).clamp_(0, 1)
+
+
+def augment_batch_(batch: dict[str, torch.Tensor], params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each image's colour jitter on its bg and fg_bg (in place), its flip on bg, fg_bg, mask and depth; returns ``batch``.
+
+    batch: float bg, fg_bg (B, 3, S, S) on [0, 1], mask and depth (B, 1, S, S); ``params``: collated
+    :func:`augment_tensors` (flip (B,), gain (B, 3), contrast (B,), offset (B,)), on the same device.
+    The flip is a select, not an indexing of the flipped images, so a GPU never waits for it.
+    """
     for name in ("bg", "fg_bg"):
-        out[name] = color_jitter(sample[name], params["gain"], params["contrast"], params["offset"])
-    if params["flip"]:
-        for name in ("bg", "fg_bg", "mask", "depth"):
-            out[name] = out[name].flip(-1)
+        color_jitter_(batch[name], params["gain"], params["contrast"], params["offset"])
+    flip = params["flip"].view(-1, 1, 1, 1)
+    for name in ("bg", "fg_bg", "mask", "depth"):
+        batch[name] = torch.where(flip, batch[name].flip(-1), batch[name])
+    return batch
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """uint8 or uint16 -> float32 on [0, 1]: value / 255 or / 65535."""
+    return x.float().div_(torch.iinfo(x.dtype).max)
+
+
+def prepare_batch(batch: dict, stats: Stats | None = None) -> dict:
+    """A collated compact batch (on any device) -> the float batch of a network, on the same device.
+
+    bg, fg_bg: float32 (B, 3, S, S) on [0, 1], augmented by the batch's ``augment`` parameters when
+    it has them, then normalised with ``stats`` when given; mask float32 (B, 1, S, S) in {0, 1};
+    depth float32 (B, 1, S, S) on [0, 1]; other entries (``index``) as they are. A batch whose bg is
+    already floating point was prepared (or made in float by its caller) and is returned unchanged.
+    The float tensors are new, so every later step runs in place on them.
+    """
+    if batch["bg"].is_floating_point():
+        return batch
+    out = {k: v for k, v in batch.items() if k != "augment"}
+    out.update(bg=to_unit(batch["bg"]), fg_bg=to_unit(batch["fg_bg"]), mask=batch["mask"].float(), depth=to_unit(batch["depth"]))
+    if "augment" in batch:
+        augment_batch_(out, batch["augment"])
+    if stats is not None:
+        for name, channels in (("bg", slice(0, 3)), ("fg_bg", slice(3, 6))):
+            normalize_(out[name], stats.mean[channels], stats.std[channels])
     return out
 
 
 # ---------------------------------------------------------------- the dataset
 
 
-def to_tensor(img: np.ndarray, size: int, top: int = 255) -> torch.Tensor:
-    """Decoded uint8/uint16 (H, W[, C]) -> float32 (C, size, size) on [0, 1], resized bilinear
-    with antialiasing (not at all at the same size).
+def resized(img: np.ndarray, size: int) -> torch.Tensor:
+    """Decoded uint8/uint16 (H, W[, C]) -> the same dtype (C, size, size), resized bilinear with
+    antialiasing (not at all at the same size).
 
-    uint8 is resized before it becomes float: torch's uint8 kernel is ~6x faster on RGB, and
-    the result is within one grey level of resizing in float.
+    uint8 is resized by torch's uint8 kernel (~6x faster than float on RGB, within one grey level
+    of resizing in float); uint16, which has no such kernel, in float32 and rounded back.
     """
     x = torch.from_numpy(img if img.flags.writeable else img.copy())
     x = x[None] if x.ndim == 2 else x.permute(2, 0, 1)  # a view: channels-last memory, as the kernel likes
-    if x.dtype != torch.uint8:
-        x = x.float()
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(x[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
-    return x.float().div_(top).contiguous()
+    if x.shape[-2:] == (size, size):
+        return x.contiguous()
+    kind = x.dtype
+    y = F.interpolate((x if kind == torch.uint8 else x.float())[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+    return y.contiguous() if kind == torch.uint8 else y.round_().clamp_(0, torch.iinfo(kind).max).to(kind).contiguous()
 
 
 class StoreDataset(Dataset):
-    """Samples ``indices`` of a store at ``size`` px, normalised, optionally augmented.
+    """Samples ``indices`` of a store at ``size`` px, compact (see the module's docstring), optionally
+    with each sample's augmentation parameters; :meth:`prepare` turns a batch of them into floats,
+    normalised when ``normalized``.
 
     Items are indexed by position in ``indices``; an item may also be ``(position, epoch)``
     (from :class:`EpochSampler`) so the augmentation changes with the epoch but not with the
@@ -227,7 +291,6 @@ class StoreDataset(Dataset):
         self.augment = augment
         self.seed = seed
         self.normalized = normalized
-        self.depth_top = (1 << self.reader.config.depth_bits) - 1
         self._bg_cache: dict[int, torch.Tensor] = {}
 
     def __len__(self) -> int:
@@ -237,36 +300,42 @@ class StoreDataset(Dataset):
         if bg not in self._bg_cache:
             data = self.reader.read_asset("bg", bg)
             with decoding(str(self.reader.asset_path("bg", bg)), self.reader.store):
-                self._bg_cache[bg] = to_tensor(codecs.decode_jpeg(data), self.size)
+                self._bg_cache[bg] = resized(codecs.decode_jpeg(data), self.size)
         return self._bg_cache[bg]
 
     def raw(self, position: int) -> dict[str, torch.Tensor]:
-        """Sample at ``position``, decoded and resized, on the [0, 1] scale, not augmented or normalised.
+        """Sample at ``position``, decoded and resized, compact, not augmented.
 
         Raises:
             CorruptStore: a member is missing, cut short or does not decode (names it).
         """
         index = self.indices[position]
         members = self.reader.read(index)
-        mask = to_tensor(self.reader.decode(index, "mask.png", members["mask.png"]), self.size)
+        mask = resized(self.reader.decode(index, "mask.png", members["mask.png"]), self.size)
         return {
             "bg": self._bg(self.reader.plan[index].bg),
-            "fg_bg": to_tensor(self.reader.decode(index, "fg_bg.jpg", members["fg_bg.jpg"]), self.size),
-            "mask": (mask > 0.5).float(),
-            "depth": to_tensor(self.reader.decode(index, "depth.png", members["depth.png"]), self.size, self.depth_top),
+            "fg_bg": resized(self.reader.decode(index, "fg_bg.jpg", members["fg_bg.jpg"]), self.size),
+            "mask": (mask > 127).to(torch.uint8),  # above one half, as the float threshold was
+            "depth": resized(self.reader.decode(index, "depth.png", members["depth.png"]), self.size),
         }
+
+    def augmentation(self, position: int, epoch: int) -> dict:
+        """The :func:`draw_augment` parameters of the sample at ``position`` in ``epoch``: seeded by (seed, epoch, index)."""
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 100_000_007 + self.indices[position])
+        return draw_augment(self.augment, g)
 
     def __getitem__(self, item) -> dict[str, torch.Tensor]:
         position, epoch = item if isinstance(item, tuple) else (item, 0)
         sample = self.raw(position)
         if self.augment is not None:
-            g = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 100_000_007 + self.indices[position])
-            sample = apply_augment(sample, draw_augment(self.augment, g))
-        if self.normalized:
-            sample["bg"] = normalize(sample["bg"], self.stats.mean[:3], self.stats.std[:3])
-            sample["fg_bg"] = normalize(sample["fg_bg"], self.stats.mean[3:], self.stats.std[3:])
+            sample["augment"] = augment_tensors(self.augmentation(position, epoch))
         sample["index"] = torch.tensor(self.indices[position])
         return sample
+
+    def prepare(self, batch: dict) -> dict:
+        """A collated batch of this dataset (on any device) in float: :func:`prepare_batch` with the
+        dataset's stats when ``normalized``, else on the [0, 1] scale."""
+        return prepare_batch(batch, self.stats if self.normalized else None)
 
 
 def distributed_rank() -> tuple[int, int]:

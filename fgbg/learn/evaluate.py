@@ -62,7 +62,9 @@ def predict_dataset(
     net, dataset: StoreDataset, threshold: float, batch: int = EVALUATE_BATCH, progress: bool | None = False,
     device: Device | None = None, workers: int = 0,
 ) -> dict[str, torch.Tensor]:
-    """Per-image metrics (N,), float32 on the CPU, of ``net`` (a NormalizedNet on ``device``) and of the baseline at ``threshold``, over a dataset of [0, 1] samples.
+    """Per-image metrics (N,), float32 on the CPU, of ``net`` (a NormalizedNet on ``device``) and of the baseline at ``threshold``, over a dataset made with ``normalized=False``.
+
+    The loader's compact batches become float on ``device``, after the copy (:meth:`StoreDataset.prepare`).
 
     ``device``: where ``net`` is (default the CPU); ``workers``: loader processes;
     ``progress`` as in :func:`fgbg.progress.progress` (default silent).
@@ -71,7 +73,7 @@ def predict_dataset(
     per_image: dict[str, list[torch.Tensor]] = {}
     with progress_reporter(len(dataset), "evaluate", "sample", enabled=progress) as bar:
         for b in make_loader(dataset, batch, shuffle=False, workers=workers, pin_memory=device.is_cuda):
-            on_device = {k: device.move(b[k]) for k in ("bg", "fg_bg", "mask", "depth")}
+            on_device = dataset.prepare({k: device.move(b[k]) for k in ("bg", "fg_bg", "mask", "depth")})  # float on the device
             add_batch_metrics(per_image, infer(net, on_device["bg"], on_device["fg_bg"], device), {**b, **on_device}, threshold)
             bar.update(len(b["index"]))
     return {k: torch.cat(v).cpu() for k, v in per_image.items()}
@@ -92,7 +94,7 @@ def add_batch_metrics(per_image: dict[str, list[torch.Tensor]], pred, b: dict, t
 def grid_of(net, dataset: StoreDataset, positions: list[int], device: Device | None = None) -> torch.Tensor:
     """The picture grid (COLUMNS) of the samples at ``positions`` of the dataset (``net`` on ``device``, default the CPU)."""
     device = device or cpu_device()
-    batch = torch.utils.data.default_collate([dataset[p] for p in positions])
+    batch = dataset.prepare(torch.utils.data.default_collate([dataset[p] for p in positions]))
     pred = infer(net, device.move(batch["bg"]), device.move(batch["fg_bg"]), device)
     mask, depth = torch.sigmoid(pred.mask_logits).cpu(), pred.depth.cpu()
     rows = prediction_rows(batch["bg"], batch["fg_bg"], batch["mask"], mask, batch["depth"], depth)

@@ -4,6 +4,10 @@ the one-cycle learning-rate schedule.
 Its only hyperparameter is the run's ``meta`` (see :func:`fgbg.learn.train.make_meta`), so a
 checkpoint rebuilds the module by itself.
 
+Batches arrive compact (uint8 images, stored depth, each sample's augmentation parameters; see
+:mod:`fgbg.learn.data`) and become float on the device, in ``on_after_batch_transfer``
+(:func:`~fgbg.learn.data.prepare_batch`): scaled, augmented and normalised with the run's stats.
+
 Validation streams: a :class:`~fgbg.learn.metrics.PerImageMeans` adds up the per-image metrics
 (the definitions of ``fgbg evaluate``: per image, then averaged over images), reduces the sums
 across DDP ranks itself, and the module logs its means once per validation, the same on every
@@ -17,7 +21,7 @@ import lightning as L
 import torch
 
 from fgbg.learn import metrics
-from fgbg.learn.data import denormalize
+from fgbg.learn.data import Stats, denormalize, prepare_batch
 from fgbg.learn.losses import LossConfig, MaskDepthLoss
 from fgbg.learn.model import ModelConfig, Prediction, TwoHeadUNet
 from fgbg.learn.viz import image_grid, prediction_rows
@@ -46,6 +50,7 @@ class FgbgModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters({"meta": meta})
         self.meta = meta
+        self.stats = Stats(meta["stats"]["mean"], meta["stats"]["std"], meta["stats"].get("source", "run"))  # what prepare_batch normalises with
         self.net = TwoHeadUNet(ModelConfig.from_dict(meta["model"])).to(memory_format=torch.channels_last)
         self.loss = MaskDepthLoss(LossConfig(**meta["loss"]))
         self.history: list[dict] = []  # one dict of val metrics per validation, equal on every rank
@@ -54,6 +59,10 @@ class FgbgModule(L.LightningModule):
 
     def forward(self, x: torch.Tensor):
         return self.net(x)
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """A compact batch, now on the device, in float: scaled, augmented (training) and normalised."""
+        return prepare_batch(batch, self.stats)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         pred = full_precision(self.net(to_input(batch)))
