@@ -166,6 +166,24 @@ def test_a_worker_that_dies_ends_the_run_naming_the_signal_and_the_task(bad, dea
     assert {v for v, _ in results} <= {0, 1, 4, 9} and "Traceback" not in result.stderr
 
 
+def test_a_worker_that_dies_while_starting_with_a_large_payload_fails_instead_of_hanging(tmp_path):
+    """A spawned child that cannot start (here: its parent's __main__ came from stdin, which it cannot
+    re-run) must not leave the parent blocked writing a megabyte payload to it."""
+    code = (
+        "from fgbg.engine import map_shards\n"
+        "from tests.test_engine import square_with_payload\n"
+        "list(map_shards(square_with_payload, [1, 2], workers=2, progress=False, shared=b'x' * 4_000_000))\n"
+    )
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-"], input=code, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert time.perf_counter() - started < SECONDS
+    assert result.returncode == 1 and "WorkerFailed: worker pid" in result.stderr and "exited with code 1" in result.stderr
+
+
+def square_with_payload(payload: bytes, x: int) -> int:
+    return x * x + len(payload) * 0
+
+
 def _gone(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] in "ZX"

@@ -233,11 +233,14 @@ def _in_process(job: _Job, tasks: list, describe: Callable) -> Iterator[tuple[in
 # ---------------------------------------------------------------- worker side
 
 
-def _worker_main(conn, job: _Job, parent_pid: int) -> None:
-    """A worker's life: receive ``(index, task)``, reply ``("ok" | "failed", index, payload)``; None ends it."""
+def _worker_main(conn, parent_pid: int) -> None:
+    """A worker's life: receive the job, then ``(index, task)``, reply ``("ok" | "failed", index, payload)``; None ends it."""
     _ignore_sigint()
     _die_with_parent(parent_pid)
-    run = _Runner(job)
+    try:
+        run = _Runner(conn.recv())
+    except (EOFError, OSError):
+        return  # the parent is gone
     while True:
         try:
             message = conn.recv()
@@ -316,10 +319,20 @@ class _Worker:
         self.conn, child_end = ctx.Pipe()
         # The kernel's parent-death signal follows the thread that starts the process: start
         # workers from the thread that iterates (a generator does).
-        self.process = ctx.Process(target=_worker_main, args=(child_end, job, os.getpid()), daemon=True)
+        self.process = ctx.Process(target=_worker_main, args=(child_end, os.getpid()), daemon=True)
         self.process.start()
         child_end.close()
-        self.index: int | None = None
+        self.job, self.index = job, None
+
+    def send_job(self) -> None:
+        """Send the job (its payload may be megabytes) down the pipe, not as the Process's arguments:
+        multiprocessing writes those while it still holds the child's end open itself, so a child that
+        dies while starting (an import error, the OOM killer) would block that write for ever. Here
+        its death is a broken pipe, and its sentinel reports it."""
+        try:
+            self.conn.send(self.job)
+        except OSError:
+            pass
 
     def give(self, todo: deque) -> None:
         """Send the next task, if any."""
@@ -376,7 +389,8 @@ def _in_workers(job: _Job, tasks: list, n: int, describe: Callable) -> Iterator[
     try:
         with _sigint_blocked():
             pool += [_Worker(ctx, job) for _ in range(n)]
-        for worker in pool:
+        for worker in pool:  # after every start: the workers boot in parallel while each job is sent
+            worker.send_job()
             worker.give(todo)
         while busy := [w for w in pool if w.index is not None]:
             ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
