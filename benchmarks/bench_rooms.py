@@ -20,8 +20,19 @@ machine wall-clock rates drop with the load, while CPU time per room does not, a
 The numpy figures use fewer rooms (--fallback-count): it is 5-10x slower.
 Goal (issue 14): >= 300 rooms/s with EGL at 224 px on 2 cores.
 
-Part 2, generation samples/s with depth-aware paste against without it (goal >= 0.8), comes
-with the depth-aware paste (issue 14, item 3): see ``bench_paste`` below.
+Part 2, generation samples/s with depth-aware paste against without it, on the same assets
+(--paste-rooms rendered rooms as bgs x the 17 demo fgs x 2 flips x --placements, at --size px,
+--perspective scale 0.5:1): goal >= 0.8. Two figures:
+
+- ``render``: the renderer of one store (decoded assets, this process, one thread): every
+  sample placed, composited and encoded, with occlusion (nearer room pixels hide the fg,
+  placements below --min-visible redrawn) and with it switched off on the same bgs
+  (``Renderer.occluding``): the cost of the paste itself, without I/O noise. Samples per CPU
+  second of this process (the best of --repeat interleaved passes), which other work on a
+  shared machine does not change, and samples/s of wall-clock time beside it.
+- ``generate``: ``generate`` end to end with one worker per core, on the rooms (their sidecars
+  make the paste depth-aware) and on the same JPEGs without sidecars (the ground-plane prior:
+  no occlusion; placements differ, the work per sample is the same).
 """
 
 from __future__ import annotations
@@ -86,7 +97,71 @@ def _cpu_seconds() -> float:
 def bench_paste(args: argparse.Namespace) -> None:
     """Part 2 (issue 14, item 3): generate on rendered rooms with depth-aware paste and without it,
     same assets and config; print both samples/s and their ratio (goal >= 0.8)."""
-    print("part 2 (generation with depth-aware paste / without): not measured yet; comes with the depth-aware paste")
+    from fgbg.config import GenerateConfig
+    from fgbg.demo import demo_assets
+    from fgbg.make.generate import generate
+    from fgbg.make.plan import Plan
+    from fgbg.make.render import Renderer
+    from fgbg.rooms import render_rooms
+
+    root = Path(tempfile.mkdtemp(prefix="bench-paste-"))
+    try:
+        rooms, prior = root / "rooms", root / "prior"
+        render_rooms(rooms, args.paste_rooms, args.size, seed=7, progress=False, workers=0)
+        prior.mkdir()
+        for jpg in sorted(rooms.glob("*.jpg")):
+            shutil.copy(jpg, prior / jpg.name)  # the same pictures, no sidecars: the ground-plane prior
+        _, fg = demo_assets()
+        config = GenerateConfig(size=args.size, placements=args.placements, perspective=True, scale_min=0.5, scale_max=1.0)
+        workers = args.workers or len(os.sched_getaffinity(0))
+        rates = {}
+        for name, bg in (("rooms", rooms), ("prior", prior)):
+            start = time.perf_counter()
+            generate(bg, fg, root / name / "store", config, workers=workers, progress=False)
+            rates[name] = count_samples(root / name / "store") / (time.perf_counter() - start)
+        (on, off), (on_wall, off_wall) = renderer_rates(Renderer.from_store(root / "rooms" / "store"), Plan, args.repeat)
+        n = count_samples(root / "rooms" / "store")
+        hidden = occluded_share(root / "rooms" / "store")
+        print(f"depth-aware paste at {args.size} px, {n} samples ({args.paste_rooms} rooms x 17 fgs x 2 flips x {args.placements}),"
+              f" {hidden:.0%} of them partly hidden:")  # fmt: skip
+        print(f"  render (1 thread, no I/O): with occlusion {on:7.1f} samples/CPU s, without (same bgs, switched off) {off:7.1f}:"
+              f" ratio {on / off:.2f}   (wall clock: {on_wall:.1f} and {off_wall:.1f} samples/s, ratio {on_wall / off_wall:.2f})")  # fmt: skip
+        print(f"  generate ({workers} workers, end to end): rooms {rates['rooms']:7.1f} samples/s, same JPEGs on the prior"
+              f" {rates['prior']:7.1f}: ratio {rates['rooms'] / rates['prior']:.2f}")  # fmt: skip
+        print("goal: ratio >= 0.8")
+    finally:
+        shutil.rmtree(root)
+
+
+def renderer_rates(renderer, plan_type, repeat: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """((samples per CPU second with occlusion, without it), (the same per wall-clock second)): the best
+    of ``repeat`` interleaved passes over every sample of the store."""
+    plan = plan_type.from_config(len(renderer.bg), len(renderer.fg), renderer.config)
+    refs = [plan[i] for i in range(len(plan))]
+    occluding = list(renderer.occluding)
+    cpu, wall = {True: float("inf"), False: float("inf")}, {True: float("inf"), False: float("inf")}
+    for _ in range(repeat):
+        for on in (True, False):
+            renderer.occluding = occluding if on else [False] * len(occluding)
+            start, start_cpu = time.perf_counter(), time.process_time()
+            renderer.render_batch(refs)
+            cpu[on] = min(cpu[on], time.process_time() - start_cpu)
+            wall[on] = min(wall[on], time.perf_counter() - start)
+    n = len(refs)
+    return (n / cpu[True], n / cpu[False]), (n / wall[True], n / wall[False])
+
+
+def count_samples(store: Path) -> int:
+    import json
+
+    return json.loads((store / "dataset.json").read_text())["counts"]["samples"]
+
+
+def occluded_share(store: Path) -> float:
+    import json
+
+    lines = (store / "manifest.jsonl").read_text().splitlines()
+    return sum(json.loads(line).get("visible", 1.0) < 1 for line in lines) / len(lines)
 
 
 def main() -> None:
@@ -96,9 +171,15 @@ def main() -> None:
     p.add_argument("--count", type=int, default=600, help="rooms per EGL measurement")
     p.add_argument("--fallback-count", type=int, default=160, help="rooms per numpy measurement")
     p.add_argument("--renderers", default="egl,numpy")
-    p.add_argument("--workers", type=int, default=None, help="worker processes of the end-to-end figure (default: one per core)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes of the end-to-end figures (default: one per core)")
+    p.add_argument("--paste-rooms", type=int, default=10, help="rooms as bgs in part 2")
+    p.add_argument("--placements", type=int, default=4, help="placements per (room, fg, flip) in part 2")
+    p.add_argument("--repeat", type=int, default=3, help="passes of part 2's render figure (the best is kept)")
+    p.add_argument("--only-paste", action="store_true", help="part 2 only")
     args = p.parse_args()
     cores = pin(args.cores)
+    if args.only_paste:
+        return bench_paste(args)
     load = os.getloadavg()[0]
     print(f"rooms at {args.size} px on {len(cores)} cores {cores} (load average {load:.1f}: other work on these cores slows every figure)")
     for kind in args.renderers.split(","):

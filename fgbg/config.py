@@ -45,6 +45,7 @@ class GenerateConfig:
     scale_min: float = 1.0  # fg scale is drawn uniformly in [scale_min, scale_max]
     scale_max: float = 1.0
     perspective: bool = False  # fg scale follows the inverse depth at its foot point
+    min_visible: float = 0.5  # bgs with real depth: a placement whose visible fraction is below this is redrawn
     depth: str = "layered"  # depth source, see fgbg.depth
     horizon: float = 0.4  # ground-plane prior: horizon row as a fraction of the height
     depth_bits: int = 8  # 8 or 16-bit depth PNGs
@@ -99,6 +100,8 @@ def _check_numbers(c: GenerateConfig) -> None:
             f"the fg would be larger than the bg: --fg-size {c.fg_size} x scale {c.scale_max:g}"
             f" > --size {c.size}; lower --fg-size or --scale"
         )
+    if not 0.0 <= c.min_visible <= 1.0:  # false for nan too
+        raise ConfigError(f"--min-visible is a fraction of the foreground in [0, 1], got {c.min_visible}")
     if not 0.0 <= c.horizon < 1.0:  # false for nan too
         raise ConfigError(f"--horizon is a fraction of the height in [0, 1), got {c.horizon}")
     if c.depth_batch < 1:

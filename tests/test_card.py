@@ -1,17 +1,33 @@
 """The dataset card and previews: every section, every picture, and the depth source told honestly."""
 
+import json
 import re
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from fgbg import codecs
 from fgbg.inspect.card import SECTIONS, card_markdown, demo_attribution, depth_sentence, write_card
 from fgbg.cli import main
 from fgbg.config import GenerateConfig
 from fgbg.errors import CorruptStore
 from fgbg.make.generate import generate
-from fgbg.inspect.preview import PREVIEW_KINDS, TURBO, depth_panel, grid, preview, turbo
+from fgbg.inspect.preview import (
+    PAD,
+    PREVIEW_KINDS,
+    TURBO,
+    depth_panel,
+    grey_rgb,
+    grid,
+    occluded_indices,
+    occluded_rows,
+    preview,
+    rooms_rows,
+    turbo,
+)
+from fgbg.rooms import render_rooms
+from fgbg.store.read import StoreReader
 from fgbg.inspect.stats import write_stats
 from fgbg.store import read_dataset_json
 from fgbg.inspect.verify import verify
@@ -161,3 +177,33 @@ def test_card_takes_the_store_lock(store):
         with pytest.raises(StoreBusy, match="fgbg generate"):
             write_card(store, workers=0)
     assert not (store / "README.md").exists() and not (store / "previews").exists()
+
+
+def test_card_of_a_rooms_store_shows_rooms_with_depth_and_hidden_foregrounds(folders, tmp_path):
+    render_rooms(tmp_path / "rooms", 3, 96, seed=1, progress=False, workers=0)
+    out = tmp_path / "store"
+    config = GenerateConfig(**{**SMALL, "placements": 6, "fg_size": 40, "perspective": True, "scale_min": 0.5})
+    generate(tmp_path / "rooms", folders[1], out, config, workers=0, progress=False)
+    text = write_card(out, workers=0).read_text()
+    for kind in ("rooms", "occluded"):
+        assert f"![{kind}](previews/{kind}.png)" in text
+        with Image.open(out / "previews" / f"{kind}.png") as im:
+            assert im.mode == "RGB" and im.width > 128
+    assert "the paste is depth-aware" in text and "redrawn from the same seeded generator" in text
+    reader = StoreReader(out)
+    anns = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    hidden = occluded_indices(reader)
+    assert hidden and hidden == [i for i, a in enumerate(anns) if a["visible"] < 1]
+    # the cells are what the store holds: row 0 of each picture, after the 16 px header
+    y, cell = 16 + PAD, 64
+    page = occluded_rows(reader, n=len(hidden))
+    mask = codecs.decode_png(reader.read(hidden[0])["mask.png"])
+    np.testing.assert_array_equal(page[y : y + cell, PAD + 2 * (cell + PAD) :][:, :cell], grey_rgb(mask))
+    rooms = rooms_rows(reader, n=3)
+    depth = codecs.decode_png(reader.read_asset("bg_depth", 0))
+    np.testing.assert_array_equal(rooms[y : y + cell, PAD + cell + PAD :][:, :cell], turbo(depth / 65535))
+
+
+def test_card_of_a_prior_store_shows_no_room_pictures(store):
+    text = write_card(store, workers=0).read_text()
+    assert "previews/rooms.png" not in text and "previews/occluded.png" not in text and "depth-aware" not in text

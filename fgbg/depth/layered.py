@@ -1,8 +1,10 @@
 """The ``layered`` depth rule: bg inverse-depth map + the fg as a flat layer at its foot.
 
 A pasted fg stands on the surface at its foot point and takes the bg's inverse depth
-there; the composite's depth is the bg map with the fg's mask pixels set to that value
-(a z-buffer in which the fg is in front by construction).
+there; the composite's depth is the bg map with the fg's visible pixels set to that value:
+a z-buffer. With a real bg depth map (a sidecar, a rendered room, a network run on the bg)
+bg pixels nearer than the fg's layer hide it (:func:`nearer_than_layer`); with the
+ground-plane prior nothing in the bg stands up, and the fg is in front by construction.
 """
 
 from __future__ import annotations
@@ -45,6 +47,27 @@ def layered_depth(bg_depth: np.ndarray, mask: np.ndarray, fg_value) -> np.ndarra
     depth = bg_depth.copy()
     depth[mask > 0] = fg_value
     return depth
+
+
+# A bg pixel hides the fg only when nearer than its layer by more than this (inverse depth): the
+# surface the fg stands on, equal to the foot's value up to rounding, never hides its own foot.
+OCCLUSION_MARGIN = 1.0 / 256
+
+
+def nearer_than_layer(bg_depth: np.ndarray, fg_value: float, margin: float = OCCLUSION_MARGIN) -> np.ndarray:
+    """Where the bg stands in front of a flat fg layer at inverse depth ``fg_value``.
+
+    Args:
+        bg_depth: float (h, w) inverse depth in [0, 1] (near = 1), e.g. the bg under the fg's box.
+        fg_value: the fg layer's inverse depth in [0, 1] (the bg's value at its foot).
+
+    Returns:
+        bool (h, w): True where the bg hides the fg.
+
+    >>> nearer_than_layer(np.array([[0.2, 0.5, 0.9]]), 0.5).tolist()
+    [[False, False, True]]
+    """
+    return bg_depth > fg_value + margin
 
 
 def quantize_depth(depth: np.ndarray, bits: int) -> np.ndarray:

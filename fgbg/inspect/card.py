@@ -13,11 +13,22 @@ from pathlib import Path
 from fgbg import __version__
 from fgbg.errors import NotFound
 from fgbg.make.assets import demo_assets
-from fgbg.inspect.preview import PREVIEW_KINDS, preview, save_png
+from fgbg.make.compose import VISIBLE_TRIES
+from fgbg.inspect.preview import (
+    DEPTH_PREVIEWS,
+    PREVIEW_KINDS,
+    occluded_indices,
+    occluded_rows,
+    preview,
+    real_depth_bgs,
+    rooms_rows,
+    save_png,
+)
 from fgbg.inspect.stats import KINDS, dimensions, human_bytes, normalisation_snippets, write_stats
 from fgbg.store.layout import atomic_write_bytes, read_dataset_json
 from fgbg.store.lock import store_lock
 from fgbg.store.read import StoreReader
+from fgbg.store.identity import PRIOR_ORIGIN
 
 CARD = "README.md"
 PREVIEWS_DIR = "previews"
@@ -58,7 +69,7 @@ def depth_sentence(depth: dict) -> str:
         )
     maps = depth.get("bg_maps", {})
     origins = []
-    if maps.get("ground-plane prior"):
+    if maps.get(PRIOR_ORIGIN):
         origins.append(
             f"a ground-plane prior for {maps['ground-plane prior']} background(s) (a flat floor seen by a level"
             f" camera: inverse depth linear in the row below a horizon at {depth.get('horizon')} of the height,"
@@ -69,17 +80,26 @@ def depth_sentence(depth: dict) -> str:
     if maps.get("estimator"):
         origins.append(f"the depth network `{model}` run once on each of {maps['estimator']} background(s)")
     for name, n in maps.items():
-        if name not in ("ground-plane prior", "sidecar", "estimator"):
+        if name not in (PRIOR_ORIGIN, "sidecar", "estimator"):
             origins.append(f"{name} for {n} background(s)")
     if source not in ("layered", "estimator-per-bg"):
         return f"Depth source `{source}`: " + "; ".join(origins) + "." + values
     network = "" if source == "estimator-per-bg" else "No depth network (not DenseDepth, MiDaS or any other) was run. "
+    real = sum(n for name, n in maps.items() if name != PRIOR_ORIGIN)
+    hiding = (
+        f" On the {real} background(s) with a real depth map the paste is depth-aware: background pixels nearer"
+        " than the foreground's layer hide it (the composite shows the background there, and the mask is the"
+        " visible part only; each annotation's `visible` is the fraction seen)."
+        if real
+        else ""
+    )
     label = " (`estimator-per-bg`: the network once per background)" if source == "estimator-per-bg" else ""
     return (
         f"**Layered{label}, not estimated per composite.** {network}Each background has one inverse-depth"
         " map: " + "; ".join(origins) + ". A pasted foreground is a flat layer: all its pixels take the"
         " background's value at its foot point (bottom centre of its box), in front of the background there."
         + (" Its size follows that value (`perspective`)." if depth.get("perspective") else "")
+        + hiding
         + values
     )
 
@@ -95,6 +115,18 @@ def placement_sentence(config: dict) -> str:
     return (
         f"Each placement takes the {config['fg_size']} px foreground at {scale}, then draws a position uniformly"
         " among those that keep the whole foreground inside the background."
+    )
+
+
+def resampling_sentence(meta: dict) -> str:
+    """How partly hidden placements were redrawn, for stores with bgs that have real depth ("" otherwise)."""
+    if not real_depth_bgs(meta):
+        return ""
+    bar = meta["config"].get("min_visible", 0.5)
+    return (
+        f" On backgrounds with a real depth map, a placement with less than {bar:g} of the foreground visible is"
+        f" redrawn from the same seeded generator (up to {VISIBLE_TRIES} draws; if none reaches it, the most visible draw is kept"
+        " and its `visible` fraction, below the bar, recorded)."
     )
 
 
@@ -215,6 +247,13 @@ def card_markdown(meta: dict, stats: dict, previews: dict[str, str], attribution
     out += ["", "Normalisation, ready to paste (the model inputs; mask and depth are targets, used as is on [0, 1]):", ""]
     out += ["```python", "from torchvision.transforms import Normalize", *snippets.values(), "```", ""]
     out += ["## Pictures", ""]
+    if "rooms" in previews:
+        out += ["Backgrounds with a real depth map (rendered rooms or sidecars), each beside its depth (turbo: red = near).", ""]
+        out += [f"![rooms]({previews['rooms']})", ""]
+    if "occluded" in previews:
+        out += ["Composites in which something nearer (a table, a cabinet, a wall) hides part of the foreground:"
+                " background, composite, mask (the visible part only), depth.", ""]  # fmt: skip
+        out += [f"![occluded]({previews['occluded']})", ""]
     for kind in PREVIEW_KINDS:
         if kind not in previews:
             continue
@@ -235,7 +274,7 @@ def card_markdown(meta: dict, stats: dict, previews: dict[str, str], attribution
         + ("centre-cropped" if config["bg_fit"] == "crop" else "stretched")
         + f" to a square and resized to {size}x{size}; foregrounds trimmed to their alpha box, longest side"
         f" {config['fg_size']} px; `fg_mask` is the alpha thresholded at 128.",
-        f"- **Placement**: {placement_sentence(config)} Every random choice is seeded by (seed {config['seed']},"
+        f"- **Placement**: {placement_sentence(config)}{resampling_sentence(meta)} Every random choice is seeded by (seed {config['seed']},"
         " sample key), so the same config and images give byte-identical shards.",
         "- **Flip**: " + ("every foreground is also pasted as its mirror image." if config["flip"] else "none."),
         "- **Scale**: "
@@ -306,7 +345,10 @@ def card_markdown(meta: dict, stats: dict, previews: dict[str, str], attribution
 
 
 def write_previews(store: Path, n: int = 16, rows: int = 4, seed: int = 0) -> dict[str, str]:
-    """previews/KIND.png for every kind and previews/aligned.png; returns {kind: relative path}."""
+    """previews/KIND.png for every kind and previews/aligned.png; returns {kind: relative path}.
+
+    With bgs that have real depth, also previews/rooms.png (bgs beside their depth maps) and,
+    if any sample's fg is partly hidden, previews/occluded.png (those samples, aligned)."""
     store = Path(store)
     reader = StoreReader(store)
     paths = {}
@@ -314,6 +356,13 @@ def write_previews(store: Path, n: int = 16, rows: int = 4, seed: int = 0) -> di
         rel = f"{PREVIEWS_DIR}/{kind}.png"
         save_png(preview(reader, kind, rows if kind == "aligned" else n, seed), store / rel)
         paths[kind] = rel
+    pictures = {"rooms": lambda: rooms_rows(reader, 8, seed), "occluded": lambda: occluded_rows(reader, rows, seed)}
+    wanted = {"rooms": bool(real_depth_bgs(reader.meta)), "occluded": bool(occluded_indices(reader))}
+    for kind in DEPTH_PREVIEWS:
+        if wanted[kind]:
+            rel = f"{PREVIEWS_DIR}/{kind}.png"
+            save_png(pictures[kind](), store / rel)
+            paths[kind] = rel
     return paths
 
 

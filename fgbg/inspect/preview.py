@@ -4,12 +4,14 @@ Pure helpers work on arrays (:func:`turbo`, :func:`grid`, :func:`depth_panel`); 
 samples are picked (seeded, spread over the whole store) and only those are read, through
 the store's reader (:class:`fgbg.store.read.StoreReader`, any format); a damaged member
 raises a one-line :class:`fgbg.errors.CorruptStore` naming it. ``fgbg show`` and
-``fgbg card`` use :func:`preview`.
+``fgbg card`` use :func:`preview`; the card adds, for bgs with real depth (rendered rooms,
+sidecars), :func:`rooms_rows` and :func:`occluded_rows`.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import math
 from pathlib import Path
 
@@ -18,9 +20,14 @@ from PIL import Image, ImageDraw, ImageFont
 
 from fgbg import codecs
 from fgbg.errors import ConfigError
+from fgbg.store.layout import MANIFEST
 from fgbg.store.read import StoreReader, decoding
+from fgbg.store.identity import PRIOR_ORIGIN as PRIOR
 
 PREVIEW_KINDS = ("bg", "fg", "fg_mask", "fg_bg", "mask", "depth", "aligned")
+# Pictures of stores whose bgs have real depth (rendered rooms, sidecars): the bgs beside their
+# depth maps, and composites in which something nearer hides part of the foreground.
+DEPTH_PREVIEWS = ("rooms", "occluded")
 ALIGNED = ("bg", "fg_bg", "mask", "depth")
 PAD = 4  # pixels between cells
 BACKGROUND = 255  # page colour
@@ -149,6 +156,8 @@ def _asset_image(reader: StoreReader, kind: str, i: int) -> np.ndarray:
     with decoding(str(reader.asset_path(kind, i)), reader.store):
         if kind == "bg":
             return codecs.decode_jpeg(data)
+        if kind == "bg_depth":
+            return turbo(depth_unit(codecs.decode_png(data)))
         if kind == "fg":
             return over_checkerboard(codecs.decode_png(data))
         return grey_rgb(codecs.decode_png(data))
@@ -175,8 +184,62 @@ def kind_images(store: Path | StoreReader, kind: str, n: int, seed: int = 0) -> 
 def aligned_rows(store: Path | StoreReader, n: int = 4, seed: int = 0) -> np.ndarray:
     """``n`` rows of (bg, fg_bg, mask, depth in turbo) of the same samples, with a header."""
     reader = as_reader(store)
+    return aligned_page(reader, pick(len(reader), n, seed))
+
+
+def real_depth_bgs(meta: dict) -> list[int]:
+    """Indices of the bgs with a real depth map (not the ground-plane prior), from dataset.json's sources."""
+    return [s["index"] for s in meta["sources"]["bg"] if s.get("depth", PRIOR) != PRIOR]
+
+
+def rooms_rows(store: Path | StoreReader, n: int = 8, seed: int = 0, per_row: int = 4) -> np.ndarray:
+    """Up to ``n`` bgs with real depth, each beside its depth map (turbo): uint8 (H, W, 3).
+
+    Raises:
+        ValueError: no bg of the store has a real depth map.
+    """
+    reader = as_reader(store)
+    bgs = real_depth_bgs(reader.meta)
+    if not bgs:
+        raise ValueError("no background with a real depth map")
     cells = []
-    for i in pick(len(reader), n, seed):
+    for j in pick(len(bgs), n, seed):
+        cells += [_asset_image(reader, "bg", bgs[j]), _asset_image(reader, "bg_depth", bgs[j])]
+    cols = 2 * min(per_row, len(cells) // 2)
+    return with_header(grid(cells, cols=cols), ["bg", "depth (turbo)"] * (cols // 2), cells[0].shape[1])
+
+
+def occluded_indices(store: Path | StoreReader) -> list[int]:
+    """Plan positions of the samples whose fg is partly hidden (annotation ``visible`` < 1), from the manifest."""
+    reader = as_reader(store)
+    path = reader.store / MANIFEST
+    if not path.is_file():
+        return []
+    found = []
+    for line in path.read_text().splitlines():
+        ann = json.loads(line)
+        if ann.get("visible", 1.0) < 1.0:
+            found.append(reader.index_of(ann["key"]))
+    return found
+
+
+def occluded_rows(store: Path | StoreReader, n: int = 4, seed: int = 0) -> np.ndarray:
+    """``n`` aligned rows (bg, fg_bg, mask, depth) of samples in which the bg hides part of the fg.
+
+    Raises:
+        ValueError: no sample of the store is partly hidden.
+    """
+    reader = as_reader(store)
+    found = occluded_indices(reader)
+    if not found:
+        raise ValueError("no sample with a partly hidden foreground")
+    return aligned_page(reader, [found[j] for j in pick(len(found), n, seed)])
+
+
+def aligned_page(reader: StoreReader, indices: list[int]) -> np.ndarray:
+    """Rows of (bg, fg_bg, mask, depth in turbo) of the samples at plan positions ``indices``, with a header."""
+    cells = []
+    for i in indices:
         m = reader.read(i)
         depth = reader.decode(i, "depth.png", m["depth.png"])
         cells += [

@@ -14,6 +14,7 @@ from PIL import Image
 
 
 PLACEMENT_TRIES = 32  # perspective foot points redrawn until the fg standing there fits the bg
+VISIBLE_TRIES = 8  # placements drawn until enough of the fg is visible (bgs with real depth)
 
 
 class Placement(NamedTuple):
@@ -146,6 +147,34 @@ def alpha_blend(bg: np.ndarray, fg: np.ndarray, x: int, y: int) -> np.ndarray:
         uint8 (S, S, 3), a new array.
     """
     return blend_premultiplied(bg, *premultiply(fg), x, y)
+
+
+def hide(premultiplied: np.ndarray, inverse_alpha: np.ndarray, mask: np.ndarray, hidden: np.ndarray):
+    """A placed fg (see :func:`premultiply`) made transparent where something nearer hides it.
+
+    Where ``hidden``, alpha becomes 0: the blend gives the bg there exactly, and the mask 0.
+
+    Args:
+        premultiplied, inverse_alpha: uint16 (h, w, 3); mask: uint8 (h, w) in {0, 255}.
+        hidden: bool (h, w).
+
+    Returns:
+        (premultiplied, inverse_alpha, visible mask): new arrays if anything is hidden, else the inputs.
+    """
+    if not hidden.any():
+        return premultiplied, inverse_alpha, mask
+    h3 = hidden[..., None]
+    return (
+        np.where(h3, np.uint16(127), premultiplied),  # a*fg + 127 with a = 0
+        np.where(h3, np.uint16(255), inverse_alpha),
+        np.where(hidden, np.uint8(0), mask),
+    )
+
+
+def visible_fraction(mask: np.ndarray, visible: np.ndarray) -> float:
+    """Fraction of the fg's mask pixels still seen: count(visible) / count(mask) (1.0 for an empty mask)."""
+    total = np.count_nonzero(mask)
+    return np.count_nonzero(visible) / total if total else 1.0
 
 
 def paste_mask(fg_mask: np.ndarray, x: int, y: int, size: int) -> np.ndarray:

@@ -19,24 +19,27 @@ import numpy as np
 from fgbg import codecs
 from fgbg.make.assets import fg_mask
 from fgbg.make.compose import (
+    VISIBLE_TRIES,
     Placement,
     blend_premultiplied,
     flip_fg,
+    hide,
     paste_mask,
     premultiply,
     resize_fg,
     sample_perspective_placement,
     sample_placement,
     sample_rng,
+    visible_fraction,
 )
 from fgbg.config import GenerateConfig
 from fgbg.depth.estimator import Estimator, apply_scale, image_range, infer_batch, load_estimator
-from fgbg.depth.layered import layered_depth, quantize_depth
+from fgbg.depth.layered import layered_depth, nearer_than_layer, quantize_depth
 from fgbg.depth.pipeline import pipeline, pipeline_threads
 from fgbg.engine import visible_store
 from fgbg.errors import CorruptStore
 from fgbg.make.plan import Plan, SampleRef, Shard
-from fgbg.store.identity import STATE_JSON
+from fgbg.store.identity import PRIOR_ORIGIN as PRIOR, STATE_JSON
 from fgbg.store.layout import DATASET_JSON, WORK_DIR, asset_paths
 from fgbg.store.write import write_shard
 
@@ -94,9 +97,11 @@ class Renderer:
     fg_files: list[str]
     estimator: Estimator | None = None  # per-sample network depth (--depth estimator)
     depth_scales: list[tuple[float, float]] | None = None  # (lo, hi) of raw network depth, per bg
+    occluding: list[bool] | None = None  # per bg: a real depth map, so nearer bg pixels hide the fg (None: none)
 
     def __post_init__(self) -> None:
         self.bg_depth_q = [quantize_depth(d, self.config.depth_bits) for d in self.bg_depth]
+        self.occluding = self.occluding or [False] * len(self.bg)
         self.fg_flipped = [flip_fg(fg) for fg in self.fg]
         self._unscaled: dict[tuple[int, int, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
@@ -124,11 +129,11 @@ class Renderer:
             fg_files=[s["file"] for s in state["sources"]["fg"]],
             estimator=estimator,
             depth_scales=[tuple(r) for r in state["depth_scales"]] if estimator else None,
+            occluding=[s["depth"] != PRIOR for s in state["sources"]["bg"]],
         )
 
-    def place(self, ref: SampleRef) -> Placement:
-        """The sample's placement: depends only on (seed, key) and the assets."""
-        rng = sample_rng(self.config.seed, ref.key)
+    def draw(self, ref: SampleRef, rng: np.random.Generator) -> Placement:
+        """One placement of the sample's fg on its bg, drawn from ``rng``."""
         fg_hw = self.fg[ref.fg].shape[:2]
         if self.config.perspective:
             return sample_perspective_placement(
@@ -136,12 +141,45 @@ class Renderer:
             )
         return sample_placement(rng, fg_hw, self.config.size, self.config.scale_range())
 
-    def compose(self, ref: SampleRef) -> tuple[Placement, np.ndarray, np.ndarray]:
-        """(placement, fg_bg uint8 (S, S, 3), mask uint8 (S, S) in {0, 255})."""
-        p = self.place(ref)
-        premultiplied, inverse_alpha, mask = self.placed_fg(ref.fg, ref.flip, p.w, p.h)
+    def place(self, ref: SampleRef) -> tuple[Placement, tuple[np.ndarray, np.ndarray, np.ndarray], float | None]:
+        """The sample's placement, its placed fg (premultiplied, inverse alpha, visible mask; see
+        :meth:`placed_fg`) and its visible fraction (None on a bg without real depth: nothing hides it).
+
+        Depends only on (seed, key) and the assets. On a bg with real depth, placements are drawn
+        from the sample's one generator until the visible fraction reaches ``min_visible``; after
+        VISIBLE_TRIES draws the most visible one (the first of equals) is kept, below the bar.
+        """
+        rng = sample_rng(self.config.seed, ref.key)
+        if not self.occluding[ref.bg]:  # the prior: one draw, as stores without real depth always had
+            p = self.draw(ref, rng)
+            return p, self.placed_fg(ref.fg, ref.flip, p.w, p.h), None
+        best = None
+        for _ in range(VISIBLE_TRIES):
+            p = self.draw(ref, rng)
+            placed, visible = self.occluded(ref.bg, p, self.placed_fg(ref.fg, ref.flip, p.w, p.h))
+            if best is None or visible > best[2]:
+                best = p, placed, visible
+            if visible >= self.config.min_visible:
+                break
+        return best
+
+    def occluded(self, bg: int, p: Placement, placed: tuple) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], float]:
+        """The placed fg with the pixels hidden by nearer bg pixels made transparent, and its visible fraction.
+
+        The fg is a flat layer at the bg's (16-bit) inverse depth at its foot, the value its
+        perspective scale was read at."""
+        depth = self.bg_depth[bg]
+        fx, fy = p.foot
+        hidden = nearer_than_layer(depth[p.y : p.y + p.h, p.x : p.x + p.w], depth[fy, fx])
+        visible_placed = hide(*placed, hidden)
+        return visible_placed, visible_fraction(placed[2], visible_placed[2])
+
+    def compose(self, ref: SampleRef) -> tuple[Placement, np.ndarray, np.ndarray, float | None]:
+        """(placement, fg_bg uint8 (S, S, 3), mask uint8 (S, S) in {0, 255} of the visible fg,
+        visible fraction or None where the bg has no real depth)."""
+        p, (premultiplied, inverse_alpha, mask), visible = self.place(ref)
         fg_bg = blend_premultiplied(self.bg[ref.bg], premultiplied, inverse_alpha, p.x, p.y)
-        return p, fg_bg, paste_mask(mask, p.x, p.y, self.config.size)
+        return p, fg_bg, paste_mask(mask, p.x, p.y, self.config.size), visible
 
     def placed_fg(self, fg: int, flip: int, w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The fg (flipped or not) at (w, h), premultiplied, and its binary mask; unscaled ones cached."""
@@ -155,7 +193,7 @@ class Renderer:
         return placed
 
     def layered(self, ref: SampleRef, p: Placement, mask: np.ndarray) -> tuple[np.ndarray, int]:
-        """Quantised depth by the layered rule, and the fg's (foot) value."""
+        """Quantised depth by the layered rule (the visible ``mask`` pixels take the fg's foot value), and that value."""
         bg_depth = self.bg_depth_q[ref.bg]
         fx, fy = p.foot
         fg_value = bg_depth[fy, fx]
@@ -182,19 +220,19 @@ class Renderer:
         """
         if self.estimator is None:
             for ref in refs:
-                p, fg_bg, mask = self.compose(ref)
-                yield ref, self.encode(ref, p, fg_bg, mask, *self.layered(ref, p, mask)), 0
+                p, fg_bg, mask, visible = self.compose(ref)
+                yield ref, self.encode(ref, p, fg_bg, mask, *self.layered(ref, p, mask), visible), 0
             return
         estimator = self.estimator
 
         def prepare(ref: SampleRef):
-            p, fg_bg, mask = self.compose(ref)
-            return p, fg_bg, mask, estimator.to_input(fg_bg)
+            p, fg_bg, mask, visible = self.compose(ref)
+            return p, fg_bg, mask, visible, estimator.to_input(fg_bg)
 
         def finish(ref: SampleRef, prepared, raw: np.ndarray):
-            p, fg_bg, mask, _ = prepared
+            p, fg_bg, mask, visible, _ = prepared
             depth, fg_value, clipped = self.estimated(ref, mask, raw)
-            return ref, self.encode(ref, p, fg_bg, mask, depth, fg_value), clipped
+            return ref, self.encode(ref, p, fg_bg, mask, depth, fg_value, visible), clipped
 
         infer = lambda prepared: infer_batch(estimator, [x for *_, x in prepared])
         threads = pipeline_threads(estimator.device.is_cuda, estimator.threads)
@@ -206,7 +244,8 @@ class Renderer:
         rendered = list(self.render_many(refs))
         return [members for _, members, _ in rendered], sum(clipped for *_, clipped in rendered)
 
-    def encode(self, ref, p: Placement, fg_bg, mask, depth, fg_value: int) -> dict[str, bytes]:
+    def encode(self, ref, p: Placement, fg_bg, mask, depth, fg_value: int, visible: float | None = None) -> dict[str, bytes]:
+        """The sample's members; the annotation has ``visible`` (fraction of the fg seen) only on bgs with real depth."""
         c = self.config
         annotation = {
             "key": ref.key,
@@ -225,6 +264,8 @@ class Renderer:
             "depth": round(fg_value / ((1 << c.depth_bits) - 1), 6),
             "mask_area": int(np.count_nonzero(mask)),
         }
+        if visible is not None:
+            annotation["visible"] = round(visible, 6)
         return {
             "fg_bg.jpg": codecs.encode_jpeg(fg_bg, c.jpeg_quality),
             "mask.png": codecs.encode_png_gray(mask),

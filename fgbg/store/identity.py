@@ -8,6 +8,7 @@ here that changes the folder is called under the store's write lock.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 STATE_JSON = "state.json"  # in .work/: the identity of the run in progress
 IDENTITY = ("config", "sources", "depth_model", "depth_scales")
+PRIOR_ORIGIN = "ground-plane prior"  # the bg depth origin with nothing standing up in it: no occlusion
 KIND_DIRS = sorted({kind for kind, _ in MEMBERS.values()})  # folder/zip formats: KIND/bNNN...
 # What --overwrite deletes, in this order: the data first, the identity (.work, dataset.json)
 # last, so that a run killed while deleting is still recognised as ours by its rerun.
@@ -52,7 +54,7 @@ def make_state(config: GenerateConfig, assets: "Assets", network: dict | None = 
     per_bg_network = config.depth == "estimator-per-bg"
 
     def origin(d) -> str:
-        return "estimator" if per_bg_network else "sidecar" if d is not None else "ground-plane prior"
+        return "estimator" if per_bg_network else "sidecar" if d is not None else PRIOR_ORIGIN
 
     bg = [
         {
@@ -60,7 +62,7 @@ def make_state(config: GenerateConfig, assets: "Assets", network: dict | None = 
             "file": s.file,
             "sha256": s.sha256,
             "depth": origin(d),
-            "ground_top": ground if origin(d) == "ground-plane prior" else 0,
+            "ground_top": ground if origin(d) == PRIOR_ORIGIN else 0,
         }
         for i, (s, d) in enumerate(zip(assets.bg_sources, assets.bg_depth))
     ]
@@ -76,11 +78,23 @@ def same_run(recorded: dict, state: dict) -> bool:
 
 
 def identity_value(state: dict, key: str):
-    """``state[key]``, the config without its run settings (batch size, device spec: how, not what)."""
+    """``state[key]``, the config without its run settings (batch size, device spec: how, not what)
+    and with the defaults of fields added since the store was made (see :func:`with_new_defaults`)."""
     value = state.get(key)
     if key == "config" and isinstance(value, dict):
-        return {k: v for k, v in value.items() if k not in RUN_SETTINGS}
+        return {k: v for k, v in with_new_defaults(value, state).items() if k not in RUN_SETTINGS}
     return value
+
+
+def with_new_defaults(config: dict, state: dict) -> dict:
+    """A recorded config with the fields fgbg has gained since filled in by their defaults, where
+    the default makes the same bytes: ``min_visible`` (depth-aware paste) only when every bg has the
+    ground-plane prior, since occlusion changes nothing there; a store with real bg depth made before
+    it stays another config (its shards were pasted without occlusion)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(GenerateConfig)}
+    real_depth = any(s.get("depth") != PRIOR_ORIGIN for s in (state.get("sources") or {}).get("bg", []))
+    missing = {k: v for k, v in defaults.items() if k not in config and not (k == "min_visible" and real_depth)}
+    return {**missing, **config}
 
 
 # A root temporary of ours, as layout.temporary names them: a new .work/ being made, or an
