@@ -21,11 +21,14 @@ called ``ray.init`` keeps its connection.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
 import os
+import signal
 import socket
+import threading
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, Iterable, Iterator
@@ -54,11 +57,27 @@ def connect(address: str = "auto") -> None:
         return
     refuse_unreachable(address)
     try:
-        ray.init(address=None if address == "auto" else address, logging_level=logging.WARNING,
-                 include_dashboard=False)  # fmt: skip
+        with ctrl_c_not_inherited():
+            ray.init(address=None if address == "auto" else address, logging_level=logging.WARNING,
+                     include_dashboard=False)  # fmt: skip
     except ConnectionError as e:
         lines = str(e).strip().splitlines() or [type(e).__name__]
         raise UserError(f"--ray-address {address}: no Ray cluster there ({lines[0]}); start one with `ray start --head`, or use --ray-address auto") from None
+
+
+@contextlib.contextmanager
+def ctrl_c_not_inherited():
+    """SIGINT ignored while ``ray.init`` starts a local instance: its processes (GCS, raylet) inherit
+    that, so a terminal's Ctrl-C, sent to the whole foreground group, reaches only the driver, which
+    cancels its tasks and exits 130, instead of killing the instance under it (Ray then aborts)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def refuse_unreachable(address: str) -> None:
