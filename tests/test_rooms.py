@@ -161,6 +161,7 @@ def test_a_rerun_with_other_settings_is_refused_in_one_line(tmp_path, capsys):
 
 def test_rooms_feed_generate_end_to_end_and_verify_passes(tmp_path):
     from fgbg.config import GenerateConfig
+    from fgbg.inspect.card import depth_sentence
     from fgbg.inspect.verify import verify
     from fgbg.make.generate import generate
     from fgbg.store.layout import read_dataset_json
@@ -172,6 +173,12 @@ def test_rooms_feed_generate_end_to_end_and_verify_passes(tmp_path):
     generate(rooms, fg, store, GenerateConfig(**SMALL, depth_bits=16), workers=0, progress=False)
     meta = read_dataset_json(store)
     assert [b["depth"] for b in meta["sources"]["bg"]] == ["sidecar"] * 3
+    # dataset.json names what made those sidecars: the rooms' renderer, seed and scale, as rooms.json says
+    made = json.loads((rooms / "rooms.json").read_text())
+    assert meta["depth"]["sidecars"] == {**{k: made[k] for k in ("generator", "fgbg_version", "renderer", "renderer_detail",
+                                         "seed", "size", "count")}, "scale_m": made["depth"]["scale_m"]}  # fmt: skip
+    assert meta["depth"]["sidecars"]["generator"] == "fgbg rooms"
+    assert f"rooms rendered by `fgbg rooms` with its {made['renderer']} renderer" in depth_sentence(meta["depth"])
     assert [b["file"] for b in meta["sources"]["bg"]] == [f"room_00000{i}.jpg" for i in range(3)]
     # the store's bg depth is the room's depth map, not the ground-plane prior
     room = codecs.decode_png_gray((rooms / "room_000000.depth.png").read_bytes()).astype(int)

@@ -76,7 +76,7 @@ def depth_sentence(depth: dict) -> str:
             " 0 above it; no scene geometry is measured)"
         )
     if maps.get("sidecar"):
-        origins.append(f"a depth map supplied beside the photo for {maps['sidecar']} background(s)")
+        origins.append(f"a depth map supplied beside the photo for {maps['sidecar']} background(s){_sidecar_maker(depth)}")
     if maps.get("estimator"):
         origins.append(f"the depth network `{model}` run once on each of {maps['estimator']} background(s)")
     for name, n in maps.items():
@@ -101,6 +101,17 @@ def depth_sentence(depth: dict) -> str:
         + (" Its size follows that value (`perspective`)." if depth.get("perspective") else "")
         + hiding
         + values
+    )
+
+
+def _sidecar_maker(depth: dict) -> str:
+    """Who made the sidecars, where dataset.json knows: '' or ' (rooms rendered by ...)'."""
+    made = depth.get("sidecars") or {}
+    if made.get("generator") != "fgbg rooms":
+        return ""
+    return (
+        f" (rooms rendered by `fgbg rooms` with its {made.get('renderer')} renderer, seed {made.get('seed')}:"
+        f" exact planar depth, inverse depth 1 at {made.get('scale_m')} m)"
     )
 
 

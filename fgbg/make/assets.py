@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
+import json
 import os
 import re
 import warnings
@@ -28,6 +29,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fgbg.errors import UserError
+from fgbg.rooms.settings import ROOMS_JSON
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 DEPTH_SIDECAR = ".depth.png"
@@ -78,6 +80,7 @@ class Assets:
     fg_sources: list[Source]
     bad: list[BadFile]
     warnings: list[str]
+    bg_depth_set: dict | None = None  # what made the sidecars, where the bg folder says (rendered rooms)
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -347,6 +350,8 @@ def load_assets(bg_dir: Path, fg_dir: Path, size: int, fg_size: int, bg_fit: str
         assets.bg.append(bg)
         assets.bg_depth.append(depth)
         assets.bg_sources.append(Source(path.name, sha))
+    if any(d is not None for d in assets.bg_depth):
+        assets.bg_depth_set = read_sidecar_set(bg_dir)
     for path in found["foreground"]:
         try:
             img, sha = read_image(path)
@@ -361,6 +366,26 @@ def load_assets(bg_dir: Path, fg_dir: Path, size: int, fg_size: int, bg_fit: str
         assets.fg.append(fg)
         assets.fg_sources.append(Source(path.name, sha))
     return assets
+
+
+def read_sidecar_set(bg_dir: Path) -> dict | None:
+    """What made the folder's depth sidecars, when ``fgbg rooms`` did (its rooms.json): the generator,
+    renderer, seed, size and depth scale; None for sidecars from anywhere else.
+
+    Raises:
+        BadInput: a rooms.json that is not a JSON object.
+    """
+    path = bg_dir / ROOMS_JSON
+    if not path.is_file():
+        return None
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise BadInput(f"{path}: cannot be read ({e}); remove it, or render the rooms again", path) from None
+    if not isinstance(recorded, dict):
+        raise BadInput(f"{path}: not a JSON object; remove it, or render the rooms again", path)
+    keep = ("generator", "fgbg_version", "renderer", "renderer_detail", "seed", "size", "count")
+    return {**{k: recorded.get(k) for k in keep}, "scale_m": (recorded.get("depth") or {}).get("scale_m")}
 
 
 def _read_sidecar(bg_path: Path, size: int, fit: str) -> np.ndarray | None:

@@ -27,12 +27,11 @@ from fgbg.errors import ConfigError, UserError
 from fgbg.make.assets import DEPTH_SIDECAR
 from fgbg.rooms import raster_gl, raycast
 from fgbg.rooms.scene import sample_scene
-from fgbg.rooms.settings import DEPTH_SCALE_M, RENDERERS
+from fgbg.rooms.settings import DEPTH_SCALE_M, RENDERERS, ROOMS_JSON
 from fgbg.rooms.textures import TextureBank, load_photos, texture_bank
 from fgbg.store.layout import atomic_write_bytes, atomic_write_json
 from fgbg.store.lock import check_free, store_lock
 
-ROOMS_JSON = "rooms.json"
 DEPTH_BITS = 16
 JPEG_QUALITY = 95
 SIZE_RANGE = (16, 4096)

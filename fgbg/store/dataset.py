@@ -66,6 +66,8 @@ def depth_description(config: GenerateConfig, state: dict, clipped_fraction: flo
         rule="bg inverse-depth map; the fg's pixels take the bg's value at the fg's foot point",
         scale=f"inverse depth in [0, 1] = PNG value / {top}, one scale for the whole store",
     )
+    if state.get("bg_depth_set"):
+        d.update(sidecars=state["bg_depth_set"])
     if config.depth == "estimator-per-bg":
         d.update(norm=config.depth_norm, depth_model=state["depth_model"], depth_scales=state["depth_scales"])
     else:

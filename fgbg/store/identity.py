@@ -68,6 +68,8 @@ def make_state(config: GenerateConfig, assets: "Assets", network: dict | None = 
     ]
     fg = [{"index": i, "file": s.file, "sha256": s.sha256} for i, s in enumerate(assets.fg_sources)]
     state = {"config": config.to_dict(), "sources": {"bg": bg, "fg": fg}}
+    if assets.bg_depth_set is not None:  # a record, not identity: same_run compares IDENTITY only
+        state["bg_depth_set"] = assets.bg_depth_set
     return json.loads(json.dumps({**state, **(network or {})}))  # as it reads back from disk
 
 
