@@ -118,7 +118,7 @@ def test_a_too_hidden_placement_is_redrawn_from_the_same_generator():
     for ref in refs(40):
         p, _, _, visible = strict.compose(ref)
         draws = plain_draws(strict, ref, VISIBLE_TRIES)
-        seen = [loose.occluded(0, q, loose.placed_fg(0, 0, q.w, q.h))[1] for q in draws]
+        seen = [loose.hidden(0, q, loose.placed_fg(0, 0, q.w, q.h)[2])[1] for q in draws]
         first_ok = next(i for i, v in enumerate(seen) if v >= 0.9)  # the box leaves plenty of room
         assert p == draws[first_ok] and visible == seen[first_ok] >= 0.9
         redrawn += first_ok > 0
@@ -133,7 +133,7 @@ def test_when_no_draw_is_visible_enough_the_most_visible_is_kept():
     for ref in refs(5):
         p, _, _, visible = r.compose(ref)
         draws = plain_draws(r, ref, VISIBLE_TRIES)
-        seen = [r.occluded(0, q, r.placed_fg(0, 0, q.w, q.h))[1] for q in draws]
+        seen = [r.hidden(0, q, r.placed_fg(0, 0, q.w, q.h)[2])[1] for q in draws]
         assert max(seen) < 0.5 and visible == max(seen) and p == draws[seen.index(max(seen))]
 
 
@@ -192,7 +192,12 @@ def test_rooms_feed_generate_end_to_end_with_occlusion(rooms, folders, tmp_path)
     first = [json.loads(line) for line in (tmp_path / "first-draws" / "manifest.jsonl").read_text().splitlines()]
     redrawn = [a["key"] for a, f in zip(anns, first) if f["visible"] < 0.8]
     assert all(a == f for a, f in zip(anns, first) if f["visible"] >= 0.8)  # kept first draws: the same sample
-    assert redrawn and all((a["x"], a["y"]) != (f["x"], f["y"]) for a, f in zip(anns, first) if f["visible"] < 0.8)
+    assert redrawn
+    for a, f in zip(anns, first):
+        if f["visible"] < 0.8 <= a["visible"]:  # a later draw reached the bar: another placement
+            assert (a["x"], a["y"]) != (f["x"], f["y"])
+        elif f["visible"] < 0.8:  # none did: the most visible of the draws, perhaps the first
+            assert a["visible"] >= f["visible"]
     bg_depth = [codecs.decode_png(p.read_bytes()) for p in asset_paths(out, "bg_depth", 4)]
     for (key, m), ann in zip(iter_samples(out), anns):
         mask, depth = codecs.decode_png(m["mask.png"]), codecs.decode_png(m["depth.png"]).astype(int)

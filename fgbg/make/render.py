@@ -153,26 +153,28 @@ class Renderer:
         if not self.occluding[ref.bg]:  # the prior: one draw, as stores without real depth always had
             p = self.draw(ref, rng)
             return p, self.placed_fg(ref.fg, ref.flip, p.w, p.h), None
-        best = None
+        best = None  # (placement, sized fg, its mask, hidden, visible): only the kept draw is premultiplied
         for _ in range(VISIBLE_TRIES):
             p = self.draw(ref, rng)
-            placed, visible = self.occluded(ref.bg, p, self.placed_fg(ref.fg, ref.flip, p.w, p.h))
-            if best is None or visible > best[2]:
-                best = p, placed, visible
+            rgba = self.sized_fg(ref.fg, ref.flip, p.w, p.h)
+            mask = fg_mask(rgba)
+            hidden, visible = self.hidden(ref.bg, p, mask)
+            if best is None or visible > best[-1]:
+                best = p, rgba, mask, hidden, visible
             if visible >= self.config.min_visible:
                 break
-        return best
+        p, rgba, mask, hidden, visible = best
+        return p, hide(*premultiply(rgba), mask, hidden), visible
 
-    def occluded(self, bg: int, p: Placement, placed: tuple) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], float]:
-        """The placed fg with the pixels hidden by nearer bg pixels made transparent, and its visible fraction.
+    def hidden(self, bg: int, p: Placement, mask: np.ndarray) -> tuple[np.ndarray, float]:
+        """Where nearer bg pixels hide the placed fg (bool (h, w)), and the fraction of its ``mask`` still seen.
 
         The fg is a flat layer at the bg's (16-bit) inverse depth at its foot, the value its
         perspective scale was read at."""
         depth = self.bg_depth[bg]
         fx, fy = p.foot
         hidden = nearer_than_layer(depth[p.y : p.y + p.h, p.x : p.x + p.w], depth[fy, fx])
-        visible_placed = hide(*placed, hidden)
-        return visible_placed, visible_fraction(placed[2], visible_placed[2])
+        return hidden, visible_fraction(mask, np.where(hidden, np.uint8(0), mask))
 
     def compose(self, ref: SampleRef) -> tuple[Placement, np.ndarray, np.ndarray, float | None]:
         """(placement, fg_bg uint8 (S, S, 3), mask uint8 (S, S) in {0, 255} of the visible fg,
@@ -186,11 +188,15 @@ class Renderer:
         key = (fg, flip, w, h)
         if key in self._unscaled:
             return self._unscaled[key]
-        rgba = resize_fg((self.fg_flipped if flip else self.fg)[fg], w, h)
+        rgba = self.sized_fg(fg, flip, w, h)
         placed = (*premultiply(rgba), fg_mask(rgba))
         if rgba.shape[:2] == self.fg[fg].shape[:2]:
             self._unscaled[key] = placed
         return placed
+
+    def sized_fg(self, fg: int, flip: int, w: int, h: int) -> np.ndarray:
+        """The fg (flipped or not) resized to (w, h): uint8 (h, w, 4)."""
+        return resize_fg((self.fg_flipped if flip else self.fg)[fg], w, h)
 
     def layered(self, ref: SampleRef, p: Placement, mask: np.ndarray) -> tuple[np.ndarray, int]:
         """Quantised depth by the layered rule (the visible ``mask`` pixels take the fg's foot value), and that value."""
