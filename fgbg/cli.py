@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from fgbg import __version__
-from fgbg.config import BG_FITS, DEPTH_BITS, DEPTH_NORMS, DEPTH_PRESETS, DEPTH_SOURCES, FORMATS, ON_BAD, GenerateConfig
+from fgbg.config import BG_FITS, DEPTH_BITS, DEPTH_NORMS, DEPTH_PRESETS, DEPTH_SOURCES, FORMATS, ON_BAD, STAND_ON, GenerateConfig
 from fgbg.errors import UserError
 
 DESCRIPTION = """\
@@ -179,6 +179,7 @@ def add_generate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", type=_scale, default=(d["scale_min"], d["scale_max"]), metavar="S|MIN:MAX", help=f"foreground scale, fixed or drawn uniformly from MIN:MAX (default {scale})")
     p.add_argument("--perspective", action="store_true", default=d["perspective"], help="scale each foreground by the depth where it stands: near is larger (with a single --scale S, from 0.3 S at the horizon to S at the bottom)")
     p.add_argument("--min-visible", type=float, default=d["min_visible"], metavar="FRACTION", help=f"backgrounds with a real depth map (a NAME.depth.png, a rendered room, estimator-per-bg): nearer background pixels hide the foreground and the mask is its visible part; a placement with less than this fraction visible is redrawn (up to 8 tries, then the most visible one is kept and its fraction recorded); 0 keeps every first draw (default {d['min_visible']:g})")
+    p.add_argument("--stand-on", default=d["stand_on"], choices=STAND_ON, help=f"with --perspective, on backgrounds with a real depth map: where a foreground's foot may land; up = on surfaces that face up (floor, table tops: where the inverse depth grows downwards as a horizontal surface's does), anywhere = any pixel, walls too (default {d['stand_on']})")
     p.add_argument("--depth", default=d["depth"], choices=DEPTH_SOURCES, help=f"depth source (default {d['depth']}): 'layered' (no model) = background depth map (a NAME.depth.png beside the background, else a ground-plane prior) with the foreground as a flat layer at its foot point; 'estimator' = a depth network run on every composite; 'estimator-per-bg' = the network once per background, then the layered rule")
     p.add_argument("--model", "--depth-model", dest="depth_model", default=d["depth_model"], metavar="PATH_OR_ID", help="for the estimator sources: an .onnx file (MiDaS, Depth Anything ...), a transformers model folder, or a Hugging Face id")
     p.add_argument("--device", dest="depth_device", default=d["depth_device"], metavar="DEVICE", help=f"where the depth network runs: auto (the first GPU if there is one), cpu, cuda or cuda:N (default {d['depth_device']}); on a GPU one process labels, its CPU threads feeding the network; the device kind, GPU and precision are recorded, and a resume must use the same")

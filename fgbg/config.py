@@ -26,6 +26,7 @@ DEPTH_BITS: tuple[int, ...] = (8, 16)
 DEPTH_PRESETS: dict[str, tuple[int, int]] = {"midas-small": (256, 1), "depth-anything": (518, 14)}
 ON_BAD: tuple[str, ...] = ("fail", "skip")
 BG_FITS: tuple[str, ...] = ("crop", "stretch")
+STAND_ON: tuple[str, ...] = ("up", "anywhere")
 MIN_SIZE, MAX_SIZE = 16, 4096  # --size bounds, in pixels: 4096^2 RGB is 50 MB per image already
 MIN_FG_SIZE = 4
 MAX_SEED = 2**63  # seeds are 0..2**63-1 (numpy and torch both take them)
@@ -46,6 +47,7 @@ class GenerateConfig:
     scale_max: float = 1.0
     perspective: bool = False  # fg scale follows the inverse depth at its foot point
     min_visible: float = 0.5  # bgs with real depth: a placement whose visible fraction is below this is redrawn
+    stand_on: str = "up"  # bgs with real depth, --perspective: feet on surfaces facing up, or anywhere
     depth: str = "layered"  # depth source, see fgbg.depth
     horizon: float = 0.4  # ground-plane prior: horizon row as a fraction of the height
     depth_bits: int = 8  # 8 or 16-bit depth PNGs
@@ -126,5 +128,7 @@ def _check_choices(c: GenerateConfig) -> None:
         raise ConfigError(f"--depth-preset must be one of {', '.join(DEPTH_PRESETS)} (or none: the model's own), got {c.depth_preset!r}")
     if c.format not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {c.format!r}")
+    if c.stand_on not in STAND_ON:
+        raise ConfigError(f"--stand-on must be one of {', '.join(STAND_ON)}, got {c.stand_on!r}")
     if c.bg_fit not in BG_FITS:
         raise ConfigError(f"--bg-fit must be one of {', '.join(BG_FITS)}, got {c.bg_fit!r}")

@@ -9,6 +9,7 @@ import pytest
 from fgbg import codecs
 from fgbg.cli import main
 from fgbg.config import GenerateConfig
+from fgbg.depth.layered import standable
 from fgbg.errors import ConfigError
 from fgbg.inspect.verify import verify
 from fgbg.make.assets import fg_mask
@@ -178,6 +179,7 @@ def test_rooms_feed_generate_end_to_end_with_occlusion(rooms, folders, tmp_path)
     _, fg = folders
     for name, bar in (("a", "0.8"), ("b", "0.8"), ("first-draws", "0")):
         generate_cli(rooms, fg, tmp_path / name, "--perspective", "--scale", "0.5:1.0", "--min-visible", bar)
+    generate_cli(rooms, fg, tmp_path / "anywhere", "--perspective", "--scale", "0.5:1.0", "--stand-on", "anywhere")
     out = tmp_path / "a"
     meta = read_dataset_json(out)
     assert meta["config"]["min_visible"] == 0.8
@@ -199,6 +201,11 @@ def test_rooms_feed_generate_end_to_end_with_occlusion(rooms, folders, tmp_path)
         elif f["visible"] < 0.8:  # none did: the most visible of the draws, perhaps the first
             assert a["visible"] >= f["visible"]
     bg_depth = [codecs.decode_png(p.read_bytes()) for p in asset_paths(out, "bg_depth", 4)]
+    # every foot stands on a surface facing up (--stand-on up, the default), none on a wall
+    up = [standable(d / 65535) for d in bg_depth]
+    assert all(up[a["bg"]][a["foot"][1], a["foot"][0]] for a in anns)
+    anywhere = [json.loads(line) for line in (tmp_path / "anywhere" / "manifest.jsonl").read_text().splitlines()]
+    assert sum(not up[a["bg"]][a["foot"][1], a["foot"][0]] for a in anywhere) >= 0.2 * len(anywhere)  # walls too
     for (key, m), ann in zip(iter_samples(out), anns):
         mask, depth = codecs.decode_png(m["mask.png"]), codecs.decode_png(m["depth.png"]).astype(int)
         expected_bg = np.rint(bg_depth[ann["bg"]] / 65535 * 255).astype(int)
@@ -211,24 +218,25 @@ def test_rooms_feed_generate_end_to_end_with_occlusion(rooms, folders, tmp_path)
         np.testing.assert_array_equal(depth[mask == 0], expected_bg[mask == 0])
 
 
-def drop_min_visible(store) -> None:
-    """Make ``store`` look as if made before --min-visible existed."""
+def drop_field(store, field: str) -> None:
+    """Make ``store`` look as if made before the config ``field`` existed."""
     path = store / "dataset.json"
     meta = json.loads(path.read_text())
-    del meta["config"]["min_visible"]
+    del meta["config"][field]
     path.write_text(json.dumps(meta))
 
 
-def test_a_store_made_before_min_visible_is_still_the_same_run_where_occlusion_changes_nothing(rooms, folders, tmp_path):
+@pytest.mark.parametrize("field", ["min_visible", "stand_on"])
+def test_a_store_made_before_a_real_depth_field_is_still_the_same_run_where_it_changes_nothing(field, rooms, folders, tmp_path):
     """Prior-only: the default makes the same bytes, so the rerun finds it complete. Real bg depth:
-    its shards were pasted without occlusion, so the rerun refuses it as another config."""
+    its shards were pasted without occlusion (or with feet anywhere), so the rerun refuses it as another config."""
     bg, fg = folders
     prior = make_store(folders, tmp_path / "prior")
-    drop_min_visible(prior)
+    drop_field(prior, field)
     args = ["--size", "64", "--fg-size", "32", "--placements", "2", "--shard-size", "7", "--workers", "0", "--quiet"]
     assert main(["generate", "--bg", str(bg), "--fg", str(fg), "--out", str(prior), *args]) in (0, None)
     generate_cli(rooms, fg, tmp_path / "rooms")
-    drop_min_visible(tmp_path / "rooms")
+    drop_field(tmp_path / "rooms", field)
     code = main(["generate", "--bg", str(rooms), "--fg", str(fg), "--out", str(tmp_path / "rooms"), "--size", "64",
                  "--fg-size", "40", "--placements", "6", "--shard-size", "20", "--workers", "0", "--quiet"])  # fmt: skip
     assert code == 2

@@ -103,6 +103,34 @@ def test_fallback_and_egl_agree_on_the_depth_of_the_same_rooms():
         assert np.abs(rgb_a.astype(int) - rgb_b).mean() < 8, index
 
 
+def facing_up(scene: Scene, size: int) -> np.ndarray:
+    """bool (S, S): where the nearest surface faces up (floor, table tops), from the ray caster's own hits."""
+    o = np.asarray(scene.camera.position, dtype=np.float64)
+    d = raycast.pixel_rays(scene.camera, size)
+    hits = raycast.Hits(len(d))
+    raycast.cast_room(hits, o, d, scene)
+    for box in scene.boxes:
+        raycast.cast_box(hits, o, d, box.lo, box.hi, box.material)
+    for cyl in scene.cylinders:
+        raycast.cast_cylinder(hits, o, d, cyl)
+    return (hits.normal[:, 1] > 0.99).reshape(size, size)
+
+
+def test_feet_stand_on_surfaces_that_face_up_as_the_renderer_knows_them():
+    """``standable`` reads only the depth map; the renderer knows every pixel's normal. On rendered
+    rooms nearly every standable pixel faces up (floor, table tops), and most pixels facing up are
+    standable (the misses are rows at the edges of surfaces, where the depth jumps)."""
+    from fgbg.depth.layered import standable
+
+    size, right, found, up = 96, 0, 0, 0
+    fallback = renderer("numpy", size)
+    for index in range(8):
+        scene = sample_scene(5, index, BANK.picker)
+        feet, truth = standable(inverse_depth(fallback.render(scene)[1])), facing_up(scene, size)
+        right, found, up = right + (feet & truth).sum(), found + feet.sum(), up + truth.sum()
+    assert right / found >= 0.99 and right / up >= 0.9, (right / found, right / up)
+
+
 def test_rooms_have_walls_furniture_and_shading_that_differ_between_rooms():
     fallback = renderer("numpy", 64)
     scenes = [sample_scene(0, i, BANK.picker) for i in range(6)]

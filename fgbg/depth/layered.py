@@ -49,6 +49,44 @@ def layered_depth(bg_depth: np.ndarray, mask: np.ndarray, fg_value) -> np.ndarra
     return depth
 
 
+# The least relative growth of inverse depth per row, times the image height, of a surface a fg
+# may stand on (see standable): a floor's is at least 1, a wall's under ~0.2.
+STANDABLE_RATE = 0.5
+
+
+def standable(depth: np.ndarray, rate: float = STANDABLE_RATE) -> np.ndarray:
+    """Where a fg can stand on a bg with a real depth map: surfaces that face up (floor, table tops).
+
+    A horizontal surface below a camera without roll has inverse depth proportional to the rows
+    below its horizon, so ``d ln(v) / d row = 1 / (row - horizon)``, at least 1 / S whenever the
+    horizon is above the image's middle or inside the image. A wall grows at most
+    ``tan(pitch) / focal`` (about 0.2 / S for a camera looking 8 degrees up) or falls downwards
+    (a camera looking down); a ceiling falls. So a pixel is standable where its inverse depth grows
+    downwards faster than ``rate / S`` of its value, towards the row below and from the row above
+    alike (a floor's inverse depth is linear in the row; at the edge of a surface, where the depth
+    jumps, only one side grows). The test reads only the depth map, so it holds for any sidecar
+    whose inverse depth is proportional to the true one (an RGB-D camera, a render).
+
+    Args:
+        depth: float (S, S) inverse depth in [0, 1] (near = 1, 0 = unknown).
+
+    Returns:
+        bool (S, S); the top and bottom rows compare with their one neighbour.
+
+    >>> floor = ground_plane_prior(6, 0.0)  # a floor from the top row down
+    >>> standable(floor)[:, 0].tolist()
+    [False, True, True, True, True, True]
+    >>> standable(np.full((6, 6), 0.3)).any()  # a wall facing the camera
+    np.False_
+    """
+    v = depth.astype(np.float64)
+    step = np.diff(v, axis=0)  # step[r] = v[r + 1] - v[r]
+    growth = np.empty_like(v)
+    growth[1:-1] = np.minimum(step[1:], step[:-1])
+    growth[0], growth[-1] = step[0], step[-1]
+    return (v > 0) & (growth * v.shape[0] > rate * v)
+
+
 # A bg pixel hides the fg only when nearer than its layer by more than this (inverse depth): the
 # surface the fg stands on, equal to the foot's value up to rounding, never hides its own foot.
 OCCLUSION_MARGIN = 1.0 / 256

@@ -133,11 +133,17 @@ def resampling_sentence(meta: dict) -> str:
     """How partly hidden placements were redrawn, for stores with bgs that have real depth ("" otherwise)."""
     if not real_depth_bgs(meta):
         return ""
-    bar = meta["config"].get("min_visible", 0.5)
+    config = meta["config"]
+    up = (
+        " There the foot lands only on surfaces that face up (floor, table tops: where the inverse depth grows"
+        " downwards as a horizontal surface's does), not on walls."
+        if config.get("perspective") and config.get("stand_on", "anywhere") == "up"
+        else ""
+    )
     return (
-        f" On backgrounds with a real depth map, a placement with less than {bar:g} of the foreground visible is"
-        f" redrawn from the same seeded generator (up to {VISIBLE_TRIES} draws; if none reaches it, the most visible draw is kept"
-        " and its `visible` fraction, below the bar, recorded)."
+        f" On backgrounds with a real depth map, a placement with less than {config.get('min_visible', 0.5):g} of the"
+        f" foreground visible is redrawn from the same seeded generator (up to {VISIBLE_TRIES} draws; if none reaches it,"
+        " the most visible draw is kept and its `visible` fraction, below the bar, recorded)." + up
     )
 
 

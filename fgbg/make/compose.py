@@ -60,6 +60,7 @@ def sample_perspective_placement(
     depth: np.ndarray,
     scale_range: tuple[float, float],
     ground_top: int = 0,
+    feet: np.ndarray | None = None,
 ) -> Placement:
     """Foot point first, then a scale that follows the inverse depth there (near = larger).
 
@@ -73,11 +74,17 @@ def sample_perspective_placement(
         scale_range: (far, near) scale: inverse depth 0 maps to far, 1 to near; the fg at
             the near end must fit the bg.
         ground_top: first row a foot may stand on (the horizon for the ground prior).
+        feet: the flat indices (row * S + column) of the pixels a foot may stand on, drawn
+            uniformly (e.g. the bg's surfaces that face up, see ``fgbg.depth.layered.standable``);
+            None: any pixel from ``ground_top`` down.
     """
     size = depth.shape[0]
     for _ in range(PLACEMENT_TRIES):
-        fx = int(rng.integers(0, size))
-        fy = int(rng.integers(ground_top, size))
+        if feet is None:
+            fx = int(rng.integers(0, size))
+            fy = int(rng.integers(ground_top, size))
+        else:
+            fy, fx = divmod(int(feet[rng.integers(len(feet))]), size)
         placement = standing_at(fx, fy, fg_hw, depth, scale_range)
         if inside(placement, size):
             return placement

@@ -34,7 +34,7 @@ from fgbg.make.compose import (
 )
 from fgbg.config import GenerateConfig
 from fgbg.depth.estimator import Estimator, apply_scale, image_range, infer_batch, load_estimator
-from fgbg.depth.layered import layered_depth, nearer_than_layer, quantize_depth
+from fgbg.depth.layered import layered_depth, nearer_than_layer, quantize_depth, standable
 from fgbg.depth.pipeline import pipeline, pipeline_threads
 from fgbg.engine import visible_store
 from fgbg.errors import CorruptStore
@@ -102,6 +102,7 @@ class Renderer:
     def __post_init__(self) -> None:
         self.bg_depth_q = [quantize_depth(d, self.config.depth_bits) for d in self.bg_depth]
         self.occluding = self.occluding or [False] * len(self.bg)
+        self.feet = [self.standable_feet(d) if o else None for d, o in zip(self.bg_depth, self.occluding)]
         self.fg_flipped = [flip_fg(fg) for fg in self.fg]
         self._unscaled: dict[tuple[int, int, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
@@ -132,12 +133,20 @@ class Renderer:
             occluding=[s["depth"] != PRIOR for s in state["sources"]["bg"]],
         )
 
+    def standable_feet(self, depth: np.ndarray) -> np.ndarray | None:
+        """Flat indices of the pixels of a real depth map a fg's foot may stand on, with --stand-on up
+        (surfaces facing up, :func:`standable`); None (anywhere) otherwise, or where none faces up."""
+        if self.config.stand_on != "up":
+            return None
+        feet = np.flatnonzero(standable(depth))
+        return feet if len(feet) else None
+
     def draw(self, ref: SampleRef, rng: np.random.Generator) -> Placement:
         """One placement of the sample's fg on its bg, drawn from ``rng``."""
         fg_hw = self.fg[ref.fg].shape[:2]
         if self.config.perspective:
             return sample_perspective_placement(
-                rng, fg_hw, self.bg_depth[ref.bg], self.config.scale_range(), self.ground_top[ref.bg]
+                rng, fg_hw, self.bg_depth[ref.bg], self.config.scale_range(), self.ground_top[ref.bg], self.feet[ref.bg]
             )
         return sample_placement(rng, fg_hw, self.config.size, self.config.scale_range())
 

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 STATE_JSON = "state.json"  # in .work/: the identity of the run in progress
 IDENTITY = ("config", "sources", "depth_model", "depth_scales")
 PRIOR_ORIGIN = "ground-plane prior"  # the bg depth origin with nothing standing up in it: no occlusion
+REAL_DEPTH_FIELDS = ("min_visible", "stand_on")  # config fields that change only bgs with real depth
 KIND_DIRS = sorted({kind for kind, _ in MEMBERS.values()})  # folder/zip formats: KIND/bNNN...
 # What --overwrite deletes, in this order: the data first, the identity (.work, dataset.json)
 # last, so that a run killed while deleting is still recognised as ours by its rerun.
@@ -90,12 +91,13 @@ def identity_value(state: dict, key: str):
 
 def with_new_defaults(config: dict, state: dict) -> dict:
     """A recorded config with the fields fgbg has gained since filled in by their defaults, where
-    the default makes the same bytes: ``min_visible`` (depth-aware paste) only when every bg has the
-    ground-plane prior, since occlusion changes nothing there; a store with real bg depth made before
-    it stays another config (its shards were pasted without occlusion)."""
+    the default makes the same bytes: ``min_visible`` (depth-aware paste) and ``stand_on`` (feet on
+    surfaces facing up) only when every bg has the ground-plane prior, since neither changes anything
+    there; a store with real bg depth made before them stays another config (its shards were pasted
+    without occlusion, or with feet anywhere)."""
     defaults = {f.name: f.default for f in dataclasses.fields(GenerateConfig)}
     real_depth = any(s.get("depth") != PRIOR_ORIGIN for s in (state.get("sources") or {}).get("bg", []))
-    missing = {k: v for k, v in defaults.items() if k not in config and not (k == "min_visible" and real_depth)}
+    missing = {k: v for k, v in defaults.items() if k not in config and not (k in REAL_DEPTH_FIELDS and real_depth)}
     return {**missing, **config}
 
 
