@@ -23,9 +23,13 @@ Vec3 = tuple[float, float, float]
 FLOOR, WALL, CEILING, FURNITURE = "floor", "wall", "ceiling", "furniture"
 
 ROOM_WIDTH_M, ROOM_DEPTH_M, ROOM_HEIGHT_M = (3.0, 8.0), (3.0, 8.0), (2.4, 3.4)
-CAMERA_HEIGHT_M = (0.8, 1.8)
+# A handheld or tripod camera at chest to eye height, as indoor RGB-D sets are captured. A single
+# image fixes depth only up to the camera's height (a room twice as big seen from twice as high
+# looks the same), so this range is the scale prior a model learns: its ratio, 1.33, keeps every
+# height within 1.16x of the range's geometric middle, inside delta1's 1.25.
+CAMERA_HEIGHT_M = (1.2, 1.6)
 CAMERA_PITCH_DEG = (-25.0, 8.0)  # negative looks down
-CAMERA_FOV_DEG = (50.0, 80.0)
+CAMERA_FOV_DEG = (55.0, 65.0)
 CAMERA_CLEARANCE_M = 0.5  # from the walls and from every piece of furniture
 FURNITURE_COUNT = (2, 6)
 LIGHT_FALLOFF_M = 4.0  # a point light's intensity at distance r is scaled by 1 / (1 + (r / LIGHT_FALLOFF_M)**2)
