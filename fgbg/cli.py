@@ -63,7 +63,7 @@ INTERRUPTED_BY_VERB = {  # verbs whose rerun does not resume anything, or resume
     **dict.fromkeys(["verify", "show", "evaluate", "predict", "export"], "interrupted"),
 }
 
-TRAIN_CONFIG, MODEL_CONFIG = "fgbg.learn.train:TrainConfig", "fgbg.learn.model:ModelConfig"
+TRAIN_CONFIG, MODEL_CONFIG, LOSS_CONFIG = "fgbg.learn.train:TrainConfig", "fgbg.learn.model:ModelConfig", "fgbg.learn.losses:LossConfig"
 
 
 class Parser(argparse.ArgumentParser):
@@ -209,6 +209,7 @@ def add_train_parser(sub) -> None:
     config_option(tr, "--lr", TRAIN_CONFIG, type=float, help="peak learning rate (default %(default)s)")
     config_option(tr, "--width", MODEL_CONFIG, type=int, help="channels of the first U-Net stage (default %(default)s)")
     config_option(tr, "--refine", MODEL_CONFIG, type=int, metavar="C", help="channels of the full-resolution mask refinement, which puts thin parts back (default %(default)s; 0: none, faster)")
+    config_option(tr, "--depth-log", LOSS_CONFIG, type=float, metavar="W", help="weight of a log L1 (relative error, as delta1 and AbsRel count it) in the depth loss, beside L1, SSIM and gradients on inverse depth; helps stores with real metric depth (rendered rooms, RGB-D sidecars), where far pixels have small values that L1 hardly sees (default %(default)s: none)")
     config_option(tr, "--val", TRAIN_CONFIG, choices=["bg", "fg", "random"], help="hold out backgrounds, foregrounds or random samples for validation (default %(default)s)")
     config_option(tr, "--val-fraction", TRAIN_CONFIG, type=float, help="share held out (default %(default)s)")
     config_option(tr, "--augment", TRAIN_CONFIG, action=argparse.BooleanOptionalAction, help="colour jitter and flips on the training split (default %(default)s)")
@@ -437,14 +438,15 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from fgbg.learn.losses import LossConfig
     from fgbg.learn.model import ModelConfig
     from fgbg.learn.train import TrainConfig, train
 
     config = given(args, TrainConfig)
     if "max_minutes" in config and "epochs" not in config:
         config["epochs"] = None  # as many as fit the budget
-    model = ModelConfig(**given(args, ModelConfig))
-    train(args.store, args.out, TrainConfig(**config), model, resume=args.resume, progress=args.progress)
+    model, loss = ModelConfig(**given(args, ModelConfig)), LossConfig(**given(args, LossConfig))
+    train(args.store, args.out, TrainConfig(**config), model, loss, resume=args.resume, progress=args.progress)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:

@@ -121,22 +121,25 @@ def test_demo_runs_from_the_bundled_assets(tmp_path, capsys):
 
 
 def test_generate_and_train_defaults_are_the_configs_own(monkeypatch, tmp_path):
-    """The CLI copies no default: generate's options are GenerateConfig's, train's are TrainConfig's and ModelConfig's."""
+    """The CLI copies no default: generate's options are GenerateConfig's, train's are TrainConfig's, ModelConfig's and LossConfig's."""
     import fgbg.learn.train
     from fgbg.cli import build_parser, config_from_args
     from fgbg.config import GenerateConfig
+    from fgbg.learn.losses import LossConfig
     from fgbg.learn.model import ModelConfig
     from fgbg.learn.train import TrainConfig
 
     args = build_parser().parse_args(["generate", "--bg", "b", "--fg", "f", "--out", "o"])
     assert config_from_args(args) == GenerateConfig()
     seen = []
-    monkeypatch.setattr(fgbg.learn.train, "train", lambda store, out, config, model, **kw: seen.append((config, model, kw)))
+    monkeypatch.setattr(fgbg.learn.train, "train", lambda store, out, config, model, loss, **kw: seen.append((config, model, loss, kw)))
     assert main(["train", "s", "--out", str(tmp_path / "r")]) == 0
-    assert main(["train", "s", "--out", str(tmp_path / "r"), "--max-minutes", "2", "--workers", "0", "--no-augment", "--width", "8"]) == 0
-    assert seen[0] == (TrainConfig(), ModelConfig(), {"resume": False, "progress": None})
-    budget, model, _ = seen[1]
+    flags = ["--max-minutes", "2", "--workers", "0", "--no-augment", "--width", "8", "--depth-log", "0.5"]
+    assert main(["train", "s", "--out", str(tmp_path / "r"), *flags]) == 0
+    assert seen[0] == (TrainConfig(), ModelConfig(), LossConfig(), {"resume": False, "progress": None})
+    budget, model, loss, _ = seen[1]
     assert budget == TrainConfig(epochs=None, max_minutes=2.0, workers=0, augment=False) and model == ModelConfig(width=8)
+    assert loss == LossConfig(depth_log=0.5)
 
 
 @pytest.mark.parametrize("flag, progress", [([], None), (["--progress"], True), (["--no-progress"], False), (["--quiet"], False)])

@@ -13,6 +13,7 @@ from fgbg.learn.losses import (
     MaskDepthLoss,
     depth_loss,
     gradient_loss,
+    log_depth_loss,
     mask_loss,
     soft_dice_loss,
     ssim_loss,
@@ -173,14 +174,29 @@ def test_depth_loss_is_zero_on_the_truth_and_grows_with_error():
     assert depth_loss((t + 0.1).clamp(0, 1), t) < depth_loss((t + 0.3).clamp(0, 1), t)
 
 
+def test_log_depth_loss_is_relative_error_over_known_pixels():
+    g = torch.Generator().manual_seed(4)
+    t = torch.rand(2, 1, 12, 12, generator=g) * 0.9 + 0.05
+    t[0, 0, :3] = 0  # unknown depth: not counted
+    p = torch.rand(2, 1, 12, 12, generator=g) * 0.9 + 0.05
+    pn, tn = p.numpy(), t.numpy()
+    known = tn > 0
+    assert log_depth_loss(p, t).item() == pytest.approx(float(np.abs(np.log(pn) - np.log(tn))[known].mean()), rel=1e-5)
+    # the same relative error far (small inverse depth) and near costs the same, unlike L1
+    far, near = torch.full((1, 1, 4, 4), 0.05), torch.full((1, 1, 4, 4), 0.5)
+    assert log_depth_loss(far * 1.2, far).item() == pytest.approx(log_depth_loss(near * 1.2, near).item(), rel=1e-5)
+    assert depth_loss(far * 1.2, far, ssim=0, grad=0, log=1.0) > depth_loss(far * 1.2, far, ssim=0, grad=0)
+    assert log_depth_loss(p, torch.zeros_like(t)).item() == 0.0
+
+
 def test_module_equals_functions():
     g = torch.Generator().manual_seed(3)
     pred = Prediction(torch.randn(2, 1, 16, 16, generator=g), torch.rand(2, 1, 16, 16, generator=g))
     mask = (torch.rand(2, 1, 16, 16, generator=g) > 0.5).float()
     depth = torch.rand(2, 1, 16, 16, generator=g)
-    c = LossConfig(mask=2.0, depth=0.5, dice=0.7, depth_ssim=0.3)
+    c = LossConfig(mask=2.0, depth=0.5, dice=0.7, depth_ssim=0.3, depth_log=0.4)
     losses = MaskDepthLoss(c)(pred, mask, depth)
     m = mask_loss(pred.mask_logits, mask, 0.7)
-    d = depth_loss(pred.depth, depth, c.depth_l1, c.depth_ssim, c.depth_grad)
+    d = depth_loss(pred.depth, depth, c.depth_l1, c.depth_ssim, c.depth_grad, 0.4)
     torch.testing.assert_close(losses.total, 2.0 * m + 0.5 * d)
     torch.testing.assert_close(losses.mask, m)

@@ -19,6 +19,7 @@ from fgbg.learn.metrics import full_precision, ssim_map
 from fgbg.learn.model import Prediction
 
 SSIM_WINDOW, SSIM_SIGMA = 7, 1.5  # a smaller window than the metric's 11: more local structure in the loss
+LOG_FLOOR = 1e-3  # inverse depth floor of the log loss: 1/1000 of the scale, nearer 0 than any 8-bit step
 
 
 def soft_dice_loss(mask_logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
@@ -58,9 +59,25 @@ def ssim_loss(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return ((1 - ssim_map(pred, gt, SSIM_WINDOW, SSIM_SIGMA)) / 2).clamp(0, 1).mean()
 
 
-def depth_loss(pred: torch.Tensor, gt: torch.Tensor, l1: float = 1.0, ssim: float = 1.0, grad: float = 1.0) -> torch.Tensor:
-    """l1 * L1 + ssim * (1 - SSIM) / 2 + grad * gradient loss, on depth (B, 1, H, W) in [0, 1]."""
+def log_depth_loss(pred: torch.Tensor, gt: torch.Tensor, floor: float = LOG_FLOOR) -> torch.Tensor:
+    """Mean |log pred - log gt| over the pixels with gt > 0, (B, 1, H, W) each -> scalar.
+
+    A relative error, as delta1 and AbsRel count it: a far pixel (small inverse depth) weighs as
+    much as a near one, where L1 on inverse depth hardly sees it. ``pred`` is floored at ``floor``.
+    """
+    valid = gt > 0
+    if not valid.any():
+        return pred.sum() * 0
+    return (pred.clamp(min=floor).log() - gt.clamp(min=floor).log()).abs()[valid].mean()
+
+
+def depth_loss(
+    pred: torch.Tensor, gt: torch.Tensor, l1: float = 1.0, ssim: float = 1.0, grad: float = 1.0, log: float = 0.0
+) -> torch.Tensor:
+    """l1 * L1 + ssim * (1 - SSIM) / 2 + grad * gradient loss + log * log L1, on depth (B, 1, H, W) in [0, 1]."""
     total = l1 * F.l1_loss(pred, gt)
+    if log:
+        total = total + log * log_depth_loss(pred, gt)
     if ssim:
         total = total + ssim * ssim_loss(pred, gt)
     if grad:
@@ -76,6 +93,7 @@ class LossConfig:
     depth_l1: float = 1.0  # inside the depth loss
     depth_ssim: float = 0.5
     depth_grad: float = 1.0
+    depth_log: float = 0.0  # weight of the log L1 (relative error) inside the depth loss
 
 
 class Losses(NamedTuple):
@@ -96,5 +114,5 @@ class MaskDepthLoss(nn.Module):
         logits, pred_depth, mask, depth = (full_precision(t) for t in (pred.mask_logits, pred.depth, mask, depth))
         with torch.autocast(logits.device.type, enabled=False):
             m = mask_loss(logits, mask, c.dice)
-            d = depth_loss(pred_depth, depth, c.depth_l1, c.depth_ssim, c.depth_grad)
+            d = depth_loss(pred_depth, depth, c.depth_l1, c.depth_ssim, c.depth_grad, c.depth_log)
             return Losses(c.mask * m + c.depth * d, m, d)
