@@ -134,9 +134,10 @@ class Renderer:
         )
 
     def standable_feet(self, depth: np.ndarray) -> np.ndarray | None:
-        """Flat indices of the pixels of a real depth map a fg's foot may stand on, with --stand-on up
-        (surfaces facing up, :func:`standable`); None (anywhere) otherwise, or where none faces up."""
-        if self.config.stand_on != "up":
+        """Flat indices of the pixels of a real depth map a fg's foot may stand on, with --perspective
+        and --stand-on up (surfaces facing up, :func:`standable`); None (anywhere) otherwise, or where
+        none faces up. Without --perspective a placement draws its box, not its foot."""
+        if self.config.stand_on != "up" or not self.config.perspective:
             return None
         feet = np.flatnonzero(standable(depth))
         return feet if len(feet) else None
