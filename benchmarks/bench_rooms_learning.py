@@ -3,7 +3,7 @@
     python benchmarks/bench_rooms_learning.py [--minutes 8] [--size 64] [--rooms 1000] [--held-out 50] [--out DIR]
 
 Trains the demo-size model (the demo's TrainConfig: --size px, batch 32, a --minutes wall-clock
-budget, the default ModelConfig; the depth loss with --depth-log, the relative error delta1
+budget, the default ModelConfig unless --width; the depth loss with --depth-log, the relative error delta1
 counts) twice with the same budget:
 
 - ``rooms``: on a store made on --rooms rendered rooms (``fgbg rooms``, seed 0) x the 17 demo
@@ -45,7 +45,7 @@ from fgbg.learn.data import StoreDataset, load_stats, make_loader
 from fgbg.learn.evaluate import evaluate, evaluation_indices
 from fgbg.learn.losses import LossConfig
 from fgbg.learn.metrics import depth_delta1, depth_rmse
-from fgbg.learn.model import inference_net
+from fgbg.learn.model import ModelConfig, inference_net
 from fgbg.learn.train import TrainConfig, train
 from fgbg.make.generate import generate
 from fgbg.rooms import render_rooms
@@ -60,10 +60,12 @@ def make_store(bg: Path, out: Path, size: int, placements: int, workers: int) ->
     return out
 
 
-def train_and_evaluate(store: Path, held_out: Path, run: Path, minutes: float, size: int, loss: LossConfig) -> tuple[dict, dict]:
-    """(metrics on the held-out store, training summary) of the demo-size model trained on ``store``."""
+def train_and_evaluate(
+    store: Path, held_out: Path, run: Path, minutes: float, size: int, model: ModelConfig, loss: LossConfig
+) -> tuple[dict, dict]:
+    """(metrics on the held-out store, training summary) of the model trained on ``store``."""
     config = TrainConfig(size=size, epochs=None, max_minutes=minutes, batch=32)
-    summary = train(store, run, config, loss=loss, progress=False, log=lambda _: None)
+    summary = train(store, run, config, model, loss, progress=False, log=lambda _: None)
     metrics = evaluate(run / "best.ckpt", held_out, run / "eval-held-out-rooms", split="all", log=lambda _: None, progress=False)
     return metrics, summary
 
@@ -106,6 +108,7 @@ def main() -> None:
     p.add_argument("--rooms", type=int, default=1000, help="rendered rooms of the rooms-trained store")
     p.add_argument("--placements", type=int, default=1, help="placements per (room, fg, flip) of the rooms store")
     p.add_argument("--held-out", type=int, default=50, help="other rooms (seed 1) the two models are evaluated on")
+    p.add_argument("--width", type=int, default=ModelConfig.width, help="channels of the first U-Net stage of both models (the demo's: %(default)s)")
     p.add_argument("--depth-log", type=float, default=1.0, help="weight of the log L1 in the depth loss of both models (fgbg train --depth-log)")
     p.add_argument("--workers", type=int, default=2, help="generation worker processes")
     p.add_argument("--out", type=Path, default=None, help="keep the stores and runs here (default: a temporary folder, removed)")
@@ -125,9 +128,9 @@ def main() -> None:
         print(f"stores at {args.size} px ({renderer} rooms): rooms {n['rooms']} samples ({args.rooms} rooms), prior {n['prior']}"
               f" ({DEMO_BGS} demo photos, ground-plane prior), held-out {n['held-out']} ({args.held_out} other rooms)")  # fmt: skip
         results = {}
-        loss = LossConfig(depth_log=args.depth_log)
+        model, loss = ModelConfig(width=args.width), LossConfig(depth_log=args.depth_log)
         for name, store in (("rooms", rooms), ("prior", prior)):
-            results[name] = train_and_evaluate(store, held_out, root / f"run-{name}", args.minutes, args.size, loss)
+            results[name] = train_and_evaluate(store, held_out, root / f"run-{name}", args.minutes, args.size, model, loss)
         print(f"depth on the {args.held_out} held-out rooms ({n['held-out']} composites), each model trained {args.minutes:g} min:")
         for name, (m, s) in results.items():
             aligned = scale_aligned_delta1(root / f"run-{name}" / "best.ckpt", held_out)
