@@ -3,8 +3,8 @@
     python benchmarks/bench_rooms_learning.py [--minutes 8] [--size 64] [--rooms 1000] [--held-out 50] [--out DIR]
 
 Trains the demo-size model (the demo's TrainConfig: --size px, batch 32, a --minutes wall-clock
-budget, the default ModelConfig unless --width; the depth loss with --depth-log, the relative error delta1
-counts) twice with the same budget:
+budget, the default ModelConfig unless --width; the depth loss with --depth-log, the relative
+error delta1 counts) twice with the same budget:
 
 - ``rooms``: on a store made on --rooms rendered rooms (``fgbg rooms``, seed 0) x the 17 demo
   foregrounds x 2 flips x --placements: exact depth, depth-aware paste, feet on surfaces facing up;
