@@ -216,6 +216,18 @@ def test_rooms_feed_generate_end_to_end_and_verify_passes(tmp_path):
     assert report.ok, str(report)
 
 
+def test_a_broken_rooms_json_is_one_line_naming_it(tmp_path, capsys):
+    rooms = tmp_path / "rooms"
+    assert main(["rooms", "--out", str(rooms), "--count", "1", "--size", "32", "--renderer", "numpy", "--quiet"]) == 0
+    (rooms / "rooms.json").write_text("[1, 2")
+    _, fg = demo_folders(tmp_path, n_bg=0, n_fg=1)
+    for args in (["generate", "--bg", str(rooms), "--fg", str(fg), "--out", str(tmp_path / "store"), "--size", "32", "--fg-size", "16"],
+                 ["rooms", "--out", str(rooms), "--count", "1", "--size", "32", "--renderer", "numpy"]):  # fmt: skip
+        assert main([*args, "--quiet"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(rooms / "rooms.json") in err[0] and "cannot be read" in err[0], err
+
+
 def test_a_bad_textures_folder_is_one_line(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()

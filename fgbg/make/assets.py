@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
-import json
 import os
 import re
 import warnings
@@ -29,7 +28,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fgbg.errors import UserError
-from fgbg.rooms.settings import ROOMS_JSON
+from fgbg.rooms.settings import read_set
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 DEPTH_SIDECAR = ".depth.png"
@@ -373,17 +372,11 @@ def read_sidecar_set(bg_dir: Path) -> dict | None:
     renderer, seed, size and depth scale; None for sidecars from anywhere else.
 
     Raises:
-        BadInput: a rooms.json that is not a JSON object.
+        UserError: a rooms.json that cannot be read.
     """
-    path = bg_dir / ROOMS_JSON
-    if not path.is_file():
+    recorded = read_set(bg_dir)
+    if recorded is None:
         return None
-    try:
-        recorded = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise BadInput(f"{path}: cannot be read ({e}); remove it, or render the rooms again", path) from None
-    if not isinstance(recorded, dict):
-        raise BadInput(f"{path}: not a JSON object; remove it, or render the rooms again", path)
     keep = ("generator", "fgbg_version", "renderer", "renderer_detail", "seed", "size", "count")
     return {**{k: recorded.get(k) for k in keep}, "scale_m": (recorded.get("depth") or {}).get("scale_m")}
 

@@ -27,7 +27,7 @@ from fgbg.errors import ConfigError, UserError
 from fgbg.make.assets import DEPTH_SIDECAR
 from fgbg.rooms import raster_gl, raycast
 from fgbg.rooms.scene import sample_scene
-from fgbg.rooms.settings import DEPTH_SCALE_M, RENDERERS, ROOMS_JSON
+from fgbg.rooms.settings import DEPTH_SCALE_M, RENDERERS, ROOMS_JSON, read_set
 from fgbg.rooms.textures import TextureBank, load_photos, texture_bank
 from fgbg.store.layout import atomic_write_bytes, atomic_write_json
 from fgbg.store.lock import check_free, store_lock
@@ -102,16 +102,6 @@ def set_description(seed: int, size: int, bank: TextureBank, textures: Path | No
         },
         "jpeg_quality": JPEG_QUALITY,
     }
-
-
-def read_set(out: Path) -> dict | None:
-    path = out / ROOMS_JSON
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: cannot be read ({e}); remove it, or give another --out") from None
 
 
 def check_same_set(out: Path, recorded: dict | None, wanted: dict) -> None:
