@@ -354,3 +354,22 @@ def test_generate_on_cuda_records_the_gpu_and_repeats_its_bytes(folders, hf_mode
     assert file_hashes(tmp_path / "a") == file_hashes(tmp_path / "b")  # the same device and batch: the same bytes
     depth = lambda out: np.stack([codecs.decode_png(m["depth.png"]) for _, m in iter_samples(out)]).astype(int)
     assert np.median(np.abs(depth(tmp_path / "a") - depth(tmp_path / "one"))) <= 1  # another batch: the GPU's rounding
+
+
+def test_mixed_precision_keeps_the_depth_head_in_fp32(hf_model):
+    """bf16 autocast (here the CPU's, the same arithmetic as a GPU's) rounds the network's features, not
+    its depth values: the tiny GLPN's maps (4.97-5.03) collapsed onto 2-3 levels, 16% of the range off."""
+    from fgbg.engine.devices import Device
+
+    fp32 = load_estimator(str(hf_model), device="cpu")
+    bf16 = load_estimator(str(hf_model), device=Device("cpu", "CPU", "bf16"))
+    assert bf16.description["compute"]["precision"] == "bf16"
+    x = images(4, 96, 128)
+    inputs = np.stack([fp32.to_input(im) for im in x])
+    reference, mixed = fp32.infer(inputs), bf16.infer(inputs)
+    assert mixed.dtype == np.float32 and not np.array_equal(mixed, reference)  # the backbone did run in bf16
+    for ref, got in zip(reference, mixed):
+        lo, hi = robust_range(ref)
+        assert len(np.unique(got)) > 1000  # a continuous map, not a few bf16 levels
+        assert np.median(np.abs(got - ref)) / (hi - lo) < 0.01
+        assert np.corrcoef(ref.ravel(), got.ravel())[0, 1] > 0.999
