@@ -234,6 +234,44 @@ def test_a_budget_far_shorter_than_an_epoch_still_anneals_and_the_run_ends_withi
     assert summary["evaluate"] == f"fgbg evaluate {tmp_path / 'run' / 'best.ckpt'} {store} --out {tmp_path / 'run' / 'eval'}"
 
 
+class ScriptedPace(Callback):
+    """A machine whose pace changes under the run: the training clock (:func:`fgbg.learn.callbacks.now`)
+    runs ``extra`` seconds ahead for each of the first ``slow`` steps (a busy machine, a cold start),
+    then at the real pace of the steps (fast: a few milliseconds). Nothing sleeps."""
+
+    def __init__(self, slow: int, extra: float) -> None:
+        self.slow, self.extra, self.added = slow, extra, 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step < self.slow:
+            self.added += self.extra
+
+    def now(self) -> float:
+        return time.perf_counter() + self.added
+
+
+def test_a_budget_run_whose_steps_speed_up_lengthens_its_schedule_uses_the_budget_and_ends_annealed(folders, tmp_path, monkeypatch):
+    """The plan is timed as slow as the first steps (0.5 s each): a schedule of about 14 steps, much
+    shorter than an epoch of 120; then the steps run 50x faster. The run must re-plan longer, use
+    most of its 8 s and still end on the schedule's last, annealed step."""
+    store = make_store(folders, tmp_path / "store", **{**TINY, "placements": 10})  # 180 samples: 120 train
+    pace = ScriptedPace(slow=6, extra=0.5)
+    monkeypatch.setattr("fgbg.learn.callbacks.now", pace.now)
+    monkeypatch.setattr("fgbg.learn.budget.seconds_per_sample", lambda *a, **k: 0.5)
+    budget, said, rates = 8.0, [], LearningRates()
+    config = TrainConfig(epochs=None, max_minutes=budget / 60, val_samples=5, **{**FAST, "batch": 1})
+    summary = train(store, tmp_path / "run", config, SMALL_NET, progress=False, log=said.append, callbacks=[pace, rates])
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    ckpt = torch.load(tmp_path / "run" / "last.ckpt", map_location="cpu", weights_only=False)
+    planned = int(next(m[1] for line in said if (m := re.search(r"a schedule of (\d+) steps", line))))
+    total = meta["schedule"]["total_steps"]
+    assert planned < 20 and total > 3 * planned, said  # lengthened from the measured pace
+    assert summary["train_seconds"] >= 0.8 * budget, summary  # the budget is used, not a third of it
+    assert summary["global_step"] == total == ckpt["lr_schedulers"][0]["total_steps"]
+    final_lr = config.lr / 25 / 1e4  # OneCycleLR: max_lr / div_factor / final_div_factor
+    assert len(rates.used) == total and rates.used[-1] == pytest.approx(final_lr, rel=1e-6)  # annealed to the end
+
+
 def test_accelerator_gpu_without_a_gpu_is_one_line_before_any_work(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("fgbg.engine.devices.cuda_device_count", lambda: 0)  # also on a GPU machine
     assert main(["train", str(tmp_path / "store"), "--out", str(tmp_path / "run"), "--accelerator", "gpu"]) == 2

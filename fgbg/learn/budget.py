@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from fgbg.learn.train import TrainConfig
 
 BUDGET_SHARE = 0.95  # with --max-minutes only: plan the schedule to end within this share of the budget
+LENGTHEN_AT = 1.1  # a schedule is lengthened for at least 10% more steps (shortened once the budget would overrun)
 
 
 def seconds_per_sample(net: TwoHeadUNet, loss: MaskDepthLoss, size: int, batch: int, steps: int = 5,
@@ -96,6 +97,19 @@ def steps_within_budget(done: int, total: int, spent: float, budget: float, pace
     if spent + (total - done) * pace + reserve <= budget:
         return total
     return min(total, done + max(least, math.floor((budget * BUDGET_SHARE - spent - reserve) / pace)))
+
+
+def steps_for_budget(done: int, total: int, spent: float, budget: float, pace: float, reserve: float = 0.0, least: int = 0) -> int:
+    """:func:`steps_within_budget` both ways: also longer, when the steps that fit BUDGET_SHARE of
+    the budget at ``pace`` are at least LENGTHEN_AT times ``total`` (a plan timed on a busy machine,
+    a cold start). Between the two bounds the schedule stays, so that a noisy pace does not move it
+    at every step; longer or shorter, it is re-planned to end annealed at its new last step.
+    """
+    cut = steps_within_budget(done, total, spent, budget, pace, reserve, least)
+    if cut != total:
+        return cut
+    fit = done + max(least, math.floor((budget * BUDGET_SHARE - spent - reserve) / pace))
+    return fit if fit >= total * LENGTHEN_AT else total
 
 
 def steps_at_pace(done: int, spent: float, budget: float) -> int:

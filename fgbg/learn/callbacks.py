@@ -25,12 +25,17 @@ from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from fgbg.learn.budget import reschedule, steps_at_pace, steps_within_budget, validation_seconds
+from fgbg.learn.budget import reschedule, steps_at_pace, steps_for_budget, steps_within_budget, validation_seconds
 from fgbg.progress import LOG_EVERY_FRACTION, LOG_EVERY_SECONDS, _clock, is_terminal
 from fgbg.store.layout import atomic_file, atomic_write_json
 
 LOG_MIN_SECONDS = 2.0  # progress lines in a log: never more often (tiny epochs would print every step)
 TRACE_ENV = "FGBG_TRACE"  # debugging: a folder where each rank logs the samples it trains on and the checkpoints it writes
+
+
+def now() -> float:
+    """The training clock's reading in seconds (a ``time.perf_counter``; a test scripts a pace by replacing it)."""
+    return time.perf_counter()
 
 
 def trace(line: dict, rank: int) -> None:
@@ -153,10 +158,10 @@ class TrainClock(Callback):
 
     @property
     def seconds(self) -> float:
-        return self.before + (time.perf_counter() - self._start if self._start is not None else 0.0)
+        return self.before + (now() - self._start if self._start is not None else 0.0)
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self._start = self._since if self._since is not None else time.perf_counter()
+        self._start = self._since if self._since is not None else now()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._stop_when_spent(trainer)
@@ -185,21 +190,25 @@ class TrainClock(Callback):
 class Replan(Callback):
     """Budget-sized runs: keep the schedule within the budget, in steps, so that it ends annealed.
 
-    After the first epoch's validation (before its checkpoints), the plan made before training (a
-    few steps timed on random inputs) is replaced by the measured pace of that epoch, with its
-    loading, validation and logging: longer or shorter. At every step after that (and in epoch 0
-    once a tenth of it, or of a schedule shorter than an epoch, is done), in this attempt or a
-    resumed one, the schedule is cut when the pace of the current epoch (until a few of its steps
-    are done: epoch 0's), plus its validations, would overrun the budget: a busier machine, an
-    epoch longer than the budget, a resume's start-up. A cut leaves at least one step, so the
-    schedule's last step is taken. The schedule then still ends fully annealed, where the budget
-    alone would stop it halfway. The measured paces are kept in the run's meta (``schedule``).
+    At every step, once a few steps of the current epoch are done (a tenth of an epoch, or of a
+    schedule shorter than an epoch, at least 3), the pace of its latest steps, plus its validations,
+    re-plans the schedule both ways (:func:`~fgbg.learn.budget.steps_for_budget`): longer when the
+    plan made before training (a few steps timed on random inputs, maybe on a busy machine or a
+    cold start) or an earlier pace was too slow, shorter when the rest would overrun the budget (a
+    busier machine, an epoch longer than the budget, a resume's start-up). Until then, the last pace
+    measured (or epoch 0's) may only cut it. An epoch too short for that is re-planned after its
+    validation from its whole pace, with loading, validation and logging. A cut leaves at least one
+    step, so the schedule's last step is taken: it ends fully annealed, where the budget alone would
+    stop it halfway. The measured paces are kept in the run's meta (``schedule``).
     """
 
     def __init__(self, clock: TrainClock, budget: float, out: Path, log: Callable[[str], None]) -> None:
         self.clock, self.budget, self.out, self.report = clock, budget, out, log
         self._val_start = 0.0
         self._warm: tuple[float, int] | None = None  # (seconds, step) after this attempt's first step
+        self._marks: list[tuple[float, int]] = []  # (seconds, step) of this epoch's latest steps, from its start or the warm-up
+        self._pace: float | None = None  # seconds per step of the latest steps measured in this attempt
+        self._paced_epoch = False  # this epoch has been re-planned from its own steps
 
     def on_validation_start(self, trainer, pl_module) -> None:
         self._val_start = self.clock.seconds
@@ -211,30 +220,43 @@ class Replan(Callback):
         schedule["val_seconds"] = self.clock.seconds - self._val_start
         pace = self.clock.epoch_pace(done)
         if "seconds_per_step" not in schedule and not trainer.should_stop and pace is not None:
-            schedule["seconds_per_step"] = agreed(trainer, pace)  # the measured pace replaces the plan, both ways
-            self.resize(trainer, pl_module, agreed(trainer, steps_at_pace(done, self.clock.seconds, self.budget)), "after epoch 0")
+            schedule["seconds_per_step"] = agreed(trainer, pace)
+            if not self._paced_epoch:  # the measured pace replaces the plan, both ways
+                self.resize(trainer, pl_module, agreed(trainer, steps_at_pace(done, self.clock.seconds, self.budget)), "after epoch 0")
         if trainer.is_global_zero:
             atomic_write_json(self.out / "run.json", pl_module.meta)
 
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._marks, self._paced_epoch = [], False  # paces within an epoch: validation and checkpoints fall between
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        meta, done = pl_module.meta, trainer.global_step
+        meta, done, seconds = pl_module.meta, trainer.global_step, self.clock.seconds
         if self._warm is None:  # an attempt's first step pays for warming up: not a pace to plan by
-            self._warm = (self.clock.seconds, done)
-        schedule, (since, first) = meta["schedule"], max(self.clock.epoch_start, self._warm, key=lambda mark: mark[1])
+            self._warm = (seconds, done)
+        schedule = meta["schedule"]
+        per_epoch, total = schedule["steps_per_epoch"], schedule["total_steps"]
+        if not self._marks:
+            self._marks = [max(self.clock.epoch_start, self._warm, key=lambda mark: mark[1])]
+        if done > self._marks[-1][1]:
+            self._marks = [*self._marks, (seconds, done)][-(max(3, per_epoch // 10) + 1) :]
         if trainer.should_stop:
             return
-        if done - first >= max(3, min(schedule["steps_per_epoch"], schedule["total_steps"]) // 10):  # a tenth of an epoch, or of a shorter schedule
-            pace = (self.clock.seconds - since) / (done - first)  # training steps of this epoch, the last checkpoints' writes
-        elif "seconds_per_step" in schedule:  # until then, epoch 0's pace: a resume's start-up may have eaten the room left
-            pace = schedule["seconds_per_step"]
+        window = max(3, min(per_epoch, total) // 10)  # a tenth of an epoch, or of a shorter schedule
+        if len(self._marks) > window:  # the latest steps' pace (the first of an epoch also pays for the last checkpoints)
+            (since, first), measured = self._marks[-1 - window], True
+            pace = self._pace = (seconds - since) / (done - first)
+        elif self._pace is not None or "seconds_per_step" in schedule:  # until then, an earlier pace: a resume's start-up may have eaten the room left
+            pace, measured = self._pace if self._pace is not None else schedule["seconds_per_step"], False
         else:
             return
         val = validation_seconds(meta, pace)
+        plan = steps_for_budget if measured else steps_within_budget
         # least=1: a schedule cut where it stands would end on the learning rate of its middle; one step more ends it annealed
-        total = steps_within_budget(done, schedule["total_steps"], self.clock.seconds, self.budget, pace + val / schedule["steps_per_epoch"], val, least=1)
-        total = agreed(trainer, total)  # at the same steps on every rank: the early return above counts steps only
-        if total < schedule["total_steps"]:
-            self.resize(trainer, pl_module, total, f"at step {done}")
+        new = plan(done, total, seconds, self.budget, pace + val / per_epoch, val, least=1)
+        new = agreed(trainer, new)  # at the same steps on every rank: the early returns above count steps only
+        self._paced_epoch = self._paced_epoch or measured
+        if new != total:
+            self.resize(trainer, pl_module, new, f"at step {done}")
 
     def resize(self, trainer, pl_module, total: int, when: str) -> None:
         schedule, done = pl_module.meta["schedule"], trainer.global_step
