@@ -46,8 +46,30 @@ def small_config() -> GenerateConfig:
     return GenerateConfig(**SMALL)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cpu_unless_marked_cuda():
+    """Tests run on the CPU, in this process and in the CLI processes they start, also where a GPU is
+    visible (every verb defaults to ``auto``): FGBG_CPU_ONLY=1 hides it from fgbg for the whole session;
+    :func:`gpu_for_cuda_tests` lifts it for the tests marked ``cuda``."""
+    from fgbg.engine.devices import CPU_ONLY_ENV
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv(CPU_ONLY_ENV, "1")
+        yield
+
+
+@pytest.fixture(autouse=True)
+def gpu_for_cuda_tests(request, monkeypatch):
+    """A test marked ``cuda`` sees the GPU (and so do the processes it starts)."""
+    from fgbg.engine.devices import CPU_ONLY_ENV
+
+    if "cuda" in request.keywords:
+        monkeypatch.delenv(CPU_ONLY_ENV, raising=False)
+
+
 def pytest_collection_modifyitems(config, items) -> None:
-    """Tests marked ``cuda`` are skipped, with the reason, where no CUDA GPU is visible."""
+    """Tests marked ``cuda`` are skipped, with the reason, where no CUDA GPU is visible (asked before
+    :func:`cpu_unless_marked_cuda` hides it)."""
     from fgbg.engine.devices import cuda_device_count
 
     if any("cuda" in item.keywords for item in items) and cuda_device_count() == 0:

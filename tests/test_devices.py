@@ -202,6 +202,65 @@ def test_only_the_device_module_asks_torch_about_cuda_or_builds_onnx_sessions():
     assert "cuda.is_available" in resolver.read_text()  # the one probe is still there
 
 
+# ---------------------------------------------------------------- tests on the CPU, cuDNN's autotuning
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """torch as on a one-GPU machine (nothing runs on it: only what the resolver asks)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "a GPU")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+
+
+def test_tests_not_marked_cuda_run_on_the_cpu_where_a_gpu_is_visible(fake_gpu, monkeypatch, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    assert os.environ.get(devices.CPU_ONLY_ENV) == "1"  # tests/conftest.py, for the whole session
+    auto = resolve_device("auto")
+    assert not auto.is_cuda and auto.note == devices.NO_CUDA_NOTE
+    assert (resolve_training().accelerator, resolve_training().precision) == ("cpu", "32-true")
+    with pytest.raises(DeviceError, match="no CUDA GPU is visible"):
+        resolve_device("cuda")
+    probe = ("import torch; torch.cuda.is_available = lambda: True; torch.cuda.device_count = lambda: 1;"
+             " from fgbg.engine.devices import resolve_device; print(resolve_device('auto').torch)")  # fmt: skip
+    child = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert child.stdout.strip() == "cpu"  # a CLI process started by a test inherits it
+    monkeypatch.delenv(devices.CPU_ONLY_ENV)  # as for a test marked cuda
+    assert resolve_device("auto").torch == "cuda:0" and resolve_training().precision == "bf16-mixed"
+
+
+def test_cudnn_benchmarks_inside_a_placed_networks_forward_passes_only():
+    import torch
+
+    seen = []
+
+    class Conv(torch.nn.Conv2d):
+        def forward(self, x):
+            seen.append(torch.backends.cudnn.benchmark)
+            return super().forward(x)
+
+    net = devices.autotuned(Conv(3, 4, 3))
+    assert torch.backends.cudnn.benchmark is False
+    net(torch.zeros(1, 3, 8, 8))
+    assert seen == [True] and torch.backends.cudnn.benchmark is False  # on for the pass, restored after it
+    with pytest.raises(RuntimeError):
+        net(torch.zeros(1, 5, 8, 8))  # a pass that raises restores it too
+    assert torch.backends.cudnn.benchmark is False
+    with devices.cudnn_autotuning(True):
+        assert torch.backends.cudnn.benchmark is True
+    with devices.cudnn_autotuning(False):  # a CPU run: left as it is
+        assert torch.backends.cudnn.benchmark is False
+    assert torch.backends.cudnn.benchmark is False
+    cpu = torch.nn.Conv2d(3, 4, 3)
+    assert devices.cpu_device().place(cpu) is cpu and not cpu._forward_pre_hooks
+
+
 # ---------------------------------------------------------------- on a GPU machine (pytest -m cuda)
 
 

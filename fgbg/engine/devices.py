@@ -12,15 +12,17 @@ Every verb that runs a network asks this module, once, where to run it:
   builds every ONNX Runtime session fgbg opens.
 
 Nothing else in fgbg calls ``torch.cuda.is_available()``. torch is imported only when a torch
-device is asked for, so ONNX-only paths (``predict --onnx``) run without it.
+device is asked for, so ONNX-only paths (``predict --onnx``) run without it. ``FGBG_CPU_ONLY=1`` in
+the environment hides the GPUs from fgbg (:data:`CPU_ONLY_ENV`).
 """
 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from fgbg.errors import ConfigError, UserError
 
@@ -29,6 +31,9 @@ CUDA_PROVIDER = "CUDAExecutionProvider"
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 NO_CUDA_NOTE = "no CUDA GPU found; running on the CPU"
 GPU_EXTRA_HINT = "pip install 'fgbg[gpu]' (onnxruntime-gpu) to run ONNX models on the GPU"
+# FGBG_CPU_ONLY=1: fgbg sees no CUDA GPU, as on a machine without one (auto is the CPU, cuda is refused), in this
+# process and in the ones it starts; the test suite sets it for every test not marked cuda (tests/conftest.py)
+CPU_ONLY_ENV = "FGBG_CPU_ONLY"
 
 
 class DeviceError(ConfigError):
@@ -87,15 +92,15 @@ class Device:
         """``net`` (a torch module) moved onto this device; returned.
 
         On a GPU the weights also go channels_last (NHWC convolutions, faster under autocast) and
-        cuDNN may benchmark its kernels (the inputs of one verb have one size). The CPU path
-        leaves the module as it is, so its numbers stay those of earlier versions.
+        cuDNN benchmarks its kernels during this network's forward passes (:func:`autotuned`: the
+        inputs of one verb have one size), and only then. The CPU path leaves the module as it is,
+        so its numbers stay those of earlier versions.
         """
         if not self.is_cuda:
             return net
         import torch
 
-        torch.backends.cudnn.benchmark = True
-        return net.to(self.torch, memory_format=torch.channels_last)
+        return autotuned(net).to(self.torch, memory_format=torch.channels_last)
 
     def move(self, x):
         """A CPU tensor onto this device: through pinned memory with ``non_blocking`` on a GPU (the copy
@@ -105,8 +110,49 @@ class Device:
         return (x if x.is_pinned() else x.pin_memory()).to(self.torch, non_blocking=True)
 
 
+@contextmanager
+def cudnn_autotuning(enabled: bool = True) -> Iterator[None]:
+    """``torch.backends.cudnn.benchmark`` on inside the block where ``enabled``, restored after (nothing
+    otherwise). It pays where a network sees one input size over and over (a verb's batches, a training
+    run); left on, code later in the same process would benchmark too and may pick other kernels, so
+    other bits (a local run compared byte for byte with Ray actors)."""
+    if not enabled:
+        yield
+        return
+    import torch
+
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+def autotuned(net):
+    """``net`` (a torch module) with :func:`cudnn_autotuning` around each of its forward passes (hooks,
+    also when a pass raises); returned."""
+    import torch
+
+    before: list[bool] = []
+
+    def on(module, args) -> None:
+        before.append(torch.backends.cudnn.benchmark)
+        torch.backends.cudnn.benchmark = True
+
+    def off(module, args, output) -> None:
+        torch.backends.cudnn.benchmark = before.pop()
+
+    net.register_forward_pre_hook(on)
+    net.register_forward_hook(off, always_call=True)
+    return net
+
+
 def cuda_device_count() -> int:
-    """Visible CUDA devices (0 without torch's CUDA build or without a GPU). The only CUDA probe in fgbg."""
+    """Visible CUDA devices (0 without torch's CUDA build, without a GPU, or with FGBG_CPU_ONLY=1 in the
+    environment). The only CUDA probe in fgbg."""
+    if os.environ.get(CPU_ONLY_ENV, "") not in ("", "0"):
+        return 0
     try:
         import torch
     except ImportError:  # ONNX-only installs
