@@ -51,7 +51,7 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from fgbg.engine.devices import TrainingDevices, resolve_training
+from fgbg.engine.devices import TrainingDevices, cudnn_autotuning, resolve_training
 from fgbg.errors import ConfigError, UserError
 from fgbg.learn import budget, metrics
 from fgbg.learn.callbacks import (
@@ -343,7 +343,6 @@ def fit(store: Path, out: Path, meta: dict, at: Position, devices: TrainingDevic
     L.seed_everything(t["seed"], workers=True, verbose=False)  # the initial weights (a resume loads its own)
     module = FgbgModule(meta)
     if devices.on_gpu:
-        torch.backends.cudnn.benchmark = True  # one input size: let cuDNN pick its fastest kernels
         torch.set_float32_matmul_precision("high")  # TF32 where fp32 remains
     if t.get("compile"):
         module.net.compile()  # in place: the checkpoint's parameter names stay those of the plain network
@@ -364,7 +363,8 @@ def fit(store: Path, out: Path, meta: dict, at: Position, devices: TrainingDevic
     ctrl_c = CtrlC(last, lambda line: print(line, file=sys.stderr, flush=True))
     ours = [ShareMeta(), *SampleTrace.from_environment(), EpochPosition(), throughput, clock, EndOfSchedule(), FollowSchedule(),
             *replan, *progress_callbacks(progress), ctrl_c]  # fmt: skip
-    with quiet_lightning(), warnings.catch_warnings(), ctrl_c.listening():
+    # one input size: cuDNN may pick its fastest kernels, for the run only
+    with quiet_lightning(), warnings.catch_warnings(), ctrl_c.listening(), cudnn_autotuning(devices.on_gpu):
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
         warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
