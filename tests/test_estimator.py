@@ -373,3 +373,42 @@ def test_mixed_precision_keeps_the_depth_head_in_fp32(hf_model):
         assert len(np.unique(got)) > 1000  # a continuous map, not a few bf16 levels
         assert np.median(np.abs(got - ref)) / (hi - lo) < 0.01
         assert np.corrcoef(ref.ravel(), got.ravel())[0, 1] > 0.999
+
+
+def test_a_transformers_model_without_transformers_is_one_line_naming_the_extra(folders, tmp_path, capsys, monkeypatch):
+    from fgbg.cli import main
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # README's install: no transformers
+    bg, fg = folders
+    folder = tmp_path / "depth-anything-v2-small"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    for argv in (
+        ["depth-maps", str(bg), "--model", f"{folder}/"],
+        ["generate", "--bg", str(bg), "--fg", str(fg), "--out", str(tmp_path / "out"), "--depth", "estimator", "--model", str(folder)],
+        ["generate", "--bg", str(bg), "--fg", str(fg), "--out", str(tmp_path / "out"), "--depth", "estimator-per-bg",
+         "--model", "depth-anything/Depth-Anything-V2-Small-hf"],
+    ):  # fmt: skip
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "pip install 'fgbg[transformers]'" in err[0], err
+    assert not (tmp_path / "out").exists() and not list(bg.glob("*.depth.png")) and not (bg / LOCK_FILE).exists()
+
+
+def test_a_fixed_size_onnx_model_asked_for_another_size_is_one_line_before_anything_is_written(folders, tmp_path, capsys):
+    from fgbg.cli import main
+
+    bg, fg = folders
+    model = tiny_onnx_depth(tmp_path / "tiny_256.onnx", side=256)
+    assert OnnxEstimator(model).preprocess.side == 256  # no preset, no MODEL.json: the model's own size
+    out = tmp_path / "out"
+    base = ["generate", "--bg", str(bg), "--fg", str(fg), "--out", str(out), "--depth", "estimator", "--model", str(model)]
+    assert main([*base, "--depth-preset", "depth-anything"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "takes 256x256 inputs only, but --depth-preset depth-anything gives 518x518" in err[0], err
+    (tmp_path / "tiny_256.json").write_text(json.dumps({"size": 128}))
+    for argv in (base, ["depth-maps", str(bg), "--model", str(model)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and 'tiny_256.json (size 128, multiple 1) gives 128x128; set "size": 256 in tiny_256.json' in err[0], err
+    assert not out.exists() and not list(bg.glob("*.depth.png")) and not (bg / LOCK_FILE).exists()

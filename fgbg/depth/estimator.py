@@ -197,7 +197,7 @@ class OnnxEstimator:
         if not path.is_file():
             raise EstimatorError(f"{path}: depth model file not found; give the path of an .onnx file")
         settings = read_preprocess_sidecar(path)
-        preset = preset or settings.get("preset")
+        preset_flag, preset = preset, preset or settings.get("preset")
         if preset is not None and preset not in PRESETS:
             raise EstimatorError(f"unknown depth preset {preset!r}; choose one of {', '.join(PRESETS)}")
         providers = onnx_providers(device or "cpu", warn)
@@ -214,6 +214,8 @@ class OnnxEstimator:
         fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
         size = input_size or fields.pop("size", None) or (fixed_side if preset is None else None) or base.size
         self.preprocess = Preprocess(**{**base.__dict__, **fields, "size": size})
+        if fixed_side is not None and self.preprocess.side != fixed_side:
+            raise EstimatorError(fixed_size_mismatch(path, fixed_side, self.preprocess.side, preset_flag, settings))
         self.path = path
         self.description = {
             "backend": "onnxruntime",
@@ -238,6 +240,20 @@ class OnnxEstimator:
         return estimate(self, images)
 
 
+def fixed_size_mismatch(path: Path, fixed: int, side: int, preset_flag: str | None, settings: dict) -> str:
+    """One line: a model fixed at ``fixed`` px asked to run at ``side`` px, naming what asked for it and the fix."""
+    sidecar = path.with_suffix(".json").name
+    if "size" in settings or "multiple" in settings:
+        multiple = settings.get("multiple", 1)
+        asked = f"{sidecar} (size {settings.get('size', '-')}, multiple {multiple})"
+        fix = f"set \"size\": {fixed} in {sidecar}" + (" and drop \"multiple\"" if fixed % multiple else "")
+    elif preset_flag:
+        asked, fix = f"--depth-preset {preset_flag}", "drop --depth-preset (the model's own size is then used)"
+    else:
+        asked, fix = f"{sidecar} (preset {settings.get('preset')})", f"remove \"preset\" from {sidecar}"
+    return f"{path}: the model takes {fixed}x{fixed} inputs only, but {asked} gives {side}x{side}; {fix}, or export the model for {side} px"
+
+
 class TransformersEstimator:
     """A transformers depth-estimation model from a local folder or a hub id, on ``device`` (None: the CPU).
 
@@ -249,7 +265,16 @@ class TransformersEstimator:
 
     def __init__(self, name_or_path: str, threads: int = 1, device: Device | None = None):
         import torch
-        from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+
+        try:
+            from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+        except ModuleNotFoundError as e:
+            if (e.name or "").split(".")[0] != "transformers":
+                raise
+            raise EstimatorError(
+                f"{name_or_path}: a transformers model folder or hub id needs the transformers package:"
+                " pip install 'fgbg[transformers]' (an .onnx file needs nothing extra)"
+            ) from None
 
         self.device = device or resolve_device("cpu")
         self.threads = threads
@@ -361,8 +386,6 @@ def load_estimator(
     if not model:
         raise EstimatorError("this depth source needs a model: pass --depth-model PATH_OR_ID")
     device = device if isinstance(device, Device) else resolve_device(device)
-    if device.note and warn is not None:
-        warn(f"note: {device.note}")
     if model.endswith(".onnx") or Path(model).is_file():
         estimator = OnnxEstimator(Path(model), preset=preset, threads=threads, device=device, warn=warn)
     else:
@@ -371,6 +394,8 @@ def load_estimator(
     out = estimator(probe)
     if out.shape != (1, 48, 64) or not np.isfinite(out).all():
         raise EstimatorError(f"{model}: the model's output on a test image is not a finite depth map ({out.shape})")
+    if device.note and warn is not None:  # once the model is usable: a mistake in it stays one line
+        warn(f"note: {device.note}")
     return estimator
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def tiny_onnx_depth(path: Path, out_channels: int = 1, width: int = 8) -> Path:
-    """A small conv net exported to ONNX: (N, 3, H, W) -> (N, out_channels, H/2, W/2), dynamic N, H, W."""
+def tiny_onnx_depth(path: Path, out_channels: int = 1, width: int = 8, side: int | None = None) -> Path:
+    """A small conv net exported to ONNX: (N, 3, H, W) -> (N, out_channels, H/2, W/2), dynamic N, H, W
+    (``side``: H = W = side fixed in the file, as many exported models have it)."""
     import torch
     from torch import nn
 
@@ -23,9 +24,9 @@ def tiny_onnx_depth(path: Path, out_channels: int = 1, width: int = 8) -> Path:
         nn.Conv2d(width, out_channels, 3, padding=1),
         nn.Softplus(),
     ).eval()
-    axes = {0: "n", 2: "h", 3: "w"}
+    axes = {0: "n"} if side else {0: "n", 2: "h", 3: "w"}
     torch.onnx.export(
-        net, torch.randn(1, 3, 64, 64), str(path), input_names=["image"], output_names=["depth"],
+        net, torch.randn(1, 3, side or 64, side or 64), str(path), input_names=["image"], output_names=["depth"],
         dynamic_axes={"image": axes, "depth": axes}, dynamo=False,
     )  # fmt: skip
     return Path(path)
