@@ -122,6 +122,17 @@ def _scale(text: str) -> tuple[float, float]:
     raise argparse.ArgumentTypeError(f"expected a number or MIN:MAX, got {text!r}")
 
 
+def _objects(text: str) -> tuple[int, int]:
+    """``--objects N`` or ``MIN:MAX``: whole numbers (their range is checked with the config)."""
+    try:
+        parts = [int(p) for p in text.split(":")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number N or MIN:MAX, got {text!r}") from None
+    if len(parts) in (1, 2):
+        return parts[0], parts[-1]
+    raise argparse.ArgumentTypeError(f"expected a whole number N or MIN:MAX, got {text!r}")
+
+
 def workers(text: str) -> int:
     """``--workers`` of every verb: 0 = work in this process, N >= 1 = N worker processes."""
     try:
@@ -178,7 +189,9 @@ def add_generate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fg-size", type=int, default=d["fg_size"], help=f"longest side of a foreground before scaling, in pixels (default {d['fg_size']})")
     p.add_argument("--scale", type=_scale, default=(d["scale_min"], d["scale_max"]), metavar="S|MIN:MAX", help=f"foreground scale, fixed or drawn uniformly from MIN:MAX (default {scale})")
     p.add_argument("--perspective", action="store_true", default=d["perspective"], help="scale each foreground by the depth where it stands: near is larger (with a single --scale S, from 0.3 S at the horizon to S at the bottom)")
-    p.add_argument("--min-visible", type=float, default=d["min_visible"], metavar="FRACTION", help=f"backgrounds with a real depth map (a NAME.depth.png, a rendered room, estimator-per-bg): nearer background pixels hide the foreground and the mask is its visible part; a placement with less than this fraction visible is redrawn (up to 8 tries, then the most visible one is kept and its fraction recorded); 0 keeps every first draw (default {d['min_visible']:g})")
+    p.add_argument("--objects", type=_objects, default=(d["objects_min"], d["objects_max"]), metavar="N|MIN:MAX", help=f"objects per composite, fixed or drawn uniformly from MIN:MAX (default {d['objects_min']}). The key's foreground is object 1; the others are drawn from the whole foreground set (a foreground once per composite while the set allows). Nearer objects hide farther ones; each gets its visible and full mask, box and category (the sub-folders of --fg) in the json, and KEY.instances.png holds the instance ids; mask.png is their union")
+    p.add_argument("--min-visible", type=float, default=d["min_visible"], metavar="FRACTION", help=f"a placement with less than this fraction of a foreground visible is redrawn (up to 8 tries): behind nearer background pixels on backgrounds with a real depth map (a NAME.depth.png, a rendered room, estimator-per-bg), and behind nearer objects with --objects; object 1 then keeps its most visible draw, an extra object is dropped; 0 keeps every first draw (default {d['min_visible']:g})")
+    p.add_argument("--min-area", type=int, default=d["min_area"], metavar="PX", help=f"the same for the visible pixels of a foreground: fewer than PX and the placement is redrawn (default {d['min_area']}: no minimum)")
     p.add_argument("--stand-on", default=d["stand_on"], choices=STAND_ON, help=f"with --perspective, on backgrounds with a real depth map: where a foreground's foot may land; up = on surfaces that face up (floor, table tops: where the inverse depth grows downwards as a horizontal surface's does), anywhere = any pixel, walls too (default {d['stand_on']})")
     p.add_argument("--depth", default=d["depth"], choices=DEPTH_SOURCES, help=f"depth source (default {d['depth']}): 'layered' (no model) = background depth map (a NAME.depth.png beside the background, else a ground-plane prior) with the foreground as a flat layer at its foot point; 'estimator' = a depth network run on every composite; 'estimator-per-bg' = the network once per background, then the layered rule")
     p.add_argument("--model", "--depth-model", dest="depth_model", default=d["depth_model"], metavar="PATH_OR_ID", help="for the estimator sources: an .onnx file (MiDaS, Depth Anything ...), a transformers model folder, or a Hugging Face id")
@@ -406,7 +419,9 @@ def config_from_args(args: argparse.Namespace) -> GenerateConfig:
     """
     fields = {f.name for f in dataclasses.fields(GenerateConfig)}
     scale_min, scale_max = args.scale
-    return GenerateConfig(scale_min=scale_min, scale_max=scale_max, **{k: v for k, v in vars(args).items() if k in fields})
+    objects_min, objects_max = args.objects
+    given = {k: v for k, v in vars(args).items() if k in fields}
+    return GenerateConfig(scale_min=scale_min, scale_max=scale_max, objects_min=objects_min, objects_max=objects_max, **given)
 
 
 def cmd_generate(args: argparse.Namespace) -> None:

@@ -29,6 +29,7 @@ BG_FITS: tuple[str, ...] = ("crop", "stretch")
 STAND_ON: tuple[str, ...] = ("up", "anywhere")
 MIN_SIZE, MAX_SIZE = 16, 4096  # --size bounds, in pixels: 4096^2 RGB is 50 MB per image already
 MIN_FG_SIZE = 4
+MAX_OBJECTS = 1000  # objects per composite; instance ids are 16-bit above 255
 MAX_SEED = 2**63  # seeds are 0..2**63-1 (numpy and torch both take them)
 # Fields that say how a store is made, not what it holds: a resume may change them (see fgbg.store.identity);
 # the device the network ran on is part of the identity, as the estimator's "compute" record.
@@ -46,7 +47,10 @@ class GenerateConfig:
     scale_min: float = 1.0  # fg scale is drawn uniformly in [scale_min, scale_max]
     scale_max: float = 1.0
     perspective: bool = False  # fg scale follows the inverse depth at its foot point
-    min_visible: float = 0.5  # bgs with real depth: a placement whose visible fraction is below this is redrawn
+    min_visible: float = 0.5  # a placement whose visible fraction is below this is redrawn (bgs with real depth, several objects)
+    objects_min: int = 1  # objects per composite, drawn uniformly in [objects_min, objects_max]; object 1 is the key's fg
+    objects_max: int = 1
+    min_area: int = 0  # a placement with fewer visible pixels than this is redrawn, like --min-visible
     stand_on: str = "up"  # bgs with real depth, --perspective: feet on surfaces facing up, or anywhere
     depth: str = "layered"  # depth source, see fgbg.depth
     horizon: float = 0.4  # ground-plane prior: horizon row as a fraction of the height
@@ -70,6 +74,11 @@ class GenerateConfig:
         if self.perspective and self.scale_min == self.scale_max:
             return PERSPECTIVE_FAR_FRACTION * self.scale_max, self.scale_max
         return self.scale_min, self.scale_max
+
+    @property
+    def several(self) -> bool:
+        """Whether composites may hold several objects (instances members, ``objects`` in the json)."""
+        return self.objects_max > 1
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -104,6 +113,12 @@ def _check_numbers(c: GenerateConfig) -> None:
         )
     if not 0.0 <= c.min_visible <= 1.0:  # false for nan too
         raise ConfigError(f"--min-visible is a fraction of the foreground in [0, 1], got {c.min_visible}")
+    if not 1 <= c.objects_min <= c.objects_max <= MAX_OBJECTS:
+        raise ConfigError(
+            f"--objects must be N or MIN:MAX with 1 <= MIN <= MAX <= {MAX_OBJECTS}, got {c.objects_min}:{c.objects_max}"
+        )
+    if c.min_area < 0:
+        raise ConfigError(f"--min-area is a number of visible pixels, at least 0, got {c.min_area}")
     if not 0.0 <= c.horizon < 1.0:  # false for nan too
         raise ConfigError(f"--horizon is a fraction of the height in [0, 1), got {c.horizon}")
     if c.depth_batch < 1:

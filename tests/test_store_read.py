@@ -15,7 +15,7 @@ import pytest
 import webdataset as wds
 
 from fgbg.errors import CorruptStore
-from fgbg.store import MEMBERS, StoreReader, read_dataset_json
+from fgbg.store import StoreReader, read_dataset_json
 from fgbg.store.tarscan import scan_tar
 
 from .conftest import make_store
@@ -71,7 +71,7 @@ def test_random_access_by_key_or_position_equals_sequential_reading_of_the_files
         reader.index_of("b009_f000_0_00")
     for key, members in sequential if fmt != "wds" else []:  # what the files hold (wds: the test above)
         group = key.split("_")[0]
-        for suffix, (kind, ext) in MEMBERS.items():
+        for suffix, (kind, ext) in reader.members():
             if fmt == "folder":
                 expected = (store / kind / group / f"{key}{ext}").read_bytes()
             else:

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fgbg.errors import UserError
+from fgbg.make.categories import Categories, from_files
 from fgbg.rooms.settings import read_set
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -80,6 +81,11 @@ class Assets:
     bad: list[BadFile]
     warnings: list[str]
     bg_depth_set: dict | None = None  # what made the sidecars, where the bg folder says (rendered rooms)
+    fg_folder: str = ""  # the --fg folder's name: a flat folder's one category
+
+    @property
+    def categories(self) -> Categories:
+        return from_files([s.file for s in self.fg_sources], self.fg_folder)
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -107,6 +113,38 @@ def find_images(folder: Path) -> tuple[list[Path], list[str]]:
         elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.lower().endswith(DEPTH_SIDECAR):
             images.append(path)
     return images, skipped
+
+
+def find_backgrounds(folder: Path) -> tuple[list[tuple[Path, str]], list[str]]:
+    """([(image file, its source name)], warnings) of a ``--bg`` folder: its images, named by file name."""
+    images, skipped = find_images(folder)
+    return [(p, p.name) for p in images], skipped
+
+
+def find_foregrounds(folder: Path) -> tuple[list[tuple[Path, str]], list[str]]:
+    """([(image file, its source name)], warnings) of a ``--fg`` folder, flat or one sub-folder per category.
+
+    Images directly in ``folder``: a flat folder, named by file name (sub-folders ignored). No
+    images there but sub-folders: one category per sub-folder, in sorted order, each image named
+    ``SUB/FILE`` (see :mod:`fgbg.make.categories`).
+
+    Raises:
+        BadInput: ``folder`` is not a folder, or a category sub-folder has no images.
+    """
+    images, skipped = find_images(folder)
+    subs = [] if images else sorted(p for p in Path(folder).iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not subs:
+        return [(p, p.name) for p in images], skipped
+    named = []
+    for sub in subs:
+        found, sub_skipped = find_images(sub)
+        if not found:
+            raise BadInput(
+                f"{sub}: a category folder with no images (looked for {', '.join(IMAGE_SUFFIXES)}); add its images or remove it"
+            )
+        named += [(p, f"{sub.name}/{p.name}") for p in found]
+        skipped += sub_skipped
+    return named, skipped
 
 
 def broken_link(link: Path, folder: Path) -> str | None:
@@ -329,14 +367,14 @@ def load_assets(bg_dir: Path, fg_dir: Path, size: int, fg_size: int, bg_fit: str
     Raises:
         BadInput: a folder is missing, or has no image files at all.
     """
-    assets = Assets([], [], [], [], [], [], [])
+    assets = Assets([], [], [], [], [], [], [], fg_folder=Path(fg_dir).resolve().name)
     found = {}
-    for kind, folder in (("background", bg_dir), ("foreground", fg_dir)):
-        found[kind], skipped = find_images(folder)
+    for kind, folder, find in (("background", bg_dir, find_backgrounds), ("foreground", fg_dir, find_foregrounds)):
+        found[kind], skipped = find(folder)
         assets.warnings += skipped
         if not found[kind]:
             raise BadInput(f"{folder}: no {kind} images found (looked for {', '.join(IMAGE_SUFFIXES)})")
-    for path in found["background"]:
+    for path, _ in found["background"]:
         try:
             img, sha = read_image(path)
             if min(img.size) < size:
@@ -351,7 +389,7 @@ def load_assets(bg_dir: Path, fg_dir: Path, size: int, fg_size: int, bg_fit: str
         assets.bg_sources.append(Source(path.name, sha))
     if any(d is not None for d in assets.bg_depth):
         assets.bg_depth_set = read_sidecar_set(bg_dir)
-    for path in found["foreground"]:
+    for path, name in found["foreground"]:
         try:
             img, sha = read_image(path)
             trimmed = trim_to_alpha(to_rgba(img))
@@ -363,7 +401,7 @@ def load_assets(bg_dir: Path, fg_dir: Path, size: int, fg_size: int, bg_fit: str
         if tiny:
             assets.warnings.append(tiny)
         assets.fg.append(fg)
-        assets.fg_sources.append(Source(path.name, sha))
+        assets.fg_sources.append(Source(name, sha))
     return assets
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -38,6 +38,8 @@ from fgbg.depth.layered import layered_depth, nearer_than_layer, quantize_depth,
 from fgbg.depth.pipeline import pipeline, pipeline_threads
 from fgbg.engine import visible_store
 from fgbg.errors import CorruptStore
+from fgbg.make.categories import store_categories
+from fgbg.make.objects import IdMap, Layer, id_dtype, object_geometry, painting_order, without_masks
 from fgbg.make.plan import Plan, SampleRef, Shard
 from fgbg.store.identity import PRIOR_ORIGIN as PRIOR, STATE_JSON
 from fgbg.store.layout import DATASET_JSON, WORK_DIR, asset_paths
@@ -86,6 +88,52 @@ def _read_assets(store: Path, kind: str, n: int) -> tuple[bytes, ...]:
         raise CorruptStore(f"{e.filename}: a prepared asset cannot be read ({e.strerror}); rerun the same command to write it again") from None
 
 
+class Candidate(NamedTuple):
+    """One drawn object: its fg, placement, sized RGBA and mask, where the bg hides it, and how much is seen."""
+
+    fg: int
+    flip: int
+    p: Placement
+    rgba: np.ndarray  # uint8 (h, w, 4)
+    mask: np.ndarray  # uint8 (h, w) in {0, 255}: alpha >= 128
+    hidden: np.ndarray  # bool (h, w): where the bg is nearer than its layer
+    value: float  # its layer's inverse depth: the bg's at its foot, in [0, 1]
+    seen: float  # fraction of its mask the bg leaves visible
+    area: int  # pixels of its mask the bg leaves visible
+
+    @property
+    def layer(self) -> Layer:
+        return Layer(self.p.x, self.p.y, (self.mask > 0) & ~self.hidden, self.value)
+
+
+class OneObject(NamedTuple):
+    """A single-object composite (:meth:`Renderer.compose`)."""
+
+    p: Placement
+    fg_bg: np.ndarray  # uint8 (S, S, 3)
+    mask: np.ndarray  # uint8 (S, S) in {0, 255}: the visible fg
+    visible: float | None  # visible fraction, or None where the bg has no real depth
+
+    @property
+    def first_mask(self) -> np.ndarray:
+        return self.mask
+
+
+class Scene(NamedTuple):
+    """A composite of several objects (:meth:`Renderer.compose_scene`)."""
+
+    fg_bg: np.ndarray  # uint8 (S, S, 3)
+    mask: np.ndarray  # uint8 (S, S) in {0, 255}: the union of the visible objects
+    objects: list[Candidate]  # object i + 1 at index i; object 1 is the key's fg
+    ids: np.ndarray  # uint8/uint16 (S, S): 0 = bg, i = object i, where it is seen
+    dropped: int  # extra objects drawn but not pasted
+
+    @property
+    def first_mask(self) -> np.ndarray:
+        """uint8 (S, S) in {0, 255}: where the key's fg is seen."""
+        return np.where(self.ids == 1, np.uint8(255), np.uint8(0))
+
+
 @dataclass
 class Renderer:
     config: GenerateConfig
@@ -98,10 +146,12 @@ class Renderer:
     estimator: Estimator | None = None  # per-sample network depth (--depth estimator)
     depth_scales: list[tuple[float, float]] | None = None  # (lo, hi) of raw network depth, per bg
     occluding: list[bool] | None = None  # per bg: a real depth map, so nearer bg pixels hide the fg (None: none)
+    fg_categories: list[int] | None = None  # category id of every fg (None: one category)
 
     def __post_init__(self) -> None:
         self.bg_depth_q = [quantize_depth(d, self.config.depth_bits) for d in self.bg_depth]
         self.occluding = self.occluding or [False] * len(self.bg)
+        self.fg_categories = self.fg_categories or [1] * len(self.fg)
         self.feet = [self.standable_feet(d) if o else None for d, o in zip(self.bg_depth, self.occluding)]
         self.fg_flipped = [flip_fg(fg) for fg in self.fg]
         self._unscaled: dict[tuple[int, int, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -131,6 +181,7 @@ class Renderer:
             estimator=estimator,
             depth_scales=[tuple(r) for r in state["depth_scales"]] if estimator else None,
             occluding=[s["depth"] != PRIOR for s in state["sources"]["bg"]],
+            fg_categories=store_categories(state).of_fg,
         )
 
     def standable_feet(self, depth: np.ndarray) -> np.ndarray | None:
@@ -142,12 +193,12 @@ class Renderer:
         feet = np.flatnonzero(standable(depth))
         return feet if len(feet) else None
 
-    def draw(self, ref: SampleRef, rng: np.random.Generator) -> Placement:
-        """One placement of the sample's fg on its bg, drawn from ``rng``."""
-        fg_hw = self.fg[ref.fg].shape[:2]
+    def draw(self, bg: int, fg: int, rng: np.random.Generator) -> Placement:
+        """One placement of fg ``fg`` on bg ``bg``, drawn from ``rng``."""
+        fg_hw = self.fg[fg].shape[:2]
         if self.config.perspective:
             return sample_perspective_placement(
-                rng, fg_hw, self.bg_depth[ref.bg], self.config.scale_range(), self.ground_top[ref.bg], self.feet[ref.bg]
+                rng, fg_hw, self.bg_depth[bg], self.config.scale_range(), self.ground_top[bg], self.feet[bg]
             )
         return sample_placement(rng, fg_hw, self.config.size, self.config.scale_range())
 
@@ -155,26 +206,46 @@ class Renderer:
         """The sample's placement, its placed fg (premultiplied, inverse alpha, visible mask; see
         :meth:`placed_fg`) and its visible fraction (None on a bg without real depth: nothing hides it).
 
-        Depends only on (seed, key) and the assets. On a bg with real depth, placements are drawn
-        from the sample's one generator until the visible fraction reaches ``min_visible``; after
-        VISIBLE_TRIES draws the most visible one (the first of equals) is kept, below the bar.
+        Depends only on (seed, key) and the assets (see :meth:`first_object`).
         """
         rng = sample_rng(self.config.seed, ref.key)
-        if not self.occluding[ref.bg]:  # the prior: one draw, as stores without real depth always had
-            p = self.draw(ref, rng)
+        if not self.redraws(ref.bg):  # one draw, as stores without real depth always had
+            p = self.draw(ref.bg, ref.fg, rng)
             return p, self.placed_fg(ref.fg, ref.flip, p.w, p.h), None
-        best = None  # (placement, sized fg, its mask, hidden, visible): only the kept draw is premultiplied
+        o = self.first_object(ref, rng)
+        return o.p, hide(*premultiply(o.rgba), o.mask, o.hidden), o.seen
+
+    def redraws(self, bg: int) -> bool:
+        """Whether a draw on bg ``bg`` may fall short of a bar and be redrawn: the bg has real depth
+        (it may hide the fg), or --min-area is set."""
+        return self.occluding[bg] or self.config.min_area > 0
+
+    def first_object(self, ref: SampleRef, rng: np.random.Generator) -> "Candidate":
+        """The key's fg placed: drawn from ``rng`` until its visible fraction reaches ``min_visible`` and its
+        visible area ``min_area``, where the bg can hide it or --min-area is set (else one draw); after
+        VISIBLE_TRIES draws the most visible one (the first of equals) is kept, below the bar."""
+        if not self.redraws(ref.bg):
+            return self.candidate(ref.bg, ref.fg, ref.flip, self.draw(ref.bg, ref.fg, rng))
+        best = None  # only the kept draw is premultiplied
         for _ in range(VISIBLE_TRIES):
-            p = self.draw(ref, rng)
-            rgba = self.sized_fg(ref.fg, ref.flip, p.w, p.h)
-            mask = fg_mask(rgba)
-            hidden, visible = self.hidden(ref.bg, p, mask)
-            if best is None or visible > best[-1]:
-                best = p, rgba, mask, hidden, visible
-            if visible >= self.config.min_visible:
+            o = self.candidate(ref.bg, ref.fg, ref.flip, self.draw(ref.bg, ref.fg, rng))
+            if best is None or o.seen > best.seen:
+                best = o
+            if o.seen >= self.config.min_visible and o.area >= self.config.min_area:
                 break
-        p, rgba, mask, hidden, visible = best
-        return p, hide(*premultiply(rgba), mask, hidden), visible
+        return best
+
+    def candidate(self, bg: int, fg: int, flip: int, p: Placement) -> "Candidate":
+        """Fg ``fg`` (mirrored if ``flip``) drawn at ``p`` on bg ``bg``: sized, masked, and cut where the bg is nearer."""
+        rgba = self.sized_fg(fg, flip, p.w, p.h)
+        mask = self.placed_fg(fg, flip, p.w, p.h)[2] if rgba.shape[:2] == self.fg[fg].shape[:2] else fg_mask(rgba)
+        if self.occluding[bg]:
+            hidden, seen = self.hidden(bg, p, mask)
+        else:
+            hidden, seen = np.zeros(mask.shape, bool), 1.0
+        fx, fy = p.foot
+        area = int(np.count_nonzero(mask)) if seen == 1.0 else int(np.count_nonzero(mask[~hidden]))
+        return Candidate(fg, flip, p, rgba, mask, hidden, float(self.bg_depth[bg][fy, fx]), seen, area)
 
     def hidden(self, bg: int, p: Placement, mask: np.ndarray) -> tuple[np.ndarray, float]:
         """Where nearer bg pixels hide the placed fg (bool (h, w)), and the fraction of its ``mask`` still seen.
@@ -236,23 +307,131 @@ class Renderer:
         """
         if self.estimator is None:
             for ref in refs:
-                p, fg_bg, mask, visible = self.compose(ref)
-                yield ref, self.encode(ref, p, fg_bg, mask, *self.layered(ref, p, mask), visible), 0
+                c = self.composite(ref)
+                yield ref, self.encode_composite(ref, c, *self.layered_composite(ref, c)), 0
             return
         estimator = self.estimator
 
         def prepare(ref: SampleRef):
-            p, fg_bg, mask, visible = self.compose(ref)
-            return p, fg_bg, mask, visible, estimator.to_input(fg_bg)
+            c = self.composite(ref)
+            return c, estimator.to_input(c.fg_bg)
 
         def finish(ref: SampleRef, prepared, raw: np.ndarray):
-            p, fg_bg, mask, visible, _ = prepared
-            depth, fg_value, clipped = self.estimated(ref, mask, raw)
-            return ref, self.encode(ref, p, fg_bg, mask, depth, fg_value, visible), clipped
+            c, _ = prepared
+            depth, fg_value, clipped = self.estimated(ref, c.first_mask, raw)
+            return ref, self.encode_composite(ref, c, depth, fg_value), clipped
 
-        infer = lambda prepared: infer_batch(estimator, [x for *_, x in prepared])
+        infer = lambda prepared: infer_batch(estimator, [x for _, x in prepared])
         threads = pipeline_threads(estimator.device.is_cuda, estimator.threads)
         yield from pipeline(refs, prepare, infer, finish, self.config.depth_batch, **threads)
+
+    def composite(self, ref: SampleRef) -> "OneObject | Scene":
+        """The sample composed: one object, or several (``--objects``)."""
+        return self.compose_scene(ref) if self.config.several else OneObject(*self.compose(ref))
+
+    def layered_composite(self, ref: SampleRef, c: "OneObject | Scene") -> tuple[np.ndarray, int]:
+        """Depth by the layered rule and the key's fg's value (see :meth:`layered`, :meth:`layered_scene`)."""
+        return self.layered_scene(ref, c) if isinstance(c, Scene) else self.layered(ref, c.p, c.mask)
+
+    def encode_composite(self, ref: SampleRef, c: "OneObject | Scene", depth: np.ndarray, fg_value: int) -> dict[str, bytes]:
+        if isinstance(c, Scene):
+            return self.encode_scene(ref, c, depth, fg_value)
+        return self.encode(ref, c.p, c.fg_bg, c.mask, depth, fg_value, c.visible)
+
+    # ------------------------------------------------------------ several objects (--objects)
+
+    def compose_scene(self, ref: SampleRef) -> "Scene":
+        """The key's fg (object 1) and the extra objects the sample's generator draws, composed by depth.
+
+        After object 1 (drawn as a single fg is), the generator draws the number of objects in
+        [objects_min, objects_max], then each extra object's fg (one not yet in the composite while
+        the set allows), flip and placements: a placement is kept when every object, the new one
+        included, still meets the bars (``min_visible``, ``min_area``; an object already below them
+        keeps what it has); an extra without such a placement in VISIBLE_TRIES draws is dropped.
+        """
+        rng = sample_rng(self.config.seed, ref.key)
+        first = self.first_object(ref, rng)
+        scene = IdMap(self.config.size, id_dtype(self.config.objects_max))
+        scene.add(first.layer, first.layer.mask)
+        objects, dropped = [first], 0
+        for _ in range(int(rng.integers(self.config.objects_min, self.config.objects_max + 1)) - 1):
+            extra = self.extra_object(ref.bg, objects, scene, rng)
+            if extra is None:
+                dropped += 1
+            else:
+                objects.append(extra)
+        fg_bg = self.bg[ref.bg]
+        for i in painting_order([o.value for o in objects]):  # far to near: nearer colours over farther ones
+            o = objects[i]
+            premultiplied, inverse_alpha, _ = hide(*self.premultiplied(o), o.mask, o.hidden)
+            fg_bg = blend_premultiplied(fg_bg, premultiplied, inverse_alpha, o.p.x, o.p.y)
+        mask = np.where(scene.ids > 0, np.uint8(255), np.uint8(0))
+        return Scene(fg_bg, mask, objects, scene.ids, dropped)
+
+    def extra_object(self, bg: int, objects: list[Candidate], scene: IdMap, rng: np.random.Generator) -> Candidate | None:
+        """One more object drawn from ``rng`` that keeps every object at its bars, added to ``scene``; or None (dropped)."""
+        c = self.config
+        fg = self.pick_fg(rng, {o.fg for o in objects})
+        flip = int(rng.integers(2)) if c.flip else 0
+        areas = np.asarray(scene.areas)
+        full = np.array([np.count_nonzero(o.mask) for o in objects])
+        # what each object must keep: the bars, or what it has if already below them
+        keep_area, keep_seen = np.minimum(areas, c.min_area), np.minimum(areas / np.maximum(full, 1), c.min_visible)
+        for _ in range(VISIBLE_TRIES):
+            o = self.candidate(bg, fg, flip, self.draw(bg, fg, rng))
+            layer = o.layer
+            wins = scene.wins(layer)
+            after = scene.areas_with(layer, wins)
+            seen = after / np.maximum(np.append(full, np.count_nonzero(o.mask)), 1)
+            if (
+                after[-1] > 0 and after[-1] >= c.min_area and seen[-1] >= c.min_visible
+                and (after[:-1] >= keep_area).all() and (seen[:-1] >= keep_seen).all()
+            ):  # fmt: skip
+                scene.add(layer, wins)
+                return o
+        return None
+
+    def premultiplied(self, o: Candidate) -> tuple[np.ndarray, np.ndarray]:
+        """An object's fg premultiplied and its inverse alpha (see :func:`premultiply`); cached for unscaled fgs."""
+        if o.rgba.shape[:2] == self.fg[o.fg].shape[:2]:
+            return self.placed_fg(o.fg, o.flip, o.p.w, o.p.h)[:2]
+        return premultiply(o.rgba)
+
+    def pick_fg(self, rng: np.random.Generator, used: set[int]) -> int:
+        """An fg drawn uniformly among those not yet in the composite (among all once every one is)."""
+        unused = [f for f in range(len(self.fg)) if f not in used]
+        pool = unused or range(len(self.fg))
+        return int(pool[int(rng.integers(len(pool)))])
+
+    def layered_scene(self, ref: SampleRef, scene: "Scene") -> tuple[np.ndarray, int]:
+        """Quantised depth of the nearest surface (each object's pixels take its foot's value), and object 1's value."""
+        bg_depth = self.bg_depth_q[ref.bg]
+        values = np.array([0] + [bg_depth[o.p.foot[1], o.p.foot[0]] for o in scene.objects], bg_depth.dtype)
+        depth = np.where(scene.ids > 0, values[scene.ids], bg_depth)
+        return depth, int(values[1])
+
+    def encode_scene(self, ref: SampleRef, scene: "Scene", depth: np.ndarray, fg_value: int) -> dict[str, bytes]:
+        """The members of a several-object sample: :meth:`encode`'s, ``instances.png`` and ``objects`` in the json
+        (see :mod:`fgbg.make.objects`); the top-level fields describe object 1, ``mask_area`` the union."""
+        first = scene.objects[0]
+        members = self.encode(ref, first.p, scene.fg_bg, scene.mask, depth, fg_value, None)
+        annotation = json.loads(members["json"])
+        top = (1 << self.config.depth_bits) - 1
+        objects = []
+        for i, o in enumerate(scene.objects, start=1):
+            fx, fy = o.p.foot
+            geometry = object_geometry(scene.ids, i, o.p.x, o.p.y, o.mask > 0)
+            objects.append({
+                "id": i, "fg": o.fg, "fg_file": self.fg_files[o.fg], "category": self.fg_categories[o.fg],
+                "flip": o.flip, "scale": round(o.p.scale, 6), "foot": [fx, fy],
+                "depth": round(int(self.bg_depth_q[ref.bg][fy, fx]) / top, 6), **geometry,
+            })  # fmt: skip
+        annotation.update(visible=objects[0]["visible"], objects=objects, dropped=scene.dropped)
+        return {
+            **members,
+            "instances.png": codecs.encode_png_gray(scene.ids),
+            "json": json.dumps(annotation, separators=(",", ":")).encode(),
+        }
 
     def render_batch(self, refs: list[SampleRef]) -> tuple[list[dict[str, bytes]], int]:
         """Members of each sample ({"fg_bg.jpg", "mask.png", "depth.png", "json": bytes}),
@@ -303,6 +482,13 @@ def worker_renderer(prepared: Prepared, threads: int, estimator: Estimator | Non
     return _renderer[1]
 
 
+def manifest_line(annotation: bytes, several: bool) -> str:
+    """A sample's line in manifest.jsonl: its annotation, without the objects' RLE masks where it has several."""
+    if not several:
+        return annotation.decode()
+    return json.dumps(without_masks(json.loads(annotation)), separators=(",", ":"))
+
+
 def render_shard(shared: tuple, task: tuple[str, int, int, int]) -> tuple[int, dict, list[str]]:
     """Render one shard and commit it under the store (atomic renames: a retry never half-writes or doubles it).
 
@@ -329,7 +515,7 @@ def render_shard(shared: tuple, task: tuple[str, int, int, int]) -> tuple[int, d
         nonlocal clipped
         for ref, members, n in r.render_many(plan.samples(shard)):
             clipped += n
-            annotations.append(members["json"].decode())
+            annotations.append(manifest_line(members["json"], r.config.several))
             yield ref.key, members
 
     record = write_shard(Path(out), r.config.format, shard.name, samples())

@@ -1,7 +1,8 @@
 """The store: shards in one of three formats, prepared assets, manifest and dataset.json.
 
 Every format holds the same members per sample (WebDataset naming):
-``KEY.fg_bg.jpg``, ``KEY.mask.png``, ``KEY.depth.png``, ``KEY.json``. One reader,
+``KEY.fg_bg.jpg``, ``KEY.mask.png``, ``KEY.depth.png``, ``KEY.json``, and ``KEY.instances.png``
+where composites hold several objects. One reader,
 :class:`StoreReader`, serves them all (random access by index or key, shard by shard).
 """
 

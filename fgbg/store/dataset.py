@@ -19,7 +19,7 @@ import simplejpeg
 from fgbg import __version__
 from fgbg.config import GenerateConfig
 from fgbg.make.plan import Plan, Shard
-from fgbg.store.layout import DATASET_JSON, MANIFEST, MEMBERS, WORK_DIR, atomic_file, atomic_write_json, remove
+from fgbg.store.layout import DATASET_JSON, MANIFEST, WORK_DIR, atomic_file, atomic_write_json, remove, store_members
 
 
 def record_path(out: Path, shard: Shard) -> Path:
@@ -94,9 +94,10 @@ def dataset_json(config: GenerateConfig, plan: Plan, state: dict, shards: list[d
             "shards": len(shards),
         },
         "key": "b{bg}_f{fg}_{flip}_{k}, zero-padded",
-        "members": list(MEMBERS),
+        "members": list(store_members(state["config"])),
         "depth": depth_description(config, state, clipped_fraction(shards, len(plan), config.size)),
         "sources": state["sources"],
+        **{k: state[k] for k in ("categories", "fg_categories") if k in state},
         "shards": shards,
         "total_bytes": total_bytes,
         "versions": {

@@ -71,6 +71,7 @@ def make_state(config: GenerateConfig, assets: "Assets", network: dict | None = 
     state = {"config": config.to_dict(), "sources": {"bg": bg, "fg": fg}}
     if assets.bg_depth_set is not None:  # a record, not identity: same_run compares IDENTITY only
         state["bg_depth_set"] = assets.bg_depth_set
+    state.update(assets.categories.record())  # a record too: the ids follow from the fg file names (SUB/FILE)
     return json.loads(json.dumps({**state, **(network or {})}))  # as it reads back from disk
 
 

@@ -19,13 +19,15 @@ from typing import BinaryIO, Iterator
 
 from fgbg.errors import CorruptStore, NotFound
 
-# member suffix -> (folder for the folder/zip formats, file extension there)
+# member suffix -> (folder for the folder/zip formats, file extension there), in a sample's order
 MEMBERS: dict[str, tuple[str, str]] = {
     "fg_bg.jpg": ("fg_bg", ".jpg"),
     "mask.png": ("mask", ".png"),
     "depth.png": ("depth", ".png"),
+    "instances.png": ("instances", ".png"),  # stores with several objects per composite only
     "json": ("annotation", ".json"),
 }
+INSTANCES = "instances.png"
 DATASET_JSON = "dataset.json"
 MANIFEST = "manifest.jsonl"
 SHARDS_DIR = "shards"
@@ -152,6 +154,13 @@ def remove(path: Path) -> None:
 
 def atomic_write_json(path: Path, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=False) + "\n").encode())
+
+
+def store_members(config: dict) -> tuple[str, ...]:
+    """The member suffixes of a store made with ``config`` (a GenerateConfig's dict), in MEMBERS order:
+    instance ids only where composites may hold several objects."""
+    several = config.get("objects_max", 1) > 1
+    return tuple(s for s in MEMBERS if several or s != INSTANCES)
 
 
 def asset_paths(store: Path, kind: str, n: int) -> list[Path]:

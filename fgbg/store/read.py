@@ -44,11 +44,11 @@ from fgbg import codecs
 from fgbg.config import GenerateConfig
 from fgbg.errors import CorruptStore
 from fgbg.make.plan import Plan, Shard
-from fgbg.store.layout import MEMBERS, asset_paths, bg_group, digest_members, read_dataset_json
+from fgbg.store.layout import MEMBERS, asset_paths, bg_group, digest_members, read_dataset_json, store_members
 from fgbg.store.tarscan import BLOCK, decode_index, scan_tar
 
 Sample = tuple[str, dict[str, bytes]]
-SUFFIXES: tuple[str, ...] = tuple(MEMBERS)
+SUFFIXES: tuple[str, ...] = tuple(MEMBERS)  # every member a store may hold; a store's own: StoreReader.suffixes
 MAX_OPEN = 64  # open files kept per process (a zip store has 4 per bg)
 # What decoding damaged bytes raises: simplejpeg/codecs (ValueError), Pillow (OSError,
 # SyntaxError, DecompressionBombError), zlib, struct, json (ValueError).
@@ -118,6 +118,8 @@ class StoreReader:
         self.meta = read_dataset_json(self.store) if meta is None else meta
         self.format: str = self.meta["format"]
         self.config = GenerateConfig.from_dict(self.meta["config"])
+        self.suffixes: tuple[str, ...] = store_members(self.meta["config"])  # this store's members, in MEMBERS order
+        self.objects: int = self.config.objects_max  # most objects a composite holds (1: no instances member)
         self.plan = Plan.from_config(int(self.meta["counts"]["bg"]), int(self.meta["counts"]["fg"]), self.config)
         self.shards: list[dict] = self.meta["shards"]
         self._starts = np.array([s["start"] for s in self.shards], np.int64)
@@ -127,6 +129,10 @@ class StoreReader:
         self._assets: dict[str, list[Path]] = {}
 
     # ------------------------------------------------------------ keys and places
+
+    def members(self) -> list[tuple[str, tuple[str, str]]]:
+        """(suffix, (kind folder, extension)) of this store's members, in MEMBERS order."""
+        return [(suffix, MEMBERS[suffix]) for suffix in self.suffixes]
 
     def __len__(self) -> int:
         return len(self.plan)
@@ -261,7 +267,7 @@ class StoreReader:
             if hashlib.sha256(raw).hexdigest() != digest:
                 return None
             try:
-                table = decode_index(np.frombuffer(raw, "<u8"), record["count"], len(SUFFIXES))
+                table = decode_index(np.frombuffer(raw, "<u8"), record["count"], len(self.suffixes))
             except ValueError:
                 return None
             return table if self._headers_agree(shard, table) else None
@@ -272,9 +278,9 @@ class StoreReader:
         those members (a header past a cut is not held against it: reads there say so)."""
         fd = self._handle(self.tar_of(shard))
         start, last = int(self.shards[shard]["start"]), len(table) - 1
-        for row, column in ((0, 0), (last, len(SUFFIXES) - 1)):
+        for row, column in ((0, 0), (last, len(self.suffixes) - 1)):
             header = os.pread(fd, BLOCK, int(table[row, column, 0]) - BLOCK)
-            name = f"{self.key(start + row)}.{SUFFIXES[column]}".encode()
+            name = f"{self.key(start + row)}.{self.suffixes[column]}".encode()
             if len(header) == BLOCK and header[:100].split(b"\0", 1)[0] != name:
                 return False
         return True
@@ -283,8 +289,8 @@ class StoreReader:
         """The table of a shard from its tar headers (one pass, reading headers only)."""
         rel = self.tar_of(shard)
         rows = {key: r for r, key in enumerate(self.keys(shard))}
-        table = np.full((len(rows), len(SUFFIXES), 2), -1, np.int64)
-        column = {suffix: c for c, suffix in enumerate(SUFFIXES)}
+        table = np.full((len(rows), len(self.suffixes), 2), -1, np.int64)
+        column = {suffix: c for c, suffix in enumerate(self.suffixes)}
         path = self.store / rel
         try:
             with open(path, "rb") as f:
@@ -301,14 +307,15 @@ class StoreReader:
     # ------------------------------------------------------------ reading
 
     def read(self, item: int | str, members: tuple[str, ...] | None = None) -> dict[str, bytes]:
-        """The members of one sample (by plan position or key): {suffix: bytes}, in MEMBERS order.
+        """The members of one sample (by plan position or key): {suffix: bytes}, in MEMBERS order
+        (default: every member of the store, :attr:`suffixes`).
 
         Raises:
             CorruptMember: a member is missing or cut short, or its file is unreadable.
         """
         i = self._position(item)
         j, row = self.locate(i)
-        return self._read(j, row, self.key(i), members or SUFFIXES)
+        return self._read(j, row, self.key(i), members or self.suffixes)
 
     def _read(self, shard: int, row: int, key: str, members: tuple[str, ...]) -> dict[str, bytes]:
         if self.format == "wds":
@@ -343,7 +350,7 @@ class StoreReader:
         """``members`` of one sample from a tar's descriptor, at ``places`` [(offset, size)] in MEMBERS order."""
         out = {}
         for suffix in members:
-            offset, size = places[SUFFIXES.index(suffix)]
+            offset, size = places[self.suffixes.index(suffix)]
             if size < 0:
                 raise self._corrupt(self.where(key, suffix), "missing")
             data = os.pread(fd, size, offset)
@@ -354,7 +361,7 @@ class StoreReader:
 
     def iter_shard(self, shard: int, members: tuple[str, ...] | None = None) -> Iterator[Sample]:
         """(key, {suffix: bytes}) of every sample of one shard, in plan order."""
-        members = members or SUFFIXES
+        members = members or self.suffixes
         if self.format != "wds":
             for row, key in enumerate(self.keys(shard)):
                 yield key, self._read(shard, row, key, members)
@@ -443,13 +450,13 @@ class StoreReader:
             if not path.is_file():
                 return []  # reported missing by the sha256 check
             try:
-                table = decode_index(np.fromfile(path, "<u8"), record["count"], len(SUFFIXES))
+                table = decode_index(np.fromfile(path, "<u8"), record["count"], len(self.suffixes))
             except ValueError as e:
                 return [f"{rel}: not the member index of {self.tar_of(shard)} ({e})"]
             wrong = sum(
                 places.get((key, suffix)) != tuple(table[row, c].tolist())
                 for row, key in enumerate(self.keys(shard))
-                for c, suffix in enumerate(SUFFIXES)
+                for c, suffix in enumerate(self.suffixes)
             )
             if wrong:
                 problems.append(f"{rel}: {wrong} member offset(s) disagree with {self.tar_of(shard)}")
@@ -458,7 +465,7 @@ class StoreReader:
     def _scan_folder(self, shard: int, scan: ShardScan) -> None:
         group = self.group(shard)
         record = self.shards[shard]
-        for suffix, (kind, ext) in MEMBERS.items():
+        for suffix, (kind, ext) in self.members():
             rel = f"{kind}/{group}/"
             folder = self.store / rel
             if not folder.is_dir():
@@ -477,7 +484,7 @@ class StoreReader:
 
     def _scan_zip(self, shard: int, scan: ShardScan) -> None:
         group = self.group(shard)
-        for suffix, (kind, ext) in MEMBERS.items():
+        for suffix, (kind, ext) in self.members():
             rel = f"{kind}/{group}.zip"
             if not (self.store / rel).is_file():
                 continue  # reported missing by the sha256 check

@@ -54,10 +54,12 @@ def write_wds(out: Path, name: str, samples: Samples) -> dict:
     tar_rel, idx_rel = f"{SHARDS_DIR}/{name}.tar", f"{SHARDS_DIR}/{name}{INDEX_SUFFIX}"
     layout.make_dirs(out / SHARDS_DIR)
     digest, rows, written = hashlib.sha256(), [], 0
+    suffixes: list[str] = []
     with layout.atomic_file(out / tar_rel) as f:
         for key, members in samples:
             row = []
-            for suffix in MEMBERS:
+            suffixes = suffixes or [s for s in MEMBERS if s in members]
+            for suffix in suffixes:
                 data = members[suffix]
                 block = ustar_header(f"{key}.{suffix}", len(data)) + data + b"\0" * (-len(data) % TAR_BLOCK)
                 f.write(block)
@@ -70,7 +72,7 @@ def write_wds(out: Path, name: str, samples: Samples) -> dict:
         f.write(tail)
         digest.update(tail)
         written += len(tail)
-    index = encode_index(np.array(rows, np.int64).reshape(len(rows), len(MEMBERS), 2))
+    index = encode_index(np.array(rows, np.int64).reshape(len(rows), len(suffixes), 2))
     layout.atomic_write_bytes(out / idx_rel, index)
     return {
         "files": {tar_rel: digest.hexdigest()},
@@ -80,13 +82,18 @@ def write_wds(out: Path, name: str, samples: Samples) -> dict:
     }
 
 
+def sample_members(members: dict[str, bytes]) -> list[tuple[str, tuple[str, str]]]:
+    """(suffix, (kind folder, extension)) of the members a sample has, in MEMBERS order."""
+    return [(suffix, place) for suffix, place in MEMBERS.items() if suffix in members]
+
+
 def write_folder(out: Path, name: str, samples: Samples) -> dict:
     """KIND/bNNN/KEY.ext, one sub-folder per bg per kind: its files written in a temporary
     sub-folder, fsynced, and the sub-folder renamed in, durably."""
     samples = list(samples)
     group = bg_group(samples[0][0])
     files, total = {}, 0
-    for suffix, (kind, ext) in MEMBERS.items():
+    for suffix, (kind, ext) in sample_members(samples[0][1]):
         final = out / kind / group
         layout.make_dirs(final.parent)
         tmp = layout.temporary(final)
@@ -112,7 +119,7 @@ def write_zip(out: Path, name: str, samples: Samples) -> dict:
     samples = list(samples)
     group = bg_group(samples[0][0])
     files, total = {}, 0
-    for suffix, (kind, ext) in MEMBERS.items():
+    for suffix, (kind, ext) in sample_members(samples[0][1]):
         rel = f"{kind}/{group}.zip"
         final = out / rel
         layout.make_dirs(final.parent)

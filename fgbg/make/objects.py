@@ -1,0 +1,146 @@
+"""Several objects in one composite: who is seen where, and each object's annotation. Pure numpy.
+
+Every object is a flat layer at the inverse depth found at its foot (near = larger). At each
+pixel the nearest surface is seen: the nearest object whose mask covers the pixel, unless the
+bg (where it has real depth) is nearer, which the caller has already cut out of that object's
+mask. Ties go to the lower id (the key's fg, object 1, is in front of its equals). One id map
+(0 = bg, i = object i) then gives every visible mask, the union mask and the depth map, so the
+three always agree.
+
+Shapes: S is the composite's side; an object's mask is bool (h, w) with its top-left at (x, y),
+inside the (S, S) frame.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from pycocotools import mask as coco_mask
+
+BACKGROUND = 0  # the id of the bg in the id map and in an object's ``hidden_by``
+
+
+class Layer(NamedTuple):
+    """An object's pixels that the bg does not hide, and its inverse depth (near = 1)."""
+
+    x: int
+    y: int
+    mask: np.ndarray  # bool (h, w): alpha >= 128, less where the bg is nearer
+    value: float
+
+
+def id_dtype(most: int) -> type:
+    """uint8 ids for up to 255 objects, uint16 above."""
+    return np.uint8 if most <= 255 else np.uint16
+
+
+def instance_ids(size: int, layers: list[Layer], dtype=np.uint8) -> np.ndarray:
+    """(S, S) ids of the nearest layer at every pixel: 0 where none covers it, i for ``layers[i - 1]``
+    (equals: the lower id).
+
+    >>> a = Layer(0, 0, np.ones((2, 2), bool), 0.5)
+    >>> b = Layer(1, 0, np.ones((2, 2), bool), 0.8)  # nearer: hides a where they overlap
+    >>> instance_ids(3, [a, b]).tolist()
+    [[1, 2, 2], [1, 2, 2], [0, 0, 0]]
+    """
+    scene = IdMap(size, dtype)
+    for layer in layers:
+        scene.add(layer, scene.wins(layer))
+    return scene.ids
+
+
+class IdMap:
+    """The id map of a composite built one object at a time, with each object's visible area.
+
+    An object added later has a higher id, so it is seen only where it is strictly nearer than
+    what is there: the same map as painting all layers from far to near, equals by id.
+    """
+
+    def __init__(self, size: int, dtype=np.uint8) -> None:
+        self.ids = np.zeros((size, size), dtype)  # (S, S): 0 = bg, i = object i
+        self.values = [-np.inf]  # inverse depth of the surface behind each id (the bg's is never in front)
+        self.areas: list[int] = []  # visible pixels of object i at index i - 1
+
+    def wins(self, layer: Layer) -> np.ndarray:
+        """bool (h, w): where ``layer``, added now, would be seen (within its box)."""
+        h, w = layer.mask.shape
+        region = self.ids[layer.y : layer.y + h, layer.x : layer.x + w]
+        return layer.mask & (layer.value > np.asarray(self.values)[region])
+
+    def areas_with(self, layer: Layer, wins: np.ndarray) -> np.ndarray:
+        """int64 (count + 1,): every object's visible pixels if ``layer`` were added where it ``wins``."""
+        h, w = layer.mask.shape
+        covered = self.ids[layer.y : layer.y + h, layer.x : layer.x + w][wins]
+        lost = np.bincount(covered, minlength=len(self.values))[1:]
+        return np.append(np.asarray(self.areas, np.int64) - lost, np.count_nonzero(wins))
+
+    def add(self, layer: Layer, wins: np.ndarray) -> None:
+        """Add ``layer`` as the next object, seen where it ``wins``."""
+        self.areas = self.areas_with(layer, wins).tolist()
+        h, w = layer.mask.shape
+        self.ids[layer.y : layer.y + h, layer.x : layer.x + w][wins] = len(self.values)
+        self.values.append(layer.value)
+
+
+def painting_order(values: list[float]) -> list[int]:
+    """Indices from the farthest layer to the nearest; among equal inverse depths the lower index last."""
+    return sorted(range(len(values)), key=lambda i: (values[i], -i))
+
+
+def box(mask: np.ndarray, x: int = 0, y: int = 0) -> list[int]:
+    """[x, y, w, h] of the tight box around a bool mask whose top-left is at (x, y), to pixel edges;
+    [0, 0, 0, 0] if empty."""
+    cols, rows = np.flatnonzero(mask.any(axis=0)), np.flatnonzero(mask.any(axis=1))
+    if not len(cols):
+        return [0, 0, 0, 0]
+    return [x + int(cols[0]), y + int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)]
+
+
+def rle(mask: np.ndarray, size: int | None = None, x: int = 0, y: int = 0) -> dict:
+    """A bool mask as COCO compressed RLE of the (size, size) frame with the mask's top-left at (x, y)
+    (default: the mask is the frame): ``{"size": [H, W], "counts": str}``, pycocotools' encoder."""
+    if size is None:
+        frame = np.asfortranarray(mask, dtype=np.uint8)
+    else:
+        frame = np.zeros((size, size), np.uint8, order="F")
+        h, w = mask.shape
+        frame[y : y + h, x : x + w] = mask
+    encoded = coco_mask.encode(frame)
+    return {"size": [int(v) for v in encoded["size"]], "counts": encoded["counts"].decode("ascii")}
+
+
+def object_geometry(ids: np.ndarray, own: int, x: int, y: int, mask: np.ndarray) -> dict:
+    """What the annotation says of one object's pixels: visible and full boxes, areas, fractions,
+    what hides it (sorted ids, 0 = the bg), and both masks as COCO RLE.
+
+    Args:
+        ids: (S, S) id map (:func:`instance_ids`).
+        own: the object's id.
+        x, y, mask: its whole mask (bool (h, w), hidden pixels included) with its top-left at (x, y),
+            possibly reaching out of the frame.
+    """
+    size = ids.shape[0]
+    h, w = mask.shape
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, size), min(y + h, size)
+    full = mask[y0 - y : y1 - y, x0 - x : x1 - x]  # the part in the frame
+    region = ids[y0:y1, x0:x1]
+    visible = region == own
+    area, full_area, whole_area = int(np.count_nonzero(visible)), int(np.count_nonzero(full)), int(np.count_nonzero(mask))
+    return {
+        "box": box(visible, x0, y0),
+        "full_box": box(full, x0, y0),
+        "area": area,
+        "full_area": full_area,
+        "visible": round(area / full_area, 6) if full_area else 1.0,
+        "in_frame": round(full_area / whole_area, 6) if whole_area else 1.0,
+        "hidden_by": sorted(int(v) for v in np.unique(region[full]) if v != own),
+        "mask": rle(visible, size, x0, y0),
+        "full_mask": rle(full, size, x0, y0),
+    }
+
+
+def without_masks(annotation: dict) -> dict:
+    """A several-object annotation without its objects' RLE masks: the sample's manifest line."""
+    objects = [{k: v for k, v in o.items() if k not in ("mask", "full_mask")} for o in annotation["objects"]]
+    return {**annotation, "objects": objects}
