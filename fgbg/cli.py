@@ -232,7 +232,7 @@ def add_train_parser(sub) -> None:
     config_option(tr, "--val-samples", TRAIN_CONFIG, type=int, metavar="N", help="validate during training on a fixed, seeded subset of N held-out samples; 0 = all (default %(default)s); `fgbg evaluate` evaluates them all")
     devices = tr.add_argument_group("devices", "where to train; not part of the run: --resume takes them anew (e.g. another number of GPUs)")
     config_option(devices, "--accelerator", TRAIN_CONFIG, choices=["auto", "cpu", "gpu"], help="auto = the GPUs if any, else the CPU (default %(default)s)")
-    config_option(devices, "--devices", TRAIN_CONFIG, metavar="N|I,J|auto", help="GPUs: a count (8), indices (0,2) or auto = all visible; on the CPU a count of processes (default: auto)")
+    config_option(devices, "--devices", TRAIN_CONFIG, metavar="N|I,J|auto", help="GPUs: a count (8), indices (0,2) or auto = all visible; refused where there is no GPU, unless --accelerator cpu: then a count of CPU processes (DDP) (default: auto)")
     config_option(devices, "--num-nodes", TRAIN_CONFIG, type=int, metavar="N", help="machines (default 1, or what torchrun / SLURM say)")
     config_option(devices, "--strategy", TRAIN_CONFIG, choices=["auto", "ddp"], help="auto = ddp for more than one process (default %(default)s)")
     config_option(devices, "--precision", TRAIN_CONFIG, choices=["32", "bf16-mixed", "16-mixed"], help="default: bf16-mixed on a GPU that supports it (else 16-mixed), 32 on the CPU")

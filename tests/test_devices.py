@@ -121,6 +121,20 @@ def test_two_cpu_processes_train_with_ddp_and_record_the_global_batch(no_gpu):
     assert resolve_training("cpu", precision="bf16").precision == "bf16-mixed"  # asked for, kept
 
 
+@pytest.mark.parametrize("flags", [["--devices", "8"], ["--devices", "0,2"], ["--devices", "1"]])
+def test_a_device_count_without_a_gpu_is_one_line_and_exit_2_before_any_work(no_gpu, tmp_path, capsys, flags):
+    """README's `--devices 8` (GPUs 0-7) on a machine without a GPU is refused, as `--devices 0,2` is;
+    N CPU processes stay one flag away, and torchrun/SLURM's own count still trains on the CPU."""
+    out = tmp_path / "run"
+    assert main(["train", str(tmp_path / "store"), "--out", str(out), *flags]) == 2
+    err = err_lines(capsys)
+    n = len(flags[1].split(",")) if "," in flags[1] else int(flags[1])
+    assert len(err) == 1 and f"--devices {flags[1]}: no CUDA GPU is visible here" in err[0], err
+    assert err[0].endswith(f"give --accelerator cpu --devices {n}") and not out.exists()
+    assert resolve_training("cpu", str(n)).world_size == n  # the way it points to
+    assert resolve_training("auto", "2", launched=True).world_size == 2  # torchrun --nproc-per-node 2 on CPU nodes
+
+
 @pytest.mark.parametrize("kwargs, says", [
     (dict(accelerator="cpu", devices="0,1"), "a list of indices is for GPUs"),
     (dict(accelerator="cpu", devices=[0]), "a list of indices is for GPUs"),

@@ -282,16 +282,19 @@ def resolve_training(
     num_nodes: int = 1,
     strategy: str = "auto",
     precision: str | None = None,
+    launched: bool = False,
 ) -> TrainingDevices:
     """Concrete Trainer device arguments for ``fgbg train``.
 
     ``auto`` accelerator: the GPUs if any are visible, else the CPU (with a note). ``devices``
     None: every visible GPU, one process on the CPU. ``precision`` None: bf16-mixed on a GPU that
     supports it (16-mixed on older ones), 32-true on the CPU. ``strategy`` auto becomes ddp when
-    more than one process trains.
+    more than one process trains. ``launched``: ``devices`` is what torchrun or SLURM started, so
+    on a machine without a GPU ``auto`` trains that many CPU processes.
 
     Raises:
-        DeviceError: ``gpu`` without a GPU, more GPUs than visible, an unknown name.
+        DeviceError: ``gpu`` without a GPU, more GPUs than visible, an unknown name; ``devices``
+            given with ``auto`` and no GPU (a count of GPUs: CPU processes need ``cpu``).
     """
     accelerator = (accelerator or "auto").lower()
     if accelerator == "cuda":
@@ -309,6 +312,9 @@ def resolve_training(
     note = None
     if accelerator == "gpu" and count == 0:
         raise DeviceError("--accelerator gpu: no CUDA GPU is visible here; use --accelerator cpu or auto")
+    if accelerator == "auto" and not count and devices is not None and not launched:
+        n = len(devices) if isinstance(devices, list) else devices
+        raise DeviceError(f"--devices {devices_text(devices)}: no CUDA GPU is visible here; for {n} CPU processes (DDP) give --accelerator cpu --devices {n}")
     if accelerator == "auto":
         accelerator = "gpu" if count else "cpu"
         note = None if count else NO_CUDA_NOTE
@@ -328,6 +334,11 @@ def resolve_training(
     if strategy == "auto" and resolved.world_size > 1:
         resolved = TrainingDevices(accelerator, wanted, num_nodes, "ddp", resolved.precision, name, note)
     return resolved
+
+
+def devices_text(devices: int | list[int]) -> str:
+    """``--devices`` as a user types it: 8, or 0,2."""
+    return ",".join(map(str, devices)) if isinstance(devices, list) else str(devices)
 
 
 # ---------------------------------------------------------------- ONNX Runtime

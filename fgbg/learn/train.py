@@ -110,14 +110,16 @@ def training_devices(config: "TrainConfig") -> TrainingDevices:
     """The run's devices: the config's, with torchrun's or SLURM's layout as the defaults.
 
     Raises:
-        DeviceError: ``--accelerator gpu`` without a GPU, more GPUs than visible, an unknown name (one line, exit 2).
+        DeviceError: ``--accelerator gpu`` (or ``--devices`` with auto) without a GPU, more GPUs than visible,
+            an unknown name (one line, exit 2).
     """
     devices, nodes = config.devices, config.num_nodes
-    layout = launcher_layout()
+    layout, launched = launcher_layout(), False
     if layout is not None:
-        devices = devices if devices not in (None, "auto") else str(layout[0])
+        launched = devices in (None, "auto")
+        devices = str(layout[0]) if launched else devices
         nodes = nodes or layout[1]
-    return resolve_training(config.accelerator, devices, nodes or 1, config.strategy, config.precision)
+    return resolve_training(config.accelerator, devices, nodes or 1, config.strategy, config.precision, launched)
 
 
 def process_rank() -> int:
