@@ -97,25 +97,61 @@ class SampleTrace(Callback):
         return [cls()] if os.environ.get(TRACE_ENV) else []
 
 
+def synchronize(device) -> None:
+    """Wait until ``device`` (a torch.device) has done the work queued on it: a GPU runs behind the
+    Python that queues its work, so a clock read without this times the queueing, not the work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 class Throughput(Callback):
-    """Training samples/s over all ranks (excluding validation): on the progress bar, in TensorBoard, in the summary."""
+    """Training samples/s over all ranks: on the progress bar, in TensorBoard, in the summary.
+
+    Samples over the wall-clock time of the training steps, the loading between them included,
+    each epoch's start (workers starting) and validation excluded. The clock is read every
+    ``trainer.log_every_n_steps`` steps, and at an epoch's end, after the device has finished the
+    steps (:func:`synchronize`); the rate is logged then, not at every step (a float logged is a
+    tensor Lightning makes on the device: a copy that waits for the GPU).
+    """
 
     def __init__(self) -> None:
         self.samples, self.seconds = 0, 0.0
-        self._epoch_samples, self._epoch_seconds, self._t = 0, 0.0, 0.0
+        self._epoch_samples, self._epoch_seconds = 0, 0.0
+        self._since: float | None = None  # when the stretch of steps being timed began (None: no stretch open)
+        self._pending, self._steps = 0, 0  # samples and steps of the open stretch
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._epoch_samples, self._epoch_seconds = 0, 0.0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self._t = time.perf_counter()
+        if self._since is None:
+            synchronize(pl_module.device)
+            self._since = now()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        dt, n = time.perf_counter() - self._t, int(batch["mask"].shape[0]) * trainer.world_size
+        n = int(batch["mask"].shape[0]) * trainer.world_size
+        self._pending, self._steps = self._pending + n, self._steps + 1
+        if self._steps >= max(1, trainer.log_every_n_steps) or batch_idx + 1 >= trainer.num_training_batches:
+            self._close(pl_module, keep_open=True)
+            rate = self._epoch_samples / max(self._epoch_seconds, 1e-9)
+            pl_module.log("samples_per_s", rate, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._close(pl_module)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._close(pl_module)
+
+    def _close(self, pl_module, keep_open: bool = False) -> None:
+        """Count the open stretch (after the device is done with it); the next one starts now, or at the next step."""
+        if self._since is None:
+            return
+        synchronize(pl_module.device)
+        t = now()
+        dt, n = t - self._since, self._pending
         self.samples, self.seconds = self.samples + n, self.seconds + dt
         self._epoch_samples, self._epoch_seconds = self._epoch_samples + n, self._epoch_seconds + dt
-        rate = self._epoch_samples / max(self._epoch_seconds, 1e-9)
-        pl_module.log("samples_per_s", rate, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
+        self._since, self._pending, self._steps = (t if keep_open else None), 0, 0
 
     @property
     def rate(self) -> float:
