@@ -361,3 +361,26 @@ def test_validation_subset_is_fixed_seeded_and_in_store_order():
     assert chosen == validation_subset(indices, 10, seed=1) != validation_subset(indices, 10, seed=2)
     assert len(set(chosen)) == 10 and chosen == sorted(chosen) and set(chosen) <= set(indices)
     assert validation_subset(indices, 0, 1) == indices == validation_subset(indices, 500, 1)
+
+
+def test_normalisation_builds_its_per_channel_constants_once_per_device(store, monkeypatch):
+    """A tensor made from a Python list at every batch is, on a GPU, a copy that waits for the work queued
+    before it: the mean/std tensors are made once per (values, dtype, device) and kept."""
+    from fgbg.learn import data
+    from fgbg.learn.data import Stats, denormalize, prepare_batch
+
+    ds = StoreDataset(store, augment=AugmentConfig(), seed=2)
+    stats = Stats([0.4, 0.5, 0.6, 0.3, 0.45, 0.55], [0.2, 0.25, 0.3, 0.21, 0.22, 0.23], "test")
+    batches = loaded(ds, epoch=0)[:2]
+    first = prepare_batch(batches[0], stats)
+    made, tensor = [], torch.tensor
+    monkeypatch.setattr(torch, "tensor", lambda *a, **k: made.append(a) or tensor(*a, **k))
+    second = prepare_batch(batches[1], stats)
+    restored = denormalize(second["fg_bg"], stats.mean[3:], stats.std[3:])
+    assert made == []  # nothing built from Python numbers for the second batch
+    plain = prepare_batch(batches[1])
+    mean, std = torch.tensor(stats.mean[3:]).view(3, 1, 1), torch.tensor(stats.std[3:]).view(3, 1, 1)
+    torch.testing.assert_close(second["fg_bg"], (plain["fg_bg"] - mean) / std)  # the same numbers as before
+    torch.testing.assert_close(restored, plain["fg_bg"])
+    assert first["bg"].shape == second["bg"].shape
+    assert data.channel_constants((0.5,), torch.float32, torch.device("cpu")) is data.channel_constants((0.5,), torch.float32, torch.device("cpu"))

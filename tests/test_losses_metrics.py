@@ -200,3 +200,21 @@ def test_module_equals_functions():
     d = depth_loss(pred.depth, depth, c.depth_l1, c.depth_ssim, c.depth_grad, 0.4)
     torch.testing.assert_close(losses.total, 2.0 * m + 0.5 * d)
     torch.testing.assert_close(losses.mask, m)
+
+
+def test_the_ssim_blur_weights_are_made_once_per_device_and_kept(monkeypatch):
+    """The loss runs SSIM at every training step: its kernel is not copied to the device each time."""
+    made = []
+    kernel = metrics.gaussian_kernel1d
+    monkeypatch.setattr(metrics, "gaussian_kernel1d", lambda *a, **k: made.append(a) or kernel(*a, **k))
+    metrics.blur_weights.cache_clear()
+    g = torch.Generator().manual_seed(0)
+    pred, gt = torch.rand(2, 1, 32, 32, generator=g), torch.rand(2, 1, 32, 32, generator=g)
+    values = [metrics.depth_ssim(pred, gt) for _ in range(3)]
+    assert len(made) == 1 and all(torch.equal(v, values[0]) for v in values)
+    vertical, horizontal = metrics.blur_weights(metrics.SSIM_WINDOW, metrics.SSIM_SIGMA, 5, torch.float32, pred.device)
+    assert vertical.shape == (5, 1, metrics.SSIM_WINDOW, 1) and horizontal.shape == (5, 1, 1, metrics.SSIM_WINDOW)
+    assert vertical.device == pred.device and not vertical.is_inference()
+    reference = structural_similarity(gt[0, 0].numpy(), pred[0, 0].numpy(), gaussian_weights=True, sigma=1.5,
+                                      use_sample_covariance=False, data_range=1.0)  # fmt: skip
+    assert values[0][0].item() == pytest.approx(reference, abs=1e-5)

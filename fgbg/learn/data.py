@@ -27,6 +27,7 @@ number of workers yields the same samples.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,16 +78,20 @@ def normalize(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.Ten
 
 def normalize_(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
     """:func:`normalize` in place; returns ``x``."""
-    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
-    return x.sub_(m).div_(s)
+    return x.sub_(channel_constants(tuple(mean), x.dtype, x.device)).div_(channel_constants(tuple(std), x.dtype, x.device))
 
 
 def denormalize(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
     """The inverse of :func:`normalize`."""
-    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
-    return x * s + m
+    return x * channel_constants(tuple(std), x.dtype, x.device) + channel_constants(tuple(mean), x.dtype, x.device)
+
+
+@functools.lru_cache(maxsize=64)
+def channel_constants(values: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``values`` as a (C, 1, 1) tensor on ``device``, made once and kept (read-only): a tensor built from
+    a Python list at every step is a copy to the GPU that waits for the work queued before it."""
+    with torch.inference_mode(False):  # usable outside inference mode too, whoever asked first
+        return torch.tensor(values, dtype=dtype, device=device).view(-1, 1, 1)
 
 
 # ---------------------------------------------------------------- which samples

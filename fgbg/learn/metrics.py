@@ -16,6 +16,7 @@ DDP ranks by addition), for validation that keeps nothing per batch.
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import torch
@@ -104,6 +105,15 @@ def gaussian_kernel1d(window: int, sigma: float, dtype=torch.float32) -> torch.T
     return (k / k.sum()).to(dtype)
 
 
+@functools.lru_cache(maxsize=32)
+def blur_weights(window: int, sigma: float, channels: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The separable Gaussian blur's depthwise conv weights, (channels, 1, window, 1) and (channels, 1, 1, window),
+    made once per device and kept (read-only): a kernel copied to the GPU at every step waits for its queued work."""
+    with torch.inference_mode(False):  # usable outside inference mode too, whoever asked first
+        k = gaussian_kernel1d(window, sigma, dtype).to(device)
+        return k.view(1, 1, window, 1).repeat(channels, 1, 1, 1), k.view(1, 1, 1, window).repeat(channels, 1, 1, 1)
+
+
 def ssim_map(
     x: torch.Tensor, y: torch.Tensor, window: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA, data_range: float = 1.0
 ) -> torch.Tensor:
@@ -114,13 +124,13 @@ def ssim_map(
     """
     c = x.shape[1]
     x, y = full_precision(x), full_precision(y)
-    k = gaussian_kernel1d(window, sigma, x.dtype).to(x.device)
     stack = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # (B, 5C, H, W)
     stack = stack.contiguous(memory_format=torch.channels_last)  # 3x faster depthwise conv on CPU
     n = stack.shape[1]
+    vertical, horizontal = blur_weights(window, sigma, n, x.dtype, x.device)
     with torch.autocast(x.device.type, enabled=False):  # autocast would run the blur in bf16/fp16
-        blurred = F.conv2d(stack, k.view(1, 1, window, 1).repeat(n, 1, 1, 1), groups=n)
-        blurred = F.conv2d(blurred, k.view(1, 1, 1, window).repeat(n, 1, 1, 1), groups=n)
+        blurred = F.conv2d(stack, vertical, groups=n)
+        blurred = F.conv2d(blurred, horizontal, groups=n)
     mu_x, mu_y, xx, yy, xy = blurred.split(c, dim=1)
     var_x, var_y, cov = xx - mu_x * mu_x, yy - mu_y * mu_y, xy - mu_x * mu_y
     c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
