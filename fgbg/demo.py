@@ -32,8 +32,8 @@ def run_demo(
     log(f"demo: generating from {bg_dir} and {fg_dir}")
     summary = generate(bg_dir, fg_dir, store, config, workers=workers, progress=progress, warn=log)
     log(f"store: {summary}")
-    if config.format == "wds":
-        log(f"read it with: webdataset.WebDataset('{store}/shards/shard-{{000000..{summary.shards - 1:06d}}}.tar')")
+    if summary.how_to_read():
+        log(summary.how_to_read())
     demo_card(store, workers, log, progress)
     if train_minutes > 0:
         demo_train(store, run, train_minutes, train_size, log, progress)

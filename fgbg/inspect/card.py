@@ -8,6 +8,8 @@ cached). :func:`card_markdown` is a pure function of those two and the preview p
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from pathlib import Path
 
 from fgbg import __version__
@@ -16,16 +18,20 @@ from fgbg.make.assets import demo_assets
 from fgbg.make.compose import VISIBLE_TRIES
 from fgbg.inspect.preview import (
     DEPTH_PREVIEWS,
+    OBJECT_PREVIEWS,
     PREVIEW_KINDS,
+    histograms_picture,
     occluded_indices,
     occluded_rows,
+    overlap_indices,
+    overlap_rows,
     preview,
     real_depth_bgs,
     rooms_rows,
     save_png,
 )
 from fgbg.inspect.stats import KINDS, dimensions, human_bytes, normalisation_snippets, write_stats
-from fgbg.store.layout import atomic_write_bytes, read_dataset_json
+from fgbg.store.layout import INSTANCES, SHARDS_DIR, atomic_write_bytes, read_dataset_json
 from fgbg.store.lock import store_lock
 from fgbg.store.read import StoreReader
 from fgbg.store.identity import PRIOR_ORIGIN
@@ -172,6 +178,90 @@ def only_rows_of(text: str, files: set[str]) -> str:
     return "\n".join(kept)
 
 
+# ---------------------------------------------------------------- the Hub's front matter
+
+# Hugging Face Hub size categories: (upper bound on the sample count, name).
+SIZE_CATEGORIES = (
+    (10**3, "n<1K"), (10**4, "1K<n<10K"), (10**5, "10K<n<100K"), (10**6, "100K<n<1M"), (10**7, "1M<n<10M"),
+    (10**8, "10M<n<100M"), (10**9, "100M<n<1B"), (10**10, "1B<n<10B"), (10**11, "10B<n<100B"), (10**12, "100B<n<1T"),
+)  # fmt: skip
+# Licence names as written in attribution files -> the Hub's licence ids (hf.co/docs/hub/repositories-licenses).
+_CC = re.compile(r"\bCC[- ]?(BY(?:[- ]?(?:NC|ND|SA))*)[- ]?(\d\.\d)", re.I)
+_NAMED = {
+    r"\bCC0\b|\bCC[- ]ZERO\b": "cc0-1.0",
+    r"\bMIT\b": "mit",
+    r"\bApache[- ]?(?:License[- ,]*)?(?:v(?:ersion)?[- ]?)?2(?:\.0)?\b": "apache-2.0",
+    r"\bBSD[- ]3[- ]Clause\b": "bsd-3-clause",
+    r"\bBSD[- ]2[- ]Clause\b": "bsd-2-clause",
+    r"\bGPL[- ]?3(?:\.0)?\b": "gpl-3.0",
+    r"\bLGPL[- ]?3(?:\.0)?\b": "lgpl-3.0",
+    r"\bUnlicense\b": "unlicense",
+    r"\bODbL\b": "odbl",
+    r"\bPDDL\b": "pddl",
+    r"\bMPL[- ]?2(?:\.0)?\b": "mpl-2.0",
+}
+_STATED = re.compile(r"\blicen[cs]e\s*:\s*(.+)", re.I)  # "Licence: MIT" in prose
+
+
+def licence_ids(text: str) -> list[str]:
+    """The Hub licence ids a piece of text names (``"Apache-2.0 AND BSD-3-Clause"`` -> both), sorted."""
+    found = {f"cc-{'-'.join(re.split(r'[- ]+', parts.lower()))}-{version}" for parts, version in _CC.findall(text)}
+    found |= {hub for pattern, hub in _NAMED.items() if re.search(pattern, text, re.I)}
+    return sorted(found)
+
+
+def hub_licences(attribution: str | None) -> list[str]:
+    """The licences of a store's sources, as Hub ids, from its attribution text; ``["other"]`` when
+    unknown. Read from the "licence" column of its Markdown tables and from "Licence: X" lines;
+    a text with neither is searched whole. A licence the Hub has no id for adds "other"."""
+    if not attribution:
+        return ["other"]
+    statements = [m.group(1) for m in _STATED.finditer(attribution)] + _licence_cells(attribution)
+    found: set[str] = set()
+    for statement in statements or [attribution]:
+        ids = licence_ids(statement)
+        found |= set(ids) if ids else {"other"}
+    return sorted(found) or ["other"]
+
+
+def _licence_cells(text: str) -> list[str]:
+    """The cells of the "licence" (or "license") column of every Markdown table in ``text``."""
+    cells, column = [], None
+    for line in text.splitlines():
+        row = [c.strip() for c in line.strip().strip("|").split("|")] if line.lstrip().startswith("|") else None
+        if row is None:
+            column = None
+        elif column is None:
+            column = next((i for i, c in enumerate(row) if c.lower() in ("licence", "license")), -1)
+        elif column >= 0 and not set(row[0]) <= set("-: ") and column < len(row):
+            cells.append(row[column])
+    return cells
+
+
+def size_category(samples: int) -> str:
+    """The Hub's size category of a dataset of ``samples`` rows: "n<1K", "1K<n<10K", ..."""
+    return next((name for bound, name in SIZE_CATEGORIES if samples < bound), "n>1T")
+
+
+def front_matter(meta: dict, attribution: str | None, name: str) -> str:
+    """The YAML block the Hugging Face Hub reads at the top of a dataset's README.md: licence, task
+    categories, size category and, for wds stores, a ``configs`` entry pointing its dataset viewer
+    at the shards (loaded with the ``webdataset`` builder, no fgbg code)."""
+    licences = hub_licences(attribution)
+    tasks = ["image-segmentation", "depth-estimation"]
+    if meta["config"].get("objects_max", 1) > 1:
+        tasks.append("object-detection")
+    q = json.dumps  # a JSON string is a YAML scalar, quoted and escaped
+    lines = ["---", f"license: {q(licences[0])}" if len(licences) == 1 else "license:"]
+    lines += [f"- {q(lic)}" for lic in licences] if len(licences) > 1 else []
+    lines += ["task_categories:", *(f"- {t}" for t in tasks)]
+    lines += ["size_categories:", f"- {q(size_category(meta['counts']['samples']))}"]
+    lines += ["tags:", "- synthetic", "- fgbg", f"pretty_name: {q(name)}"]
+    if meta["format"] == "wds":
+        lines += ["configs:", "- config_name: default", f"  data_files: {q(SHARDS_DIR + '/*.tar')}"]
+    return "\n".join(lines + ["---"])
+
+
 # ---------------------------------------------------------------- the card, pure
 
 
@@ -202,6 +292,8 @@ def card_markdown(meta: dict, stats: dict, previews: dict[str, str], attribution
     size = config["size"]
     flips = "and its mirror image " if counts["flips"] == 2 else ""
     out = [
+        front_matter(meta, attribution, name),
+        "",
         f"# {name}: a synthetic foreground/background dataset",
         "",
         "## What it is",
@@ -217,6 +309,7 @@ def card_markdown(meta: dict, stats: dict, previews: dict[str, str], attribution
         " foreground mask and depth. The composites are synthetic: lighting, shadows and contact are not"
         " physically modelled.",
         "",
+        *objects_paragraph(config),
         "## Kinds",
         "",
         _row(["kind", "what", "file type", "channels", "dimensions (HxW)", "count", "bytes"]),
@@ -237,6 +330,7 @@ def card_markdown(meta: dict, stats: dict, previews: dict[str, str], attribution
         f"- samples: {c['bg']} x {c['fg']} x {c['flips']} x {c['placements']} = **{c['samples']:,}**,"
         f" in {c['shards']} shard(s) (format `{meta['format']}`)",
         f"- each sample has {len(meta.get('members', []))} members: " + ", ".join(f"`{m}`" for m in meta.get("members", [])),
+        *objects_counts(stats.get("objects"), config),
         "",
         "## Size",
         "",
@@ -264,6 +358,7 @@ def card_markdown(meta: dict, stats: dict, previews: dict[str, str], attribution
     out += ["", "Normalisation, ready to paste (the model inputs; mask and depth are targets, used as is on [0, 1]):", ""]
     out += ["```python", "from torchvision.transforms import Normalize", *snippets.values(), "```", ""]
     out += ["## Pictures", ""]
+    out += object_pictures(previews)
     if "rooms" in previews:
         out += ["Backgrounds with a real depth map (rendered rooms or sidecars), each beside its depth (turbo: red = near).", ""]
         out += [f"![rooms]({previews['rooms']})", ""]
@@ -323,7 +418,20 @@ def card_markdown(meta: dict, stats: dict, previews: dict[str, str], attribution
             f'ds = wds.WebDataset("shards/shard-{{000000..{last:06d}}}.tar").decode("rgb")',
             "for sample in ds:",
             '    fg_bg, mask, depth, ann = sample["fg_bg.jpg"], sample["mask.png"], sample["depth.png"], sample["json"]',
+            *(['    instances = sample["instances.png"]  # ids 1..K of ann["objects"]'] if config.get("objects_max", 1) > 1 else []),
             "```",
+            "",
+        ]
+        out += [
+            "With [Hugging Face datasets](https://huggingface.co/docs/datasets) (the front matter of this card"
+            " points the Hub's viewer at the same shards):",
+            "",
+            "```python",
+            "from datasets import load_dataset",
+            'ds = load_dataset("webdataset", data_files={"train": "shards/*.tar"}, split="train")',
+            "```",
+            "",
+            "To publish it on the Hub: `huggingface-cli upload --repo-type dataset USER/NAME .` from this folder.",
             "",
         ]
     else:
@@ -358,14 +466,77 @@ def card_markdown(meta: dict, stats: dict, previews: dict[str, str], attribution
     return "\n".join(out)
 
 
+def objects_paragraph(config: dict) -> list[str]:
+    """What a several-object store adds to each sample (no lines for one object per composite)."""
+    if config.get("objects_max", 1) <= 1:
+        return []
+    lo, hi = config.get("objects_min", 1), config["objects_max"]
+    many = f"{lo} to {hi}" if lo != hi else f"{hi}"
+    return [
+        f"Each composite holds {many} objects: the key's foreground first, the others drawn from all the"
+        " foregrounds by the sample's own seeded generator. Each object stands at its foot point at the inverse"
+        " depth found there, and at every pixel the nearest surface is seen, so nearer objects hide farther ones."
+        " `instances` holds the id of the object seen at each pixel (0 = background, i = the i-th of the"
+        " annotation's `objects`); `mask` is their union. Per object the annotation gives its category, visible"
+        " and full (amodal) boxes and masks (COCO compressed RLE), visible area, the visible and in-frame"
+        " fractions and what hides it. Intended use, besides the above: training and evaluating detectors and"
+        " instance (and amodal) segmenters.",
+        "",
+    ]
+
+
+def objects_counts(objects: dict | None, config: dict) -> list[str]:
+    """Counts lines of stats.json's ``objects``: instances per category (a table), and with several
+    objects per composite how many each holds, how many are partly hidden and how many were dropped."""
+    if not objects:
+        return []
+    out = ["", _row(["category id", "name", "instances"]), _row(["---"] * 3)]
+    out += [_row([cat["id"], f"`{cat['name']}`", f"{cat['instances']:,}"]) for cat in objects["categories"]]
+    if config.get("objects_max", 1) <= 1:
+        return out
+    per = ", ".join(f"{k}: {v:,}" for k, v in objects["per_image"].items())
+    out = [
+        f"- objects: **{objects['instances']:,}** in {objects['images']:,} composites"
+        f" ({objects['instances'] / max(objects['images'], 1):.2f} per composite; composites by objects in them: {per})",
+        f"- partly hidden by another object: {objects['hidden_by_objects']:,} objects; extra objects dropped because"
+        f" they never reached `min_visible` {config.get('min_visible', 0.5):g} / `min_area` {config.get('min_area', 0)}"
+        f" px: {objects['dropped']:,}",
+        *out,
+        "",
+        "Visible fraction of each object (objects per bin):",
+        "",
+        _row(objects["visible"]["bins"]),
+        _row(["---"] * len(objects["visible"]["bins"])),
+        _row(f"{v:,}" for v in objects["visible"]["instances"]),
+    ]
+    return out
+
+
+def object_pictures(previews: dict[str, str]) -> list[str]:
+    """The Pictures lines of the objects' previews that were written."""
+    text = {
+        "instances": "Objects: each tinted in its own colour, outlined, boxed (its visible box) and named by its category.",
+        "overlaps": "Composites in which objects hide each other: composite, instances, each object's hidden part"
+        " striped in its colour inside the outline of its full (amodal) mask, depth (turbo: red = near).",
+        "histograms": "Objects per composite, visible fraction of each object (1 = wholly seen) and instances per category.",
+    }
+    out = []
+    for kind in OBJECT_PREVIEWS:
+        if kind in previews:
+            out += [text[kind], "", f"![{kind}]({previews[kind]})", ""]
+    return out
+
+
 # ---------------------------------------------------------------- the shell
 
 
-def write_previews(store: Path, n: int = 16, rows: int = 4, seed: int = 0) -> dict[str, str]:
+def write_previews(store: Path, n: int = 16, rows: int = 4, seed: int = 0, objects: dict | None = None) -> dict[str, str]:
     """previews/KIND.png for every kind and previews/aligned.png; returns {kind: relative path}.
 
     With bgs that have real depth, also previews/rooms.png (bgs beside their depth maps) and,
-    if any sample's fg is partly hidden, previews/occluded.png (those samples, aligned)."""
+    if any sample's fg is partly hidden, previews/occluded.png (those samples, aligned). With
+    several objects per composite, previews/instances.png, previews/overlaps.png (if an object
+    hides another) and previews/histograms.png (of ``objects``, stats.json's entry)."""
     store = Path(store)
     reader = StoreReader(store)
     paths = {}
@@ -375,8 +546,15 @@ def write_previews(store: Path, n: int = 16, rows: int = 4, seed: int = 0) -> di
         paths[kind] = rel
     pictures = {"rooms": lambda: rooms_rows(reader, 8, seed), "occluded": lambda: occluded_rows(reader, rows, seed)}
     wanted = {"rooms": bool(real_depth_bgs(reader.meta)), "occluded": bool(occluded_indices(reader))}
-    for kind in DEPTH_PREVIEWS:
-        if wanted[kind]:
+    if INSTANCES in reader.suffixes:
+        pictures |= {
+            "instances": lambda: preview(reader, "instances", 8, seed),
+            "overlaps": lambda: overlap_rows(reader, rows, seed),
+            "histograms": lambda: histograms_picture(objects),
+        }
+        wanted |= {"instances": True, "overlaps": bool(overlap_indices(reader)), "histograms": objects is not None}
+    for kind in DEPTH_PREVIEWS + OBJECT_PREVIEWS:
+        if wanted.get(kind):
             rel = f"{PREVIEWS_DIR}/{kind}.png"
             save_png(pictures[kind](), store / rel)
             paths[kind] = rel
@@ -413,7 +591,7 @@ def write_card(
         text = demo_attribution(meta)
     with store_lock(store, "card"):
         stats = write_stats(store, workers=workers, progress=progress, lock=False)
-        previews = write_previews(store, n)
+        previews = write_previews(store, n, objects=stats.get("objects"))
         path = store / CARD
         atomic_write_bytes(path, (card_markdown(meta, stats, previews, text, store.resolve().name) + "\n").encode())
     return path

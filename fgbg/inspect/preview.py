@@ -20,11 +20,20 @@ from PIL import Image, ImageDraw, ImageFont
 
 from fgbg import codecs
 from fgbg.errors import ConfigError
-from fgbg.store.layout import MANIFEST
+from fgbg.inspect.drawing import bar_chart, display_scale, draw_hidden, draw_instances, enlarge
+from fgbg.inspect.objects import rle_decode, sample_objects, tight_box
+from fgbg.inspect.stats import manifest_counts
+from fgbg.make.categories import store_categories
+from fgbg.store.layout import INSTANCES, MANIFEST
 from fgbg.store.read import StoreReader, decoding
 from fgbg.store.identity import PRIOR_ORIGIN as PRIOR
 
 PREVIEW_KINDS = ("bg", "fg", "fg_mask", "fg_bg", "mask", "depth", "aligned")
+# Pictures of the objects in the composites (any store; made for those with several objects):
+# instances in colour with boxes and names, composites in which objects hide each other, and
+# histograms of objects per composite, visible fractions and instances per category.
+OBJECT_PREVIEWS = ("instances", "overlaps", "histograms")
+SHOW_KINDS = PREVIEW_KINDS + OBJECT_PREVIEWS
 # Pictures of stores whose bgs have real depth (rendered rooms, sidecars): the bgs beside their
 # depth maps, and composites in which something nearer hides part of the foreground.
 DEPTH_PREVIEWS = ("rooms", "occluded")
@@ -210,16 +219,22 @@ def rooms_rows(store: Path | StoreReader, n: int = 8, seed: int = 0, per_row: in
 
 
 def occluded_indices(store: Path | StoreReader) -> list[int]:
-    """Plan positions of the samples whose fg is partly hidden (annotation ``visible`` < 1), from the manifest."""
+    """Plan positions of the samples in which the bg hides part of a fg, from the manifest: annotation
+    ``visible`` < 1, or with several objects, an object hidden by the bg (0 in its ``hidden_by``)."""
     reader = as_reader(store)
     path = reader.store / MANIFEST
     if not path.is_file():
         return []
     found = []
-    for line in path.read_text().splitlines():
-        ann = json.loads(line)
-        if ann.get("visible", 1.0) < 1.0:
-            found.append(reader.index_of(ann["key"]))
+    with open(path) as f:
+        for line in f:
+            ann = json.loads(line)
+            if "objects" in ann:
+                hidden = any(0 in o.get("hidden_by", []) for o in ann["objects"])
+            else:
+                hidden = ann.get("visible", 1.0) < 1.0
+            if hidden:
+                found.append(reader.index_of(ann["key"]))
     return found
 
 
@@ -257,22 +272,125 @@ def preview(store: Path | StoreReader, kind: str, n: int = 32, seed: int = 0, co
 
     Args:
         store: a complete store (any format), or a reader of it.
-        kind: one of :data:`PREVIEW_KINDS`.
-        n: images (rows for "aligned"); fewer if the store has fewer.
+        kind: one of :data:`SHOW_KINDS`.
+        n: images (rows for "aligned" and "overlaps"; unused by "histograms"); fewer if the store has fewer.
         seed: which images are picked.
         cols: cells per row (default 8; 4 for depth, whose cells are double wide).
 
     Raises:
-        ConfigError: an unknown kind or n < 1 (a ValueError too).
+        ConfigError: an unknown kind or n < 1 (a ValueError too); "overlaps" of a store in which
+            no object hides another.
         CorruptStore: a picked member or asset is missing or does not decode (names it).
     """
-    if kind not in PREVIEW_KINDS:
-        raise ConfigError(f"--kind: unknown kind {kind!r}; choose from {', '.join(PREVIEW_KINDS)}")
+    if kind not in SHOW_KINDS:
+        raise ConfigError(f"--kind: unknown kind {kind!r}; choose from {', '.join(SHOW_KINDS)}")
     if n < 1:
         raise ConfigError(f"--n must be at least 1, got {n}")
     if kind == "aligned":
         return aligned_rows(store, n, seed)
+    if kind in OBJECT_PREVIEWS:
+        return object_preview(store, kind, n, seed)
     return grid(kind_images(store, kind, n, seed), cols or (4 if kind == "depth" else 8))
+
+
+# ---------------------------------------------------------------- objects
+
+
+def category_names(meta: dict) -> list[str]:
+    """Category names of a store, id i at position i - 1 (older stores: see store_categories)."""
+    return store_categories(meta).names
+
+
+def sample_instances(reader: StoreReader, i: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """Sample ``i``'s composite uint8 (S, S, 3), instance ids (S, S) and objects (the json's ``objects``;
+    a single-object store's mask is instance 1, its fg's category, boxed tight)."""
+    several = INSTANCES in reader.suffixes
+    m = reader.read(i, ("fg_bg.jpg", INSTANCES if several else "mask.png", "json"))
+    rgb = reader.decode(i, "fg_bg.jpg", m["fg_bg.jpg"])
+    ann = reader.decode(i, "json", m["json"])
+    if several:
+        return rgb, reader.decode(i, INSTANCES, m[INSTANCES]), ann["objects"]
+    ids = (reader.decode(i, "mask.png", m["mask.png"]) > 0).astype(np.uint8)
+    objects = sample_objects(ann, store_categories(reader.meta).of_fg)
+    return rgb, ids, [{**objects[0], "box": tight_box(ids > 0)}]
+
+
+def instance_cell(reader: StoreReader, i: int, names: list[str]) -> np.ndarray:
+    """Sample ``i`` with its instances tinted, boxed and named: uint8 (S * f, S * f, 3)."""
+    rgb, ids, objects = sample_instances(reader, i)
+    labels = [(o["id"], o["box"], names[o["category"] - 1]) for o in objects]
+    return draw_instances(rgb, ids, labels, display_scale(rgb.shape[0]))
+
+
+def overlap_indices(store: Path | StoreReader) -> list[int]:
+    """Plan positions of the samples in which an object hides part of another, from the manifest."""
+    reader = as_reader(store)
+    path = reader.store / MANIFEST
+    if INSTANCES not in reader.suffixes or not path.is_file():
+        return []
+    found = []
+    with open(path) as f:
+        for line in f:
+            ann = json.loads(line)
+            if any(i != 0 for o in ann.get("objects", []) for i in o.get("hidden_by", [])):
+                found.append(reader.index_of(ann["key"]))
+    return found
+
+
+def overlap_rows(store: Path | StoreReader, n: int = 4, seed: int = 0) -> np.ndarray:
+    """``n`` rows of samples in which objects hide each other: composite, instances (boxed, named),
+    hidden parts (striped, full masks outlined) and depth (turbo), with a header.
+
+    Raises:
+        ConfigError: no sample of the store has an object hiding another.
+    """
+    reader = as_reader(store)
+    found = overlap_indices(reader)
+    if not found:
+        raise ConfigError(f"--kind overlaps: no composite of {reader.store} has an object hiding another (made with --objects 1?)")
+    names = category_names(reader.meta)
+    cells = []
+    for i in [found[j] for j in pick(len(found), n, seed)]:
+        rgb, ids, objects = sample_instances(reader, i)
+        factor = display_scale(rgb.shape[0])
+        full = {o["id"]: rle_decode(o["full_mask"]) for o in objects}
+        depth = reader.decode(i, "depth.png", reader.read(i, ("depth.png",))["depth.png"])
+        labels = [(o["id"], o["box"], names[o["category"] - 1]) for o in objects]
+        cells += [
+            enlarge(rgb, factor),
+            draw_instances(rgb, ids, labels, factor),
+            draw_hidden(rgb, ids, full, factor),
+            enlarge(turbo(depth_unit(depth)), factor),
+        ]
+    page = grid(cells, cols=4)
+    return with_header(page, ["fg_bg", "instances", "hidden parts (striped)", "depth (turbo)"], cells[0].shape[1])
+
+
+def histograms_picture(summary: dict) -> np.ndarray:
+    """Bar charts of stats.json's ``objects`` entry: objects per composite, the visible fraction
+    of each object, instances per category. uint8 (H, W, 3)."""
+    per_image = summary["per_image"]
+    most = max((int(k) for k in per_image), default=1)
+    least = min((int(k) for k in per_image), default=1)
+    counts = [per_image.get(str(k), 0) for k in range(least, most + 1)]
+    charts = [
+        bar_chart("objects per composite (composites)", [str(k) for k in range(least, most + 1)], counts),
+        bar_chart("visible fraction of each object (objects)", summary["visible"]["bins"], summary["visible"]["instances"]),
+        bar_chart("instances per category", [c["name"][:12] for c in summary["categories"]],
+                  [c["instances"] for c in summary["categories"]]),  # fmt: skip
+    ]
+    return grid(charts, cols=len(charts), pad=PAD)
+
+
+def object_preview(store: Path | StoreReader, kind: str, n: int, seed: int = 0) -> np.ndarray:
+    """A picture of the objects: "instances" (a grid), "overlaps" (rows) or "histograms"."""
+    reader = as_reader(store)
+    if kind == "overlaps":
+        return overlap_rows(reader, n, seed)
+    if kind == "histograms":
+        return histograms_picture(manifest_counts(reader.store, reader.meta).summary(category_names(reader.meta)))
+    names = category_names(reader.meta)
+    return grid([instance_cell(reader, i, names) for i in pick(len(reader), n, seed)], cols=4)
 
 
 def save_png(img: np.ndarray, path: Path) -> Path:

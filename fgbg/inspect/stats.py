@@ -15,7 +15,13 @@ the new shards. :func:`write_stats` writes ``STORE/stats.json``::
     {"kinds": {"fg_bg": {"count": int, "channels": int, "height": int, "width": int,
                          "format": "jpg", "bytes": int, "mean": [..], "std": [..],
                          "min": [..], "max": [..], ...}, ...},
-     "total_bytes": int}
+     "total_bytes": int, "samples": int,
+     "objects": {"images": int, "instances": int, "per_image": {"K": composites with K objects},
+                 "categories": [{"id", "name", "instances"}], "visible": {"bins": [..], "instances": [..]},
+                 "hidden_by_objects": int, "dropped": int}}
+
+The objects are counted from ``manifest.jsonl`` (:func:`manifest_counts`); a store with one
+object per composite counts its fg's category and its ``visible`` fraction.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ from PIL import Image
 from fgbg import __version__, codecs
 from fgbg.errors import NotFound
 from fgbg.engine import DEFAULT_RAY_ADDRESS, map_shards, visible_store
+from fgbg.inspect.objects import ObjectCounts, count_objects
+from fgbg.make.categories import store_categories
 from fgbg.store.layout import DATASET_JSON, MANIFEST, atomic_write_bytes, atomic_write_json, read_dataset_json
 from fgbg.store.lock import store_lock
 from fgbg.store.read import StoreReader, decoding
@@ -403,6 +411,17 @@ def collect(
     return {k: merged.get(k, KindStats(k)) for k in kinds}
 
 
+def manifest_counts(store: Path, meta: dict) -> ObjectCounts:
+    """Objects of every sample, counted from ``manifest.jsonl`` (one line at a time; the lines
+    hold each object's category, visible fraction and what hides it, and what was dropped)."""
+    path = Path(store) / MANIFEST
+    if not path.is_file():
+        raise NotFound(f"{path}: not found; not a complete fgbg store (run `fgbg verify {store}`)")
+    of_fg = store_categories(meta).of_fg
+    with open(path) as f:
+        return count_objects((json.loads(line) for line in f), of_fg)
+
+
 def store_bytes(store: Path, meta: dict) -> int:
     """Bytes on disk of what ``fgbg generate`` wrote: shards, assets, manifest, dataset.json."""
     assets = sum(p.stat().st_size for p in (store / "assets").rglob("*") if p.is_file())
@@ -417,6 +436,7 @@ def stats_json(store: Path, per_kind: dict[str, KindStats]) -> dict:
         "kinds": {kind: s.summary() for kind, s in per_kind.items()},
         "total_bytes": store_bytes(Path(store), meta),
         "samples": meta["counts"]["samples"],
+        "objects": manifest_counts(store, meta).summary(store_categories(meta).names),
         "fgbg_version": __version__,
     }
 
@@ -503,7 +523,24 @@ def format_table(stats: dict) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.append(f"total: {human_bytes(stats['total_bytes'])} on disk ({stats['total_bytes']} bytes)")
+    if "objects" in stats:
+        lines += objects_lines(stats["objects"])
     return "\n".join(lines)
+
+
+def objects_lines(objects: dict) -> list[str]:
+    """What `fgbg stats` prints of the objects: instances per category, and for composites with
+    several objects how many each holds and how many extra objects were dropped."""
+    cats = ", ".join(f"{c['name']} {c['instances']:,}" for c in objects["categories"])
+    lines = [f"instances: {objects['instances']:,} ({cats})"]
+    if set(objects["per_image"]) != {"1"}:
+        per = ", ".join(f"{k}: {v:,}" for k, v in objects["per_image"].items())
+        lines.append(
+            f"objects per composite: {objects['instances'] / max(objects['images'], 1):.2f} on average ({per});"
+            f" {objects['hidden_by_objects']:,} partly hidden by another object; {objects['dropped']:,} dropped"
+            " (never reached --min-visible / --min-area)"
+        )
+    return lines
 
 
 def _floats(values: list[float]) -> str:

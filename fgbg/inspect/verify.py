@@ -10,6 +10,10 @@ Checks, for all three formats (wds, folder, zip):
   unplanned sample or member is there;
 - each member decodes to the right size and mode (RGB JPEG; 8-bit grey mask; 8 or
   16-bit grey depth as recorded; JSON naming its key); masks are strictly 0/255;
+- with several objects per composite: instances.png is 8-bit grey (16-bit above 255 objects)
+  and agrees with the union mask.png and with each object's RLE masks in the json; areas
+  equal pixel counts, boxes are the tight boxes of their masks, each visible mask lies inside
+  its full mask (:func:`fgbg.inspect.objects.check_objects`);
 - ``manifest.jsonl`` lists the planned keys in order; the prepared assets decode;
 - no stray or temporary files (``*.tmp``, ``.work/``, anything generate did not write).
 
@@ -30,11 +34,16 @@ import numpy as np
 import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
+from fgbg import codecs
 from fgbg.config import GenerateConfig
 from fgbg.make.plan import Plan
 from fgbg.engine import DEFAULT_RAY_ADDRESS, map_shards, visible_store
 from fgbg.errors import UserError
-from fgbg.store.layout import ASSETS_DIR, DATASET_JSON, MANIFEST, MEMBERS, SHARDS_DIR, TMP_SUFFIX, WORK_DIR, asset_paths, sha256_file
+from fgbg.inspect.objects import check_objects
+from fgbg.make.categories import store_categories
+from fgbg.store.layout import (
+    ASSETS_DIR, DATASET_JSON, INSTANCES, MANIFEST, MEMBERS, SHARDS_DIR, TMP_SUFFIX, WORK_DIR, asset_paths, sha256_file,
+)  # fmt: skip
 from fgbg.store.lock import LOCK_FILE
 from fgbg.store.read import DECODE_ERRORS, StoreReader
 
@@ -69,11 +78,12 @@ class Report:
 DEPTH_MODES = {8: ("L",), 16: ("I;16", "I;16B", "I;16L", "I")}
 
 
-def check_member(suffix: str, data: bytes, key: str, size: int, depth_bits: int) -> str | None:
+def check_member(suffix: str, data: bytes, key: str, size: int, depth_bits: int, id_bits: int = 8) -> str | None:
     """What is wrong with one member of a sample, or None.
 
     fg_bg.jpg: an RGB JPEG of (size, size); mask.png: 8-bit grey (size, size), values only
-    0 and 255; depth.png: grey (size, size) at ``depth_bits``; json: an object naming ``key``.
+    0 and 255; depth.png: grey (size, size) at ``depth_bits``; instances.png: grey (size, size)
+    at ``id_bits``; json: an object naming ``key``.
     """
     try:
         if suffix == "fg_bg.jpg":
@@ -102,7 +112,21 @@ def check_member(suffix: str, data: bytes, key: str, size: int, depth_bits: int)
             return f"not binary: {other} pixel(s) neither 0 nor 255 (e.g. {', '.join(map(str, values))})"
     if suffix == "depth.png" and img.mode not in DEPTH_MODES[depth_bits]:
         return f"mode {img.mode}, expected {depth_bits}-bit grey"
+    if suffix == INSTANCES and img.mode not in DEPTH_MODES[id_bits]:
+        return f"mode {img.mode}, expected {id_bits}-bit grey"
     return None
+
+
+def check_sample_objects(members: dict[str, bytes], n_categories: int) -> list[tuple[str, str]]:
+    """(suffix, problem) of a several-object sample whose members each decode: its json objects
+    against its instances.png and mask.png (see :func:`fgbg.inspect.objects.check_objects`)."""
+    try:
+        ann = json.loads(members["json"])
+        ids = codecs.decode_png_gray(members[INSTANCES])
+        mask = codecs.decode_png_gray(members["mask.png"])
+    except DECODE_ERRORS as e:  # reported by check_member already
+        return [("json", f"does not decode ({e})")]
+    return check_objects(ann, ids, mask, n_categories)
 
 
 # ---------------------------------------------------------------- one shard
@@ -162,20 +186,27 @@ def verify_shard(task: tuple[str, int]) -> tuple[int, int, list[str]]:
     if len(samples) != shard["count"] and not absent and not unplanned:
         problems.append(f"{where}: {len(samples)} samples, dataset.json says {shard['count']}")
     checked = 0
+    id_bits = 16 if reader.objects > 255 else 8  # instance ids: see fgbg.make.objects.id_dtype
+    n_categories = len(store_categories(meta).names)
     for key in keys:
         members = samples.get(key)
         if members is None:
             continue
         checked += 1
-        for suffix in MEMBERS:
+        whole = True
+        for suffix in reader.suffixes:
             if suffix not in members:
                 problems.append(f"{locate(key, suffix)}: missing member")
+                whole = False
                 continue
-            wrong = check_member(suffix, members[suffix], key, config.size, config.depth_bits)
+            wrong = check_member(suffix, members[suffix], key, config.size, config.depth_bits, id_bits)
             if wrong:
                 problems.append(f"{locate(key, suffix)}: {wrong}")
-        for suffix in sorted(set(members) - set(MEMBERS)):
+                whole = False
+        for suffix in sorted(set(members) - set(reader.suffixes)):
             problems.append(f"{locate(key, suffix)}: unexpected member")
+        if whole and INSTANCES in reader.suffixes:
+            problems += [f"{locate(key, suffix)}: {wrong}" for suffix, wrong in check_sample_objects(members, n_categories)]
     return index, checked, problems
 
 

@@ -30,7 +30,7 @@ from fgbg.make.prepared import write_assets
 from fgbg.make.render import Prepared, render_shard
 from fgbg.store.dataset import finalize, record_path, write_record
 from fgbg.store.identity import begin_work, check_out_folder, make_state, out_status, prepare_out, remove_temporaries
-from fgbg.store.layout import DATASET_JSON, make_dirs
+from fgbg.store.layout import DATASET_JSON, SHARDS_DIR, make_dirs
 from fgbg.store.lock import check_free, store_lock
 
 GenerateError = UserError  # the name callers of generate() catch
@@ -45,6 +45,7 @@ class Summary:
     seconds: float
     resumed_samples: int
     already_complete: bool = False  # the store was complete before this run: nothing was made
+    format: str = "wds"
 
     def __str__(self) -> str:
         if self.already_complete:
@@ -59,6 +60,18 @@ class Summary:
             f"{self.samples} samples{kept} in {self.shards} shards, {self.bytes / 1e6:.1f} MB, "
             f"at {self.out}; {made} made in {self.seconds:.1f} s{rate}"
         )
+
+    def how_to_read(self) -> str | None:
+        """A wds store: the line that reads it with webdataset, by its own brace pattern; None for the other formats."""
+        if self.format != "wds":
+            return None
+        return f'read it with: webdataset.WebDataset("{webdataset_pattern(self.out, self.shards)}", shardshuffle=False)'
+
+
+def webdataset_pattern(out: Path, shards: int) -> str:
+    """A wds store's shards as WebDataset's brace pattern: ``OUT/shards/shard-{000000..000006}.tar``."""
+    names = f"shard-{{000000..{shards - 1:06d}}}" if shards > 1 else "shard-000000"
+    return f"{Path(out) / SHARDS_DIR}/{names}.tar"
 
 
 def load_inputs(bg_dir: Path, fg_dir: Path, config: GenerateConfig, on_bad: str, warn: Callable[[str], None]) -> Assets:
@@ -142,7 +155,7 @@ def generate(
     with store_lock(out, "generate"):
         if prepare_out(out, state, overwrite) == "complete":
             total_bytes = json.loads((out / DATASET_JSON).read_text())["total_bytes"]
-            return Summary(out, len(plan), len(plan.shards()), total_bytes, 0.0, len(plan), already_complete=True)
+            return Summary(out, len(plan), len(plan.shards()), total_bytes, 0.0, len(plan), already_complete=True, format=config.format)
         try:
             total_bytes, resumed = make_store(
                 out, assets, config, state, plan, workers, progress, engine, ray_address, labeller
@@ -153,7 +166,7 @@ def generate(
                     f"{e.filename or out}: disk full; free some space and rerun the same command to resume"
                 ) from None
             raise
-    return Summary(out, len(plan), len(plan.shards()), total_bytes, time.perf_counter() - started, resumed)
+    return Summary(out, len(plan), len(plan.shards()), total_bytes, time.perf_counter() - started, resumed, format=config.format)
 
 
 def make_store(
