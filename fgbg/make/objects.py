@@ -71,13 +71,12 @@ class IdMap:
     def areas_with(self, layer: Layer, wins: np.ndarray) -> np.ndarray:
         """int64 (count + 1,): every object's visible pixels if ``layer`` were added where it ``wins``."""
         h, w = layer.mask.shape
-        covered = self.ids[layer.y : layer.y + h, layer.x : layer.x + w][wins]
-        lost = np.bincount(covered, minlength=len(self.values))[1:]
-        return np.append(np.asarray(self.areas, np.int64) - lost, np.count_nonzero(wins))
+        covered = np.bincount(self.ids[layer.y : layer.y + h, layer.x : layer.x + w][wins], minlength=len(self.values))
+        return np.append(np.asarray(self.areas, np.int64) - covered[1:], covered.sum())
 
-    def add(self, layer: Layer, wins: np.ndarray) -> None:
-        """Add ``layer`` as the next object, seen where it ``wins``."""
-        self.areas = self.areas_with(layer, wins).tolist()
+    def add(self, layer: Layer, wins: np.ndarray, areas: np.ndarray | None = None) -> None:
+        """Add ``layer`` as the next object, seen where it ``wins`` (``areas``: :meth:`areas_with`'s, if known)."""
+        self.areas = (self.areas_with(layer, wins) if areas is None else areas).tolist()
         h, w = layer.mask.shape
         self.ids[layer.y : layer.y + h, layer.x : layer.x + w][wins] = len(self.values)
         self.values.append(layer.value)
@@ -127,16 +126,18 @@ def object_geometry(ids: np.ndarray, own: int, x: int, y: int, mask: np.ndarray)
     region = ids[y0:y1, x0:x1]
     visible = region == own
     area, full_area, whole_area = int(np.count_nonzero(visible)), int(np.count_nonzero(full)), int(np.count_nonzero(mask))
+    full_box, mask_rle = box(full, x0, y0), rle(visible, size, x0, y0)
+    whole = area == full_area  # nothing hidden: the visible mask is the full one
     return {
-        "box": box(visible, x0, y0),
-        "full_box": box(full, x0, y0),
+        "box": full_box if whole else box(visible, x0, y0),
+        "full_box": full_box,
         "area": area,
         "full_area": full_area,
         "visible": round(area / full_area, 6) if full_area else 1.0,
         "in_frame": round(full_area / whole_area, 6) if whole_area else 1.0,
-        "hidden_by": sorted(int(v) for v in np.unique(region[full]) if v != own),
-        "mask": rle(visible, size, x0, y0),
-        "full_mask": rle(full, size, x0, y0),
+        "hidden_by": [] if whole else np.flatnonzero(np.bincount(region[full & ~visible], minlength=1)).tolist(),
+        "mask": mask_rle,
+        "full_mask": mask_rle if whole else rle(full, size, x0, y0),
     }
 
 

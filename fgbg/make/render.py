@@ -39,7 +39,7 @@ from fgbg.depth.pipeline import pipeline, pipeline_threads
 from fgbg.engine import visible_store
 from fgbg.errors import CorruptStore
 from fgbg.make.categories import store_categories
-from fgbg.make.objects import IdMap, Layer, id_dtype, object_geometry, painting_order, without_masks
+from fgbg.make.objects import IdMap, Layer, id_dtype, instance_ids, object_geometry, painting_order, without_masks
 from fgbg.make.plan import Plan, SampleRef, Shard
 from fgbg.store.identity import PRIOR_ORIGIN as PRIOR, STATE_JSON
 from fgbg.store.layout import DATASET_JSON, WORK_DIR, asset_paths
@@ -341,7 +341,11 @@ class Renderer:
     # ------------------------------------------------------------ several objects (--objects)
 
     def compose_scene(self, ref: SampleRef) -> "Scene":
-        """The key's fg (object 1) and the extra objects the sample's generator draws, composed by depth.
+        """The sample's objects (:meth:`draw_objects`) composed by depth."""
+        return self.compose_objects(ref.bg, *self.draw_objects(ref))
+
+    def draw_objects(self, ref: SampleRef) -> tuple[list[Candidate], np.ndarray, int]:
+        """The key's fg (object 1) and the extra objects the sample's generator draws; their id map; how many were dropped.
 
         After object 1 (drawn as a single fg is), the generator draws the number of objects in
         [objects_min, objects_max], then each extra object's fg (one not yet in the composite while
@@ -360,13 +364,20 @@ class Renderer:
                 dropped += 1
             else:
                 objects.append(extra)
-        fg_bg = self.bg[ref.bg]
-        for i in painting_order([o.value for o in objects]):  # far to near: nearer colours over farther ones
+        return objects, scene.ids, dropped
+
+    def compose_objects(self, bg: int, objects: list[Candidate], ids: np.ndarray | None = None, dropped: int = 0) -> "Scene":
+        """``objects`` pasted on bg ``bg``, from the farthest to the nearest (nearer colours over farther ones).
+
+        ``ids``: their id map, if known (else made from their layers, :func:`instance_ids`)."""
+        if ids is None:
+            ids = instance_ids(self.config.size, [o.layer for o in objects], id_dtype(self.config.objects_max))
+        fg_bg = self.bg[bg]
+        for i in painting_order([o.value for o in objects]):
             o = objects[i]
             premultiplied, inverse_alpha, _ = hide(*self.premultiplied(o), o.mask, o.hidden)
             fg_bg = blend_premultiplied(fg_bg, premultiplied, inverse_alpha, o.p.x, o.p.y)
-        mask = np.where(scene.ids > 0, np.uint8(255), np.uint8(0))
-        return Scene(fg_bg, mask, objects, scene.ids, dropped)
+        return Scene(fg_bg, np.where(ids > 0, np.uint8(255), np.uint8(0)), objects, ids, dropped)
 
     def extra_object(self, bg: int, objects: list[Candidate], scene: IdMap, rng: np.random.Generator) -> Candidate | None:
         """One more object drawn from ``rng`` that keeps every object at its bars, added to ``scene``; or None (dropped)."""
@@ -387,7 +398,7 @@ class Renderer:
                 after[-1] > 0 and after[-1] >= c.min_area and seen[-1] >= c.min_visible
                 and (after[:-1] >= keep_area).all() and (seen[:-1] >= keep_seen).all()
             ):  # fmt: skip
-                scene.add(layer, wins)
+                scene.add(layer, wins, after)
                 return o
         return None
 
@@ -404,11 +415,14 @@ class Renderer:
         return int(pool[int(rng.integers(len(pool)))])
 
     def layered_scene(self, ref: SampleRef, scene: "Scene") -> tuple[np.ndarray, int]:
-        """Quantised depth of the nearest surface (each object's pixels take its foot's value), and object 1's value."""
+        """Quantised depth of the nearest surface (each object's visible pixels take its foot's value), and object 1's value."""
         bg_depth = self.bg_depth_q[ref.bg]
-        values = np.array([0] + [bg_depth[o.p.foot[1], o.p.foot[0]] for o in scene.objects], bg_depth.dtype)
-        depth = np.where(scene.ids > 0, values[scene.ids], bg_depth)
-        return depth, int(values[1])
+        depth = bg_depth.copy()
+        for i, o in enumerate(scene.objects, start=1):
+            box = (slice(o.p.y, o.p.y + o.p.h), slice(o.p.x, o.p.x + o.p.w))  # an object is seen only inside its box
+            depth[box][scene.ids[box] == i] = bg_depth[o.p.foot[1], o.p.foot[0]]
+        first = scene.objects[0].p.foot
+        return depth, int(bg_depth[first[1], first[0]])
 
     def encode_scene(self, ref: SampleRef, scene: "Scene", depth: np.ndarray, fg_value: int) -> dict[str, bytes]:
         """The members of a several-object sample: :meth:`encode`'s, ``instances.png`` and ``objects`` in the json
