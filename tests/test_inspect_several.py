@@ -277,6 +277,23 @@ def test_card_of_a_several_object_store(store):
     assert verify(store, workers=0).ok
 
 
+def test_datasets_loads_the_store_by_the_configs_of_its_card(store, tmp_path, monkeypatch):
+    """load_dataset(STORE) reads the front matter's configs: the samples of the shards. Without the card
+    it would take the store for an image folder of its prepared assets."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    datasets = pytest.importorskip("datasets")
+    write_card(store, workers=0)
+    ds = datasets.load_dataset(str(store), split="train", cache_dir=str(tmp_path / "cache"))
+    assert ds.num_rows == 30
+    assert {"fg_bg.jpg", "mask.png", "depth.png", "instances.png", "json"} <= set(ds.column_names)
+    anns = json_members(store)
+    row = ds[0]
+    assert row["json"]["objects"] == anns[row["__key__"]]["objects"]
+    with tarfile.open(row["__url__"]) as tar:
+        stored = codecs.decode_png(tar.extractfile(f"{row['__key__']}.instances.png").read())
+    assert np.array_equal(np.asarray(row["instances.png"]), stored)
+
+
 def test_the_hub_reads_the_front_matter(folders, tmp_path):
     huggingface_hub = pytest.importorskip("huggingface_hub")
     store = make_store(folders, tmp_path / "one", format="folder")
