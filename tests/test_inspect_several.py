@@ -328,3 +328,21 @@ def test_show_overlaps_of_a_single_object_store_is_one_line(folders, tmp_path, c
     assert len(err.splitlines()) == 1 and "no composite" in err and "Traceback" not in err and not out.exists()
     # instances of a single-object store: its mask, boxed and named after the fg's folder
     assert main(["show", str(store), "--kind", "instances", "--n", "2", "--out", str(out)]) == 0
+
+
+def test_more_than_255_objects_take_16_bit_instances_and_verify(tmp_path):
+    from .conftest import demo_folders
+
+    store = make_store(demo_folders(tmp_path, 1, 2), tmp_path / "many", objects_min=256, objects_max=260,
+                       fg_size=8, placements=1, min_visible=0.0)  # fmt: skip
+    assert verify(store, workers=0).ok
+    anns = json_members(store)
+    key = sorted(anns)[0]
+    assert len(anns[key]["objects"]) > 255
+
+    def narrow(name, data):
+        return codecs.encode_png_gray(np.minimum(codecs.decode_png(data), 255).astype(np.uint8)) if name == f"{key}.instances.png" else data
+
+    rewrite_tar(store, "shards/shard-000000.tar", narrow)
+    found = problems(store)
+    assert found == [f"shards/shard-000000.tar: {key}.instances.png: mode L, expected 16-bit grey"]

@@ -28,6 +28,7 @@ FADE = 0.55  # share of white over the composite behind hidden parts
 STRIPE = 4  # stripe period of hidden parts, in displayed pixels
 DISPLAY_SIDE = 192  # composites smaller than this are enlarged towards it
 LABEL_SIZE = 11  # font size of names, in displayed pixels
+MAX_NAMED = 16  # a composite with more objects than this gets boxes without names (they would cover it)
 BAR = (70, 130, 180)  # bar colour of the charts
 INK = (0, 0, 0)
 PAGE = (255, 255, 255)
@@ -89,19 +90,23 @@ def draw_labels(img: np.ndarray, labels: list[tuple[int, list[int], str]], facto
 
     Args:
         img: uint8 (H * factor, W * factor, 3), the composite as displayed.
-        labels: (id, box, name) per instance; empty boxes ([.., .., 0, 0]) are skipped.
+        labels: (id, box, name) per instance; empty boxes ([.., .., 0, 0]) are skipped; names only
+            for up to :data:`MAX_NAMED` instances.
         factor: the display scale of ``img``.
     """
     page = Image.fromarray(img)
     draw = ImageDraw.Draw(page)
     face = font()
     width, height = page.size
+    named = len(labels) <= MAX_NAMED
     for i, (x, y, w, h), name in labels:
         if w <= 0 or h <= 0:
             continue
         c = colour(i)
         x0, y0, x1, y1 = x * factor, y * factor, (x + w) * factor - 1, (y + h) * factor - 1
         draw.rectangle((x0, y0, x1, y1), outline=c, width=2 if factor > 1 or width >= 160 else 1)
+        if not named:
+            continue
         left, top, right, bottom = draw.textbbox((0, 0), name, font=face)
         tw, th = right - left + 4, bottom - top + 2
         tx = min(max(x0, 0), max(width - tw, 0))
@@ -178,7 +183,8 @@ def bar_chart(title: str, labels: list[str], values: list[int], width: int = 360
             draw.rectangle((x0, y0, x1, bottom - 1), fill=BAR)
         centre = (x0 + x1) / 2
         text = f"{value:,}"
-        if draw.textlength(text, font=small) <= slot + 6 or b % every == 0:
+        fits = draw.textlength(text, font=small) <= slot + 2
+        if (fits or b % every == 0) and (value or n <= 12):  # many bars: no "0" over the empty ones
             draw.text((centre, y0 - 2), text, fill=INK, font=small, anchor="md")
         if b % every == 0:
             draw.text((centre, bottom + 4), label, fill=INK, font=small, anchor="ma")
