@@ -116,6 +116,8 @@ def test_a_several_object_store_verifies_clean_in_each_format(tmp_path, fmt):
     report = verify(store, workers=0)
     assert report.ok, report.problems
     assert report.samples == 30
+    for kind in ("instances", "overlaps"):  # the pictures read every format
+        assert preview(store, kind, 2).shape[2] == 3
 
 
 def test_verify_names_a_json_whose_area_box_or_rle_is_changed(store, capsys):
