@@ -560,6 +560,20 @@ COMMANDS = {
 }  # fmt: skip
 
 
+# the argument that names the store each reading verb reads (export: a store with --to coco|yolo, else a checkpoint file)
+STORE_ARGUMENT = {verb: "store" for verb in ("stats", "verify", "show", "card", "train", "evaluate")} | {"export": "checkpoint"}
+
+
+def check_store_free(args: argparse.Namespace) -> None:
+    """A verb that reads a store refuses one that a writer (generate, stats, card ...) holds, naming it,
+    before it reads anything (a store in the making is not "unfinished", and its files move)."""
+    name = STORE_ARGUMENT.get(args.command)
+    if name is not None:
+        from fgbg.store.lock import check_free
+
+        check_free(getattr(args, name))  # creates nothing; a file or a missing folder: nobody holds it
+
+
 def print_error(verb: str, text: str) -> None:
     """``fgbg VERB: error: LINE`` on stderr for every line of ``text``."""
     for line in text.splitlines() or ["(no message)"]:
@@ -574,6 +588,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        check_store_free(args)
         return COMMANDS[args.command](args) or 0
     except UserError as e:
         print_error(args.command, str(e))

@@ -88,3 +88,32 @@ def test_generate_depth_maps_and_cutout_refuse_a_locked_folder_and_write_nothing
         with pytest.raises(StoreBusy, match="being written by"):
             cutout_folder(fg, out, tmp_path / "no-such-model.onnx")
         assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]
+
+
+def test_every_verb_that_reads_a_store_names_a_running_generate_and_touches_nothing(folders, tmp_path, capsys):
+    """README: a store being written says `being written by pid N (fgbg generate ...)`, to a reader too,
+    not "an unfinished store ... rerun the fgbg generate command" (which would start a second writer)."""
+    out = tmp_path / "out"
+    env = {**os.environ, CRASH_STEPS_ENV: str(tmp_path / "steps"), CRASH_AT_ENV: "12", CRASH_SIGNAL_ENV: "SIGSTOP"}  # in its shards
+    running = subprocess.Popen(generate_cmd(folders, out), env=env, start_new_session=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        _, status = os.waitpid(running.pid, os.WUNTRACED)
+        assert os.WIFSTOPPED(status) and (out / ".work").is_dir() and not (out / "dataset.json").exists()
+        before = files(out)
+        readers = [["stats"], ["verify"], ["show", "--out", str(tmp_path / "x.png")], ["card"], ["train", "--out", str(tmp_path / "run")],
+                   ["evaluate", str(tmp_path / "best.ckpt"), "--out", str(tmp_path / "eval")]]  # fmt: skip
+        for verb, *rest in readers:
+            argv = [verb, *rest[:1], str(out), *rest[1:]] if verb == "evaluate" else [verb, str(out), *rest]
+            assert main(argv) == 2, verb
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and f"store {out} is being written by pid {running.pid} (fgbg generate" in err[0], err
+        with pytest.raises(StoreBusy, match=f"being written by pid {running.pid}"):  # the library's one reader too
+            from fgbg.inspect.stats import write_stats
+
+            write_stats(out, workers=0, progress=False)
+        assert files(out) == before and not (tmp_path / "run").exists() and not (tmp_path / "x.png").exists()
+    finally:
+        os.killpg(running.pid, signal.SIGCONT)
+    assert running.wait(timeout=60) == 0
+    assert main(["stats", str(out), "--workers", "0", "--no-progress"]) == 0  # once it is done, the store reads

@@ -174,12 +174,16 @@ def read_dataset_json(store: Path) -> dict:
     """The store's dataset.json.
 
     Raises:
+        StoreBusy: no dataset.json yet and a writer holds the store's lock (a running generate), named.
         NotFound: no such store, or one still being made (``.work/`` and no dataset.json).
         CorruptStore: dataset.json is not valid JSON.
     """
+    from fgbg.store.lock import check_free  # lock names its file from here
+
     store = Path(store)
     path = store / DATASET_JSON
     if not path.exists():
+        check_free(store)  # generate writes dataset.json last: while it runs, say who writes, not "unfinished"
         if (store / WORK_DIR).is_dir():
             raise NotFound(f"{store}: an unfinished store (no {DATASET_JSON} yet); rerun the `fgbg generate` command that made it")
         raise NotFound(f"{path}: not found; is {store} an fgbg store? make one with `fgbg generate`")
