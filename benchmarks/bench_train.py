@@ -10,8 +10,9 @@ Figures: wall time until val mask IoU >= 0.95 (goal < 10 min), final mask IoU (g
 above the differencing baseline), depth delta1 (goal >= 0.95) and RMSE (goal <= 0.05) on the
 held-out backgrounds, training samples/s and loader samples/s (goal >= 2x training); and for
 any accelerator the share of step time spent waiting for data (goal < 20%), peak GPU memory
-(torch.cuda.max_memory_allocated) and peak RSS of the training process and of its loader workers.
-On one H100 at 224 px the goal is >= 4,000 training samples/s.
+(torch.cuda.max_memory_allocated) and peak RSS of the training process and of its loader workers,
+and the steady training samples/s after --warmup-steps steps (a compiled network's first steps
+compile it). On one H100 at 224 px the goal is >= 4,000 training samples/s.
 """
 
 from __future__ import annotations
@@ -58,11 +59,13 @@ class DataWait(Callback):
 
     A step ends when the device has done its work (synchronised: a GPU runs behind the Python that
     queues it, and without the wait its backward pass would count as waiting for data); the wait
-    costs each step the overlap of queueing the next one, a few % of a GPU's samples/s.
+    costs each step the overlap of queueing the next one, a few % of a GPU's samples/s. The first
+    ``skip`` steps of the run (compilation, cuDNN's autotuning) are left out.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, skip: int = 0) -> None:
         self.wait = self.total = 0.0
+        self.skip = skip
         self._end = self._start = None
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
@@ -70,7 +73,7 @@ class DataWait(Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         now = time.perf_counter()
-        if self._end is not None:
+        if self._end is not None and trainer.global_step > self.skip:
             self.wait += now - self._end
             self.total += now - self._start
         self._start = now
@@ -82,6 +85,33 @@ class DataWait(Callback):
     @property
     def share(self) -> float:
         return self.wait / self.total if self.total else 0.0
+
+
+class SteadyRate(Callback):
+    """Training samples/s over all ranks after the first ``skip`` steps of the run (compilation,
+    cuDNN's autotuning, workers warming up): from a step's end to a later one's, each once the
+    device is done; validation and each epoch's first step left out."""
+
+    def __init__(self, skip: int) -> None:
+        self.skip, self.samples, self.seconds = skip, 0, 0.0
+        self._last: float | None = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step < self.skip:
+            return
+        synchronize(pl_module.device)
+        now = time.perf_counter()
+        if self._last is not None:
+            self.samples += int(batch["mask"].shape[0]) * trainer.world_size
+            self.seconds += now - self._last
+        self._last = now
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._last = None
+
+    @property
+    def rate(self) -> float | None:
+        return self.samples / self.seconds if self.seconds else None
 
 
 def peak_rss_mb() -> tuple[float, float]:
@@ -138,6 +168,7 @@ def main() -> int:
     p.add_argument("--devices", default=None, help="GPUs (a count or indices) or CPU processes (default: auto)")
     p.add_argument("--precision", default=None, choices=["32", "bf16-mixed", "16-mixed"], help="default: bf16-mixed on a GPU, 32 on the CPU")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
+    p.add_argument("--warmup-steps", type=int, default=10, help="steps left out of the steady samples/s and the data wait (default 10)")
     args = p.parse_args()
 
     store, run = args.out / "store", args.out / "run"
@@ -154,8 +185,8 @@ def main() -> int:
     loader, (loader_batch_bytes, float_batch_bytes) = loader_rate(store, config)
 
     start = time.perf_counter()
-    target, waits = TimeToTarget(start), DataWait()
-    summary = train(store, run, config, ModelConfig(width=args.width, refine=args.refine), progress=sys.stderr.isatty(), callbacks=[target, waits])
+    target, waits, steady = TimeToTarget(start), DataWait(args.warmup_steps), SteadyRate(args.warmup_steps)
+    summary = train(store, run, config, ModelConfig(width=args.width, refine=args.refine), progress=sys.stderr.isatty(), callbacks=[target, waits, steady])
     gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if devices.on_gpu and devices.world_size == 1 else None
     rss, worker_rss = peak_rss_mb()
     m = evaluate(run / "best.ckpt", store, run / "eval", log=lambda _: None, device="cuda" if devices.on_gpu else "cpu")
@@ -180,11 +211,13 @@ def main() -> int:
         f"one collated batch of {args.batch} at {args.size} px: {loader_batch_bytes / 2**20:.2f} MiB (uint8 images and masks, depth as stored; float32: {float_batch_bytes / 2**20:.2f} MiB)",
         f"{summary['epochs_done']} epochs, {summary['global_step']} steps, {summary['seconds'] / 60:.1f} min in train()",
         f"samples/s {train_rate:.0f} at {args.size} px; waiting for data {100 * waits.share:.1f}% of step time  [goal < 20%: {goal(waits.share < 0.2)}]",
+        f"steady samples/s (after {args.warmup_steps} steps) {steady.rate:.0f}" if steady.rate else f"steady samples/s: - (no step after the first {args.warmup_steps})",
         f"peak GPU memory {gpu_peak:.0f} MiB" if gpu_peak is not None else "peak GPU memory: - (not on one GPU)",
         f"peak RSS: training process {rss:.0f} MB, largest loader worker {worker_rss:.0f} MB",
     ]
     print("\n".join(lines))
-    figures = {"data_wait_share": waits.share, "peak_gpu_mib": gpu_peak, "peak_rss_mb": rss, "peak_worker_rss_mb": worker_rss}
+    figures = {"data_wait_share": waits.share, "peak_gpu_mib": gpu_peak, "peak_rss_mb": rss, "peak_worker_rss_mb": worker_rss,
+               "steady_samples_per_s": steady.rate, "warmup_steps": args.warmup_steps, "device_name": devices.name, "precision": devices.precision}  # fmt: skip
     (args.out / "bench.json").write_text(json.dumps({"metrics": m, "summary": summary, "loader_samples_per_s": loader, "batch_bytes": loader_batch_bytes, "time_to_iou": target.seconds, **figures}, indent=1))
     return 0
 
