@@ -197,6 +197,7 @@ def add_generate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "--depth-model", dest="depth_model", default=d["depth_model"], metavar="PATH_OR_ID", help="for the estimator sources: an .onnx file (MiDaS, Depth Anything ...), a transformers model folder, or a Hugging Face id")
     p.add_argument("--device", dest="depth_device", default=d["depth_device"], metavar="DEVICE", help=f"where the depth network runs: auto (the first GPU if there is one), cpu, cuda or cuda:N (default {d['depth_device']}); on a GPU one process labels, its CPU threads feeding the network; the device kind, GPU and precision are recorded, and a resume must use the same")
     p.add_argument("--depth-preset", default=d["depth_preset"], choices=["", *DEPTH_PRESETS], help="input convention of an ONNX model: midas-small (256 px) or depth-anything (518 px, multiple of 14), both ImageNet mean/std; default: the model's own input size, or MODEL.json beside the file")
+    p.add_argument("--preset", dest="depth_preset", default=argparse.SUPPRESS, choices=["", *DEPTH_PRESETS], help=argparse.SUPPRESS)  # as depth-maps takes it
     p.add_argument("--depth-batch", type=int, default=d["depth_batch"], help=f"images per network call (default {d['depth_batch']})")
     p.add_argument("--depth-norm", default=d["depth_norm"], choices=DEPTH_NORMS, help=f"scale of network depth: one per background from its own map (bg), one for the whole store (dataset), or per-image min-max (image: the seed notebooks' way, recorded as such) (default {d['depth_norm']})")
     p.add_argument("--horizon", type=float, default=d["horizon"], help=f"ground-plane prior: horizon height as a fraction of the image from the top (default {d['horizon']:g})")
@@ -311,7 +312,8 @@ def add_depth_parsers(sub) -> None:
     )
     maps.add_argument("folder", type=Path, help="folder of background photos")
     maps.add_argument("--model", required=True, metavar="PATH_OR_ID", help="an .onnx file, a transformers folder or a Hugging Face id")
-    maps.add_argument("--preset", default=None, choices=DEPTH_PRESETS, help="input convention of an ONNX model (default: from the model)")
+    maps.add_argument("--depth-preset", dest="preset", default=None, choices=DEPTH_PRESETS, help="input convention of an ONNX model: midas-small (256 px) or depth-anything (518 px, multiple of 14), both ImageNet mean/std; default: the model's own input size, or MODEL.json beside the file")
+    maps.add_argument("--preset", dest="preset", default=argparse.SUPPRESS, choices=DEPTH_PRESETS, help=argparse.SUPPRESS)  # the same, by its older name
     maps.add_argument("--device", default="auto", metavar="DEVICE", help="where the network runs: auto (the first GPU if there is one), cpu, cuda or cuda:N (default auto)")
     maps.add_argument("--batch-size", type=int, default=1, help="images per network call (default 1); the sidecars do not depend on it")
     maps.add_argument("--overwrite", action="store_true", help="replace existing sidecars")
@@ -574,6 +576,12 @@ def check_store_free(args: argparse.Namespace) -> None:
         check_free(getattr(args, name))  # creates nothing; a file or a missing folder: nobody holds it
 
 
+def verb_parser(parser: argparse.ArgumentParser, verb: str | None) -> argparse.ArgumentParser:
+    """The parser of ``verb`` (``fgbg VERB``), or ``parser`` itself without one."""
+    verbs = next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
+    return verbs.get(verb, parser)
+
+
 def print_error(verb: str, text: str) -> None:
     """``fgbg VERB: error: LINE`` on stderr for every line of ``text``."""
     for line in text.splitlines() or ["(no message)"]:
@@ -583,7 +591,9 @@ def print_error(verb: str, text: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one verb; returns the exit code (usage errors exit 2 from argparse, in one line)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the verb's own parser, so that the hint names its help
+        verb_parser(parser, args.command).error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         parser.print_help()
         return 2

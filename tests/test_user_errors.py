@@ -265,6 +265,30 @@ def test_one_name_for_the_model_path_and_the_progress_flags():
         assert parse([*verb, "--quiet"]).progress is False
 
 
+def test_one_name_for_the_depth_preset_in_both_verbs_and_one_in_their_help(capsys):
+    parse = cli.build_parser().parse_args
+    generate, maps = ["generate", "--bg", "b", "--fg", "f", "--out", "o"], ["depth-maps", "d", "--model", "m.onnx"]
+    for flag in ("--depth-preset", "--preset"):
+        assert parse([*generate, flag, "midas-small"]).depth_preset == "midas-small", flag
+        assert parse([*maps, flag, "depth-anything"]).preset == "depth-anything", flag
+    assert parse(maps).preset is None and parse(generate).depth_preset == ""  # absent: the model's own size
+    for verb in (["generate"], ["depth-maps"]):
+        with pytest.raises(SystemExit):
+            main([*verb, "--help"])
+        shown = capsys.readouterr().out
+        assert "--depth-preset {" in shown and "--preset" not in shown.replace("--depth-preset", ""), verb
+
+
+@pytest.mark.parametrize("argv", [["train", "data", "--out", "run", "--max-minute", "1", "--bogus"], ["stats", "data", "extra"],
+                                  ["depth-maps", "bg", "--model", "m.onnx", "--presets", "midas-small"]])  # fmt: skip
+def test_an_unrecognized_argument_points_to_the_verbs_own_help(capsys, argv):
+    with pytest.raises(SystemExit) as exit:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit.value.code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"fgbg {argv[0]}: error: unrecognized arguments") and err[0].endswith(f"(see `fgbg {argv[0]} --help`)")
+
+
 def test_predict_knows_an_onnx_file_by_its_suffix(tmp_path, monkeypatch):
     import fgbg.learn.predict
 
