@@ -118,6 +118,7 @@ CASES = {
     "folder": ["--format", "folder"],
     "zip": ["--format", "zip"],
     "estimator": ["--format", "wds", "--depth", "estimator", "--depth-batch", "4"],
+    "objects": ["--format", "wds", "--objects", "2:4"],
 }
 
 

@@ -38,6 +38,7 @@ SMALL = ["--size", "64", "--fg-size", "32", "--placements", "2", "--shard-size",
 # 3 x 3 x 2 x 40 = 720 samples in 36 shards, ~5 s on 2 cores: long enough to interrupt mid-run
 BIG = ["--size", "160", "--fg-size", "80", "--placements", "40", "--shard-size", "20", "--quiet"]
 SHARDS_BIG = 36
+OBJECTS = ["--objects", "2:4", "--format", "wds"]  # several objects per composite, each drawn by its sample's generator
 
 
 @lru_cache(maxsize=1)
@@ -102,6 +103,7 @@ def runs(tmp_path_factory):
     for fmt in FORMATS:
         assert fgbg(generate_args(folders, local / fmt, SMALL, "--format", fmt, "--workers", "2")) == 0
     assert fgbg(generate_args(folders, local / "big", BIG, "--workers", "2")) == 0
+    assert fgbg(generate_args(folders, local / "objects", SMALL, *OBJECTS, "--workers", "2")) == 0
     network = ["--depth", "estimator", "--depth-model", str(tiny_onnx_depth(root / "tiny.onnx")), "--depth-batch", "4"]
     assert fgbg(generate_args(folders, local / "estimator", SMALL, *network, "--workers", "2")) == 0
     maps = {engine: shutil.copytree(folders[0], root / f"maps_{engine}") for engine in ("local", "ray")}
@@ -113,6 +115,7 @@ def runs(tmp_path_factory):
     steps = [
         *({"cli": generate_args(folders, ray / fmt, SMALL, "--format", fmt, "--engine", "ray"), "spread": True}
           for fmt in FORMATS),
+        {"cli": generate_args(folders, ray / "objects", SMALL, *OBJECTS, "--engine", "ray")},
         {"cli": generate_args(folders, ray / "estimator", SMALL, *network, "--engine", "ray"), "no_driver_network": True},
         {"cli": ["depth-maps", str(maps["ray"]), "--model", network[3], "--engine", "ray", "--batch-size", "2", "--quiet"],
          "no_driver_network": True},  # on a CPU actor; the images read and the sidecars written by the driver
@@ -126,7 +129,7 @@ def runs(tmp_path_factory):
         {"driver": ray_big("killed_driver"), "store": str(ray / "killed_driver")},
     ]  # fmt: skip
     result = in_namespace({"cluster": {"nodes": 2}, "trace": str(root / "trace"), "steps": steps}, root)
-    names = [*FORMATS, "estimator", "depth_maps", "stats", "verify", "verify_damaged", "killed_worker", "sigkill", "sigint", "resumed"]
+    names = [*FORMATS, "objects", "estimator", "depth_maps", "stats", "verify", "verify_damaged", "killed_worker", "sigkill", "sigint", "resumed"]
     return {"root": root, "local": local, "ray": ray, **dict(zip(names, result["steps"]))}
 
 
@@ -137,6 +140,12 @@ def test_generate_on_a_two_node_cluster_is_byte_identical_to_the_local_engine(ru
     assert snapshot(ray_store) == snapshot(local_store) and len(snapshot(local_store)) > 10
     nodes = {p.name.split("-")[0] for p in (runs["root"] / "trace" / fmt).iterdir()}
     assert len(nodes) == 2, f"only {len(nodes)} node(s) rendered shards"
+
+
+def test_several_objects_on_ray_are_byte_identical_to_the_local_engine(runs):
+    assert runs["objects"]["rc"] == 0
+    assert snapshot(runs["ray"] / "objects") == snapshot(runs["local"] / "objects")
+    assert json.loads((runs["ray"] / "objects" / "dataset.json").read_text())["members"][3] == "instances.png"
 
 
 def test_estimator_labelling_on_ray_actors_is_byte_identical_to_the_local_engine(runs):
