@@ -42,7 +42,7 @@ def quiet(_: str) -> None:
 def assert_planned_by_the_patches(said: list[str], run) -> None:
     """The plans of a budget run follow its test's patches: 1e-7 s per sample, BUDGET_SHARE 0.5."""
     assert any("at 10000000 samples/s measured" in line for line in said), said
-    steps = next(int(m[1]) for line in said if (m := re.search(r"re-planned after epoch 0 .*: (\d+) steps", line)))
+    steps = next(int(m[1]) for line in said if (m := re.search(r"re-planned after epoch 1 .*: (\d+) steps", line)))
     meta = json.loads((run / "run.json").read_text())
     budget, pace = meta["train"]["max_minutes"] * 60, meta["schedule"]["seconds_per_step"]
     assert steps <= budget * 0.5 / pace + 1, said  # half the budget at epoch 0's pace (0.95 of it: ~1.9x the steps)
@@ -97,7 +97,7 @@ def test_a_run_writes_checkpoints_logs_and_summary_and_resumes_exactly(store, tm
     assert meta["schedule"]["total_steps"] == 6 and meta["parameters"] < 1_000_000
     assert 0 < meta["baseline"]["threshold"]
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["best_epoch"] in (0, 1) and summary["train_samples_per_s"] > 0
+    assert summary["best_epoch"] in (1, 2) and summary["train_samples_per_s"] > 0
     net, ckpt_meta = load_checkpoint(run / "best.ckpt")
     assert net.config == SMALL_NET and ckpt_meta["split"] == meta["split"]
 
@@ -114,6 +114,16 @@ def test_a_run_writes_checkpoints_logs_and_summary_and_resumes_exactly(store, tm
     report = (out / "report.md").read_text()
     assert "baseline" in report and "worst.png" in report and result == saved
     assert (out / "random.png").stat().st_size > 0 and (out / "worst.png").stat().st_size > 0
+
+
+def test_epochs_are_counted_from_1_in_progress_lines_validation_history_and_summary(store, tmp_path, capsys):
+    said = []
+    summary = train(store, tmp_path / "run", TrainConfig(epochs=2, **FAST), SMALL_NET, progress=None, log=said.append)
+    progress = capsys.readouterr().err  # a log, not a terminal: progress lines
+    assert re.search(r"^epoch 1/2, step 1/6", progress, re.M) and re.search(r"^epoch 2/2, step 6/6", progress, re.M), progress
+    assert (summary["last"]["epoch"], summary["last"]["step"]) == (2, 6)  # the second epoch's validation, as its lines said
+    assert summary["best"]["epoch"] == summary["best_epoch"] in (1, 2)
+    assert f"best epoch {summary['best_epoch']}: val" in said[-1]
 
 
 def test_cli_train_and_budget(store, tmp_path, capsys):
@@ -159,7 +169,7 @@ def test_a_budget_run_replans_from_its_first_epoch_and_ends_annealed(store, tmp_
     said = []
     config = TrainConfig(epochs=None, max_minutes=0.1, **FAST)
     summary = train(store, tmp_path / "run", config, SMALL_NET, progress=False, log=said.append)
-    assert any("re-planned after epoch 0" in line for line in said)
+    assert any("re-planned after epoch 1 " in line for line in said)
     assert_planned_by_the_patches(said, tmp_path / "run")
     meta = json.loads((tmp_path / "run" / "run.json").read_text())
     ckpt = torch.load(tmp_path / "run" / "last.ckpt", map_location="cpu", weights_only=False)

@@ -232,7 +232,7 @@ class Replan(Callback):
     plan made before training (a few steps timed on random inputs, maybe on a busy machine or a
     cold start) or an earlier pace was too slow, shorter when the rest would overrun the budget (a
     busier machine, an epoch longer than the budget, a resume's start-up). Until then, the last pace
-    measured (or epoch 0's) may only cut it. An epoch too short for that is re-planned after its
+    measured (or the first epoch's) may only cut it. An epoch too short for that is re-planned after its
     validation from its whole pace, with loading, validation and logging. A cut leaves at least one
     step, so the schedule's last step is taken: it ends fully annealed, where the budget alone would
     stop it halfway. The measured paces are kept in the run's meta (``schedule``).
@@ -258,7 +258,7 @@ class Replan(Callback):
         if "seconds_per_step" not in schedule and not trainer.should_stop and pace is not None:
             schedule["seconds_per_step"] = agreed(trainer, pace)
             if not self._paced_epoch:  # the measured pace replaces the plan, both ways
-                self.resize(trainer, pl_module, agreed(trainer, steps_at_pace(done, self.clock.seconds, self.budget)), "after epoch 0")
+                self.resize(trainer, pl_module, agreed(trainer, steps_at_pace(done, self.clock.seconds, self.budget)), "after epoch 1")
         if trainer.is_global_zero:
             atomic_write_json(self.out / "run.json", pl_module.meta)
 

@@ -105,7 +105,8 @@ class FgbgModule(L.LightningModule):
         for k, v in means.items():
             # Already reduced and equal on every rank: sync_dist only tells Lightning so (it averages equal numbers).
             self.log(f"val/{k}", v, prog_bar=k == "mask_iou", sync_dist=True)
-        self.history.append({"epoch": self.current_epoch, "step": self.global_step, **means, "n_images": n_images})
+        # epochs counted from 1, as the progress lines, the summary and a resume say them
+        self.history.append({"epoch": self.current_epoch + 1, "step": self.global_step, **means, "n_images": n_images})
         logger = self.logger
         if grid and logger is not None and hasattr(logger.experiment, "add_image"):
             logger.experiment.add_image("val/bg_fgbg_gtmask_predmask_gtdepth_preddepth", image_grid(grid), self.current_epoch)
