@@ -218,7 +218,7 @@ def add_train_parser(sub) -> None:
     tr.add_argument("--out", type=out_folder, required=True, help="run folder (checkpoints best.ckpt and last.ckpt, tb/ logs, run.json, summary.json)")
     config_option(tr, "--size", TRAIN_CONFIG, type=int, help="training side in pixels; samples are resized on load (default %(default)s)")
     config_option(tr, "--epochs", TRAIN_CONFIG, type=int, help="epochs of the one-cycle schedule (default %(default)s, or as many as fit --max-minutes)")
-    config_option(tr, "--max-minutes", TRAIN_CONFIG, type=float, help="wall-clock budget of the run; alone, it also sizes the schedule (in steps, re-sized after the first epoch); with --resume it is the run's total budget: the earlier attempts' training time counts")
+    config_option(tr, "--max-minutes", TRAIN_CONFIG, type=float, help="wall-clock budget of the run; alone, it also sizes the schedule (in steps, re-sized longer or shorter from the measured pace as it trains); with --resume it is the run's total budget: the earlier attempts' training time counts")
     config_option(tr, "--batch", TRAIN_CONFIG, type=int, help="batch size (default %(default)s)")
     config_option(tr, "--lr", TRAIN_CONFIG, type=float, help="peak learning rate (default %(default)s)")
     config_option(tr, "--width", MODEL_CONFIG, type=int, help="channels of the first U-Net stage (default %(default)s)")
