@@ -487,13 +487,26 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from fgbg.learn.export import export_onnx
+    to = args.to or ("onnx" if not args.checkpoint.is_dir() else None)
+    if to is None:
+        raise UserError(f"{args.checkpoint} is a store folder: give --to coco or --to yolo (ONNX exports take a checkpoint file)")
+    if to == "onnx":
+        if args.checkpoint.is_dir():
+            raise UserError(f"{args.checkpoint}: a folder; --to onnx takes a checkpoint file from `fgbg train` (best.ckpt)")
+        if args.depth or args.overwrite or args.workers is not None:
+            raise UserError("--depth, --overwrite and --workers are for --to coco|yolo; an ONNX export takes none of them")
+        from fgbg.learn.export import export_onnx
 
-    export_onnx(args.checkpoint, args.out)
+        export_onnx(args.checkpoint, args.out)
+        return
+    from fgbg.exports import export_store
+
+    print(export_store(args.checkpoint, args.out, to, depth=args.depth, overwrite=args.overwrite, workers=args.workers, progress=args.progress))
 
 
 def cmd_depth_maps(args: argparse.Namespace) -> None:
     from fgbg.depth.sidecars import write_depth_sidecars
+    from fgbg.make.assets import list_images
 
     written = write_depth_sidecars(
         args.folder, args.model, args.preset, overwrite=args.overwrite, progress=args.progress,
@@ -501,7 +514,12 @@ def cmd_depth_maps(args: argparse.Namespace) -> None:
         engine=args.engine, ray_address=args.ray_address, depth_workers=args.depth_workers,
         gpus_per_worker=args.gpus_per_worker,
     )  # fmt: skip
-    print(f"wrote {len(written)} depth maps beside the images in {args.folder}")
+    kept = len(list_images(args.folder)) - len(written)
+    if not written:
+        print(f"all {kept} depth maps already there beside the images in {args.folder}; nothing to do (--overwrite replaces them)")
+        return
+    maps = "depth map" if len(written) == 1 else "depth maps"
+    print(f"wrote {len(written)} {maps} beside the images in {args.folder}" + (f" ({kept} already there)" if kept else ""))
 
 
 def cmd_cutout(args: argparse.Namespace) -> None:

@@ -165,6 +165,24 @@ def test_depth_maps_writes_sidecars_that_layered_uses(folders, onnx_model, tmp_p
     assert read_dataset_json(tmp_path / "o")["depth"]["bg_maps"] == {"sidecar": 3}
 
 
+def test_a_rerun_of_depth_maps_says_they_are_all_there(folders, onnx_model, capsys):
+    from fgbg.cli import main
+
+    bg, _ = folders
+    first = sorted(bg.glob("*.jpg"))[0]
+    assert main(["depth-maps", str(bg), "--model", str(onnx_model), "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"wrote 3 depth maps beside the images in {bg}"
+    before = {p: p.read_bytes() for p in bg.glob("*.depth.png")}
+    assert main(["depth-maps", str(bg), "--model", str(onnx_model), "--device", "cpu"]) == 0
+    said = capsys.readouterr()
+    assert said.out.strip().splitlines() == [f"all 3 depth maps already there beside the images in {bg}; nothing to do (--overwrite replaces them)"]
+    assert "images/s" not in said.err and "wrote 0" not in said.out
+    first.with_name(first.stem + ".depth.png").unlink()
+    assert main(["depth-maps", str(bg), "--model", str(onnx_model), "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"wrote 1 depth map beside the images in {bg} (2 already there)"
+    assert {p: p.read_bytes() for p in bg.glob("*.depth.png")} == before
+
+
 def test_cutout_writes_rgba_and_masks(tmp_path, capsys):
     from PIL import Image
 

@@ -48,7 +48,8 @@ def write_depth_sidecars(
     """For every image NAME.ext in ``folder``, write NAME.depth.png (16-bit, near = bright).
 
     Each map is scaled by its own 1st/99th percentiles. Existing sidecars are kept unless
-    ``overwrite``. The folder's write lock is held while writing. Returns the paths written.
+    ``overwrite``. The folder's write lock is held while writing. Returns the paths written (none,
+    and the network is not loaded, when every image has its sidecar already).
 
     Args:
         device: where the network runs (auto, cpu, cuda, cuda:N); on Ray, in each actor
@@ -76,8 +77,10 @@ def write_depth_sidecars(
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
     check_engine(engine)
     check_free(folder)
-    estimator = sidecar_estimator(model, preset, device, warn, engine, ray_address, depth_workers, gpus_per_worker)
     todo = [p for p in images if overwrite or not sidecar_path(p).exists()]
+    if not todo:  # a rerun: nothing to load the network for
+        return []
+    estimator = sidecar_estimator(model, preset, device, warn, engine, ray_address, depth_workers, gpus_per_worker)
     with store_lock(folder, "depth-maps"), progress_bar(len(images), "depth-maps", "image", enabled=progress) as bar:
         bar.update(len(images) - len(todo))
         for path, png in sidecar_pngs(estimator, todo, batch_size):
