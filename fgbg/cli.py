@@ -487,21 +487,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    to = args.to or ("onnx" if not args.checkpoint.is_dir() else None)
-    if to is None:
-        raise UserError(f"{args.checkpoint} is a store folder: give --to coco or --to yolo (ONNX exports take a checkpoint file)")
-    if to == "onnx":
-        if args.checkpoint.is_dir():
-            raise UserError(f"{args.checkpoint}: a folder; --to onnx takes a checkpoint file from `fgbg train` (best.ckpt)")
-        if args.depth or args.overwrite or args.workers is not None:
-            raise UserError("--depth, --overwrite and --workers are for --to coco|yolo; an ONNX export takes none of them")
-        from fgbg.learn.export import export_onnx
+    from fgbg.learn.export import export_onnx
 
-        export_onnx(args.checkpoint, args.out)
-        return
-    from fgbg.exports import export_store
-
-    print(export_store(args.checkpoint, args.out, to, depth=args.depth, overwrite=args.overwrite, workers=args.workers, progress=args.progress))
+    export_onnx(args.checkpoint, args.out)
 
 
 def cmd_depth_maps(args: argparse.Namespace) -> None:
