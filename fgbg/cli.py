@@ -530,7 +530,10 @@ def cmd_stats(args: argparse.Namespace) -> None:
 def cmd_verify(args: argparse.Namespace) -> int:
     """Exit 0 for a whole store; 1, with one line per problem, for a store with problems (a finding, not a usage error)."""
     from fgbg.inspect.verify import verify
+    from fgbg.store.layout import DATASET_JSON, read_dataset_json
 
+    if not (args.store / DATASET_JSON).is_file():
+        read_dataset_json(args.store)  # not a store, or an unfinished one: one line and exit 2, as every verb says it
     report = verify(args.store, workers=args.workers, progress=args.progress, engine=args.engine, ray_address=args.ray_address)
     if not report.ok:
         print_error("verify", str(report))

@@ -4,7 +4,7 @@ import pytest
 
 from fgbg.cli import main
 
-READERS = [["stats"], ["card"], ["show", "--out", "x.png"], ["train", "--out", "run"]]
+READERS = [["stats"], ["verify"], ["card"], ["show", "--out", "x.png"], ["train", "--out", "run"]]
 
 
 def one_error_line(capsys, argv) -> str:
@@ -25,6 +25,7 @@ def test_a_folder_that_is_not_a_store(tmp_path, capsys, monkeypatch, verb):
 def test_an_unfinished_store_and_a_broken_dataset_json(tmp_path, capsys):
     (tmp_path / "unfinished" / ".work").mkdir(parents=True)
     assert "an unfinished store" in one_error_line(capsys, ["stats", str(tmp_path / "unfinished")])
+    assert "an unfinished store" in one_error_line(capsys, ["verify", str(tmp_path / "unfinished")])
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "dataset.json").write_text("{")
     assert "dataset.json: not valid JSON" in one_error_line(capsys, ["card", str(tmp_path / "broken")])
