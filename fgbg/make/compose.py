@@ -128,8 +128,12 @@ def premultiply(fg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def blend_premultiplied(bg: np.ndarray, premultiplied: np.ndarray, inverse_alpha: np.ndarray, x: int, y: int) -> np.ndarray:
     """``alpha_blend`` from :func:`premultiply`'s output; returns a new uint8 (S, S, 3)."""
+    return blend_into(bg.copy(), premultiplied, inverse_alpha, x, y)
+
+
+def blend_into(out: np.ndarray, premultiplied: np.ndarray, inverse_alpha: np.ndarray, x: int, y: int) -> np.ndarray:
+    """:func:`blend_premultiplied` in place, onto ``out`` (uint8 (S, S, 3)); returns ``out``."""
     h, w = premultiplied.shape[:2]
-    out = bg.copy()
     region = out[y : y + h, x : x + w]
     v = region.astype(np.uint16)
     v *= inverse_alpha

@@ -59,27 +59,28 @@ class IdMap:
 
     def __init__(self, size: int, dtype=np.uint8) -> None:
         self.ids = np.zeros((size, size), dtype)  # (S, S): 0 = bg, i = object i
-        self.values = [-np.inf]  # inverse depth of the surface behind each id (the bg's is never in front)
-        self.areas: list[int] = []  # visible pixels of object i at index i - 1
+        self.values = np.array([-np.inf])  # inverse depth of the surface behind each id (the bg's is never in front)
+        self.areas = np.zeros(0, np.int64)  # visible pixels of object i at index i - 1
 
     def wins(self, layer: Layer) -> np.ndarray:
         """bool (h, w): where ``layer``, added now, would be seen (within its box)."""
         h, w = layer.mask.shape
         region = self.ids[layer.y : layer.y + h, layer.x : layer.x + w]
-        return layer.mask & (layer.value > np.asarray(self.values)[region])
+        return layer.mask & (layer.value > self.values[region])
 
     def areas_with(self, layer: Layer, wins: np.ndarray) -> np.ndarray:
         """int64 (count + 1,): every object's visible pixels if ``layer`` were added where it ``wins``."""
         h, w = layer.mask.shape
         covered = np.bincount(self.ids[layer.y : layer.y + h, layer.x : layer.x + w][wins], minlength=len(self.values))
-        return np.append(np.asarray(self.areas, np.int64) - covered[1:], covered.sum())
+        covered[0] = covered.sum()  # all it covers is its own
+        return np.concatenate([self.areas - covered[1:], covered[:1]])
 
     def add(self, layer: Layer, wins: np.ndarray, areas: np.ndarray | None = None) -> None:
         """Add ``layer`` as the next object, seen where it ``wins`` (``areas``: :meth:`areas_with`'s, if known)."""
-        self.areas = (self.areas_with(layer, wins) if areas is None else areas).tolist()
+        self.areas = self.areas_with(layer, wins) if areas is None else areas
         h, w = layer.mask.shape
         self.ids[layer.y : layer.y + h, layer.x : layer.x + w][wins] = len(self.values)
-        self.values.append(layer.value)
+        self.values = np.append(self.values, layer.value)
 
 
 def painting_order(values: list[float]) -> list[int]:
@@ -109,7 +110,7 @@ def rle(mask: np.ndarray, size: int | None = None, x: int = 0, y: int = 0) -> di
     return {"size": [int(v) for v in encoded["size"]], "counts": encoded["counts"].decode("ascii")}
 
 
-def object_geometry(ids: np.ndarray, own: int, x: int, y: int, mask: np.ndarray) -> dict:
+def object_geometry(ids: np.ndarray, own: int, x: int, y: int, mask: np.ndarray, tight: list[int] | None = None) -> dict:
     """What the annotation says of one object's pixels: visible and full boxes, areas, fractions,
     what hides it (sorted ids, 0 = the bg), and both masks as COCO RLE.
 
@@ -118,6 +119,7 @@ def object_geometry(ids: np.ndarray, own: int, x: int, y: int, mask: np.ndarray)
         own: the object's id.
         x, y, mask: its whole mask (bool (h, w), hidden pixels included) with its top-left at (x, y),
             possibly reaching out of the frame.
+        tight: ``box(mask)``, if known.
     """
     size = ids.shape[0]
     h, w = mask.shape
@@ -126,7 +128,9 @@ def object_geometry(ids: np.ndarray, own: int, x: int, y: int, mask: np.ndarray)
     region = ids[y0:y1, x0:x1]
     visible = region == own
     area, full_area, whole_area = int(np.count_nonzero(visible)), int(np.count_nonzero(full)), int(np.count_nonzero(mask))
-    full_box, mask_rle = box(full, x0, y0), rle(visible, size, x0, y0)
+    inside = full.shape == mask.shape
+    full_box = [x + tight[0], y + tight[1], *tight[2:]] if tight is not None and inside and tight[2] else box(full, x0, y0)
+    mask_rle = rle(visible, size, x0, y0)
     whole = area == full_area  # nothing hidden: the visible mask is the full one
     return {
         "box": full_box if whole else box(visible, x0, y0),

@@ -21,6 +21,7 @@ from fgbg.make.assets import fg_mask
 from fgbg.make.compose import (
     VISIBLE_TRIES,
     Placement,
+    blend_into,
     blend_premultiplied,
     flip_fg,
     hide,
@@ -39,7 +40,7 @@ from fgbg.depth.pipeline import pipeline, pipeline_threads
 from fgbg.engine import visible_store
 from fgbg.errors import CorruptStore
 from fgbg.make.categories import store_categories
-from fgbg.make.objects import IdMap, Layer, id_dtype, instance_ids, object_geometry, painting_order, without_masks
+from fgbg.make.objects import IdMap, Layer, box, id_dtype, instance_ids, object_geometry, painting_order, without_masks
 from fgbg.make.plan import Plan, SampleRef, Shard
 from fgbg.store.identity import PRIOR_ORIGIN as PRIOR, STATE_JSON
 from fgbg.store.layout import DATASET_JSON, WORK_DIR, asset_paths
@@ -88,6 +89,16 @@ def _read_assets(store: Path, kind: str, n: int) -> tuple[bytes, ...]:
         raise CorruptStore(f"{e.filename}: a prepared asset cannot be read ({e.strerror}); rerun the same command to write it again") from None
 
 
+class Sprite(NamedTuple):
+    """An fg at the size it is pasted: RGBA and masks."""
+
+    rgba: np.ndarray  # uint8 (h, w, 4)
+    mask: np.ndarray  # uint8 (h, w) in {0, 255}: alpha >= 128
+    shown: np.ndarray  # bool (h, w): mask > 0
+    pixels: int  # pixels of the mask
+    box: list[int]  # [x, y, w, h] of the mask within the sprite
+
+
 class Candidate(NamedTuple):
     """One drawn object: its fg, placement, sized RGBA and mask, where the bg hides it, and how much is seen."""
 
@@ -100,10 +111,7 @@ class Candidate(NamedTuple):
     value: float  # its layer's inverse depth: the bg's at its foot, in [0, 1]
     seen: float  # fraction of its mask the bg leaves visible
     area: int  # pixels of its mask the bg leaves visible
-
-    @property
-    def layer(self) -> Layer:
-        return Layer(self.p.x, self.p.y, (self.mask > 0) & ~self.hidden, self.value)
+    layer: Layer  # its pixels the bg leaves visible, at its depth
 
 
 class OneObject(NamedTuple):
@@ -155,6 +163,7 @@ class Renderer:
         self.feet = [self.standable_feet(d) if o else None for d, o in zip(self.bg_depth, self.occluding)]
         self.fg_flipped = [flip_fg(fg) for fg in self.fg]
         self._unscaled: dict[tuple[int, int, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._sprites: dict[tuple[int, int, int, int], Sprite] = {}
 
     @classmethod
     def from_store(cls, store: Path, threads: int = 1) -> "Renderer":
@@ -237,15 +246,27 @@ class Renderer:
 
     def candidate(self, bg: int, fg: int, flip: int, p: Placement) -> "Candidate":
         """Fg ``fg`` (mirrored if ``flip``) drawn at ``p`` on bg ``bg``: sized, masked, and cut where the bg is nearer."""
-        rgba = self.sized_fg(fg, flip, p.w, p.h)
-        mask = self.placed_fg(fg, flip, p.w, p.h)[2] if rgba.shape[:2] == self.fg[fg].shape[:2] else fg_mask(rgba)
-        if self.occluding[bg]:
-            hidden, seen = self.hidden(bg, p, mask)
-        else:
-            hidden, seen = np.zeros(mask.shape, bool), 1.0
+        rgba, mask, shown, pixels, _ = self.sprite(fg, flip, p.w, p.h)
         fx, fy = p.foot
-        area = int(np.count_nonzero(mask)) if seen == 1.0 else int(np.count_nonzero(mask[~hidden]))
-        return Candidate(fg, flip, p, rgba, mask, hidden, float(self.bg_depth[bg][fy, fx]), seen, area)
+        value = float(self.bg_depth[bg][fy, fx])
+        if not self.occluding[bg]:
+            return Candidate(fg, flip, p, rgba, mask, np.zeros(mask.shape, bool), value, 1.0, pixels, Layer(p.x, p.y, shown, value))
+        hidden, seen = self.hidden(bg, p, mask)
+        shown = shown & ~hidden
+        return Candidate(fg, flip, p, rgba, mask, hidden, value, seen, int(np.count_nonzero(shown)), Layer(p.x, p.y, shown, value))
+
+    def sprite(self, fg: int, flip: int, w: int, h: int) -> "Sprite":
+        """The fg (mirrored if ``flip``) at (w, h) with its masks; unscaled ones cached."""
+        key = (fg, flip, w, h)
+        if key in self._sprites:
+            return self._sprites[key]
+        rgba = self.sized_fg(fg, flip, w, h)
+        mask = fg_mask(rgba)
+        shown = mask > 0
+        sprite = Sprite(rgba, mask, shown, int(np.count_nonzero(mask)), box(shown))
+        if rgba.shape[:2] == self.fg[fg].shape[:2]:
+            self._sprites[key] = sprite
+        return sprite
 
     def hidden(self, bg: int, p: Placement, mask: np.ndarray) -> tuple[np.ndarray, float]:
         """Where nearer bg pixels hide the placed fg (bool (h, w)), and the fraction of its ``mask`` still seen.
@@ -372,11 +393,11 @@ class Renderer:
         ``ids``: their id map, if known (else made from their layers, :func:`instance_ids`)."""
         if ids is None:
             ids = instance_ids(self.config.size, [o.layer for o in objects], id_dtype(self.config.objects_max))
-        fg_bg = self.bg[bg]
+        fg_bg = self.bg[bg].copy()
         for i in painting_order([o.value for o in objects]):
             o = objects[i]
             premultiplied, inverse_alpha, _ = hide(*self.premultiplied(o), o.mask, o.hidden)
-            fg_bg = blend_premultiplied(fg_bg, premultiplied, inverse_alpha, o.p.x, o.p.y)
+            blend_into(fg_bg, premultiplied, inverse_alpha, o.p.x, o.p.y)
         return Scene(fg_bg, np.where(ids > 0, np.uint8(255), np.uint8(0)), objects, ids, dropped)
 
     def extra_object(self, bg: int, objects: list[Candidate], scene: IdMap, rng: np.random.Generator) -> Candidate | None:
@@ -428,24 +449,19 @@ class Renderer:
         """The members of a several-object sample: :meth:`encode`'s, ``instances.png`` and ``objects`` in the json
         (see :mod:`fgbg.make.objects`); the top-level fields describe object 1, ``mask_area`` the union."""
         first = scene.objects[0]
-        members = self.encode(ref, first.p, scene.fg_bg, scene.mask, depth, fg_value, None)
-        annotation = json.loads(members["json"])
+        annotation = self.annotation(ref, first.p, scene.mask, fg_value)
         top = (1 << self.config.depth_bits) - 1
         objects = []
         for i, o in enumerate(scene.objects, start=1):
             fx, fy = o.p.foot
-            geometry = object_geometry(scene.ids, i, o.p.x, o.p.y, o.mask > 0)
+            geometry = object_geometry(scene.ids, i, o.p.x, o.p.y, o.layer.mask | o.hidden, self.sprite(o.fg, o.flip, o.p.w, o.p.h).box)
             objects.append({
                 "id": i, "fg": o.fg, "fg_file": self.fg_files[o.fg], "category": self.fg_categories[o.fg],
                 "flip": o.flip, "scale": round(o.p.scale, 6), "foot": [fx, fy],
                 "depth": round(int(self.bg_depth_q[ref.bg][fy, fx]) / top, 6), **geometry,
             })  # fmt: skip
         annotation.update(visible=objects[0]["visible"], objects=objects, dropped=scene.dropped)
-        return {
-            **members,
-            "instances.png": codecs.encode_png_gray(scene.ids),
-            "json": json.dumps(annotation, separators=(",", ":")).encode(),
-        }
+        return self.members(scene.fg_bg, scene.mask, depth, annotation, scene.ids)
 
     def render_batch(self, refs: list[SampleRef]) -> tuple[list[dict[str, bytes]], int]:
         """Members of each sample ({"fg_bg.jpg", "mask.png", "depth.png", "json": bytes}),
@@ -455,7 +471,10 @@ class Renderer:
 
     def encode(self, ref, p: Placement, fg_bg, mask, depth, fg_value: int, visible: float | None = None) -> dict[str, bytes]:
         """The sample's members; the annotation has ``visible`` (fraction of the fg seen) only on bgs with real depth."""
-        c = self.config
+        return self.members(fg_bg, mask, depth, self.annotation(ref, p, mask, fg_value, visible))
+
+    def annotation(self, ref, p: Placement, mask, fg_value: int, visible: float | None = None) -> dict:
+        """The json of a sample: its key, the key's fg's placement and depth value, the mask's area."""
         annotation = {
             "key": ref.key,
             "bg": ref.bg,
@@ -470,17 +489,24 @@ class Renderer:
             "h": p.h,
             "scale": round(p.scale, 6),
             "foot": list(p.foot),
-            "depth": round(fg_value / ((1 << c.depth_bits) - 1), 6),
+            "depth": round(fg_value / ((1 << self.config.depth_bits) - 1), 6),
             "mask_area": int(np.count_nonzero(mask)),
         }
         if visible is not None:
             annotation["visible"] = round(visible, 6)
-        return {
-            "fg_bg.jpg": codecs.encode_jpeg(fg_bg, c.jpeg_quality),
+        return annotation
+
+    def members(self, fg_bg, mask, depth, annotation: dict, instances: np.ndarray | None = None) -> dict[str, bytes]:
+        """The encoded members of a sample ({"fg_bg.jpg", "mask.png", "depth.png"[, "instances.png"], "json": bytes})."""
+        members = {
+            "fg_bg.jpg": codecs.encode_jpeg(fg_bg, self.config.jpeg_quality),
             "mask.png": codecs.encode_png_gray(mask),
             "depth.png": codecs.encode_png_gray(depth),
-            "json": json.dumps(annotation, separators=(",", ":")).encode(),
         }
+        if instances is not None:
+            members["instances.png"] = codecs.encode_png_gray(instances)
+        members["json"] = json.dumps(annotation, separators=(",", ":")).encode()
+        return members
 
 
 # ---------------------------------------------------------------- the worker side of generate
