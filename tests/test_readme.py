@@ -46,3 +46,23 @@ def test_generate_prints_the_stores_own_brace_pattern_and_it_reads_the_store(sev
     pattern = re.search(r'WebDataset\("([^"]+)"', line)[1]
     assert pattern == "data/shards/shard-{000000..000006}.tar" and "shardshuffle=False" in line
     assert len({s["__key__"] for s in wds.WebDataset(pattern, shardshuffle=False)}) == 54
+
+
+def test_readmes_iter_samples_loop_runs_as_printed(seven_shards):
+    loop = re.search(r"`(for key, sample in fgbg\.iter_samples\(path\))`", README.read_text())[1]
+    import fgbg
+
+    seen = []
+    exec(f"{loop}:\n    seen.append((key, sample))", {"fgbg": fgbg, "path": Path("data"), "seen": seen})
+    assert len(seen) == 54 and all(isinstance(k, str) and "fg_bg.jpg" in s for k, s in seen)
+
+
+def test_readmes_exception_for_train_workers_is_the_default(monkeypatch):
+    """README: absent --workers in `fgbg train` is 0 on a CPU of 2 cores or fewer, 1 on more."""
+    from fgbg.learn.train import default_loader_workers
+
+    text = " ".join(README.read_text().split())
+    assert "in `fgbg train` it counts DataLoader processes per training process, and absent means 0 on a CPU with 2 cores or fewer" in text
+    for cores, workers in ((1, 0), (2, 0), (4, 1), (16, 1)):
+        monkeypatch.setattr("os.cpu_count", lambda: cores)
+        assert default_loader_workers() == workers, cores
