@@ -192,13 +192,17 @@ def test_a_table_hides_objects_behind_it_and_objects_on_the_table_hide_the_wall(
 # ---------------------------------------------------------------- whole stores
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
+@pytest.fixture(scope="module", params=["prior", "sidecars"])
+def store(request, tmp_path_factory) -> Path:
+    """2-5 objects on 3 demo bgs with the ground-plane prior, or with depth sidecars (the bg hides objects too) and perspective."""
     root = tmp_path_factory.mktemp("store")
-    bg = copy_images(demo_assets()[0], root / "bg", 3, "*.jpg")
     out = root / "store"
-    config = GenerateConfig(size=96, fg_size=40, placements=3, shard_size=20, scale_min=0.5, scale_max=1.0,
-                            objects_min=2, objects_max=5, min_area=30)  # fmt: skip
+    if request.param == "prior":
+        bg, extra = copy_images(demo_assets()[0], root / "bg", 3, "*.jpg"), {}
+    else:
+        bg, extra = sidecar_bgs(root), {"perspective": True}
+    config = GenerateConfig(size=64 if extra else 96, fg_size=32 if extra else 40, placements=3, shard_size=20, scale_min=0.5,
+                            scale_max=1.0, objects_min=2, objects_max=5, min_area=30, **extra)  # fmt: skip
     generate(bg, category_folder(root), out, config, workers=0, progress=False)
     return out
 
@@ -210,7 +214,7 @@ def test_every_object_has_masks_boxes_and_areas_that_agree_with_instances_mask_a
     assert meta["categories"] == [{"id": 1, "name": "animals"}, {"id": 2, "name": "people"}]
     files = [s["file"] for s in meta["sources"]["fg"]]
     assert files[0] == "animals/cow.png" and meta["fg_categories"] == [1 if f.startswith("animals/") else 2 for f in files]
-    counts, dropped = [], 0
+    counts, dropped, hidden_by_bg = [], 0, 0
     for key, m in reader.iter_samples():
         a, ids = json.loads(m["json"]), reader.decode(key, "instances.png", m["instances.png"])
         mask, depth = reader.decode(key, "mask.png", m["mask.png"]), reader.decode(key, "depth.png", m["depth.png"])
@@ -228,6 +232,7 @@ def test_every_object_has_masks_boxes_and_areas_that_agree_with_instances_mask_a
             ys, xs = np.nonzero(visible)
             assert o["box"] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
             assert set(o["hidden_by"]) == set(np.unique(ids[full & ~visible]).tolist())
+            hidden_by_bg += 0 in o["hidden_by"]
             assert (depth[visible] == round(o["depth"] * 255)).all()  # the depth map is the object's layer where it is seen
             if o["id"] > 1:  # extras meet the bars (object 1 keeps its best draw)
                 assert o["visible"] >= 0.5 and o["area"] >= 30
@@ -236,6 +241,7 @@ def test_every_object_has_masks_boxes_and_areas_that_agree_with_instances_mask_a
         counts.append(len(objects))
         dropped += a["dropped"]
     assert set(counts) >= {2, 3, 4} and max(counts) <= 5
+    assert (hidden_by_bg > 0) == (reader.meta["sources"]["bg"][0]["depth"] == "sidecar")
 
 
 def test_the_manifest_holds_each_objects_boxes_without_its_masks(store):

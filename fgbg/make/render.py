@@ -105,13 +105,20 @@ class Candidate(NamedTuple):
     fg: int
     flip: int
     p: Placement
-    rgba: np.ndarray  # uint8 (h, w, 4)
-    mask: np.ndarray  # uint8 (h, w) in {0, 255}: alpha >= 128
+    sprite: Sprite  # the fg at its placed size
     hidden: np.ndarray  # bool (h, w): where the bg is nearer than its layer
     value: float  # its layer's inverse depth: the bg's at its foot, in [0, 1]
     seen: float  # fraction of its mask the bg leaves visible
     area: int  # pixels of its mask the bg leaves visible
     layer: Layer  # its pixels the bg leaves visible, at its depth
+
+    @property
+    def rgba(self) -> np.ndarray:
+        return self.sprite.rgba
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.sprite.mask
 
 
 class OneObject(NamedTuple):
@@ -246,14 +253,15 @@ class Renderer:
 
     def candidate(self, bg: int, fg: int, flip: int, p: Placement) -> "Candidate":
         """Fg ``fg`` (mirrored if ``flip``) drawn at ``p`` on bg ``bg``: sized, masked, and cut where the bg is nearer."""
-        rgba, mask, shown, pixels, _ = self.sprite(fg, flip, p.w, p.h)
+        sprite = self.sprite(fg, flip, p.w, p.h)
         fx, fy = p.foot
         value = float(self.bg_depth[bg][fy, fx])
         if not self.occluding[bg]:
-            return Candidate(fg, flip, p, rgba, mask, np.zeros(mask.shape, bool), value, 1.0, pixels, Layer(p.x, p.y, shown, value))
-        hidden, seen = self.hidden(bg, p, mask)
-        shown = shown & ~hidden
-        return Candidate(fg, flip, p, rgba, mask, hidden, value, seen, int(np.count_nonzero(shown)), Layer(p.x, p.y, shown, value))
+            nothing = np.zeros(sprite.mask.shape, bool)
+            return Candidate(fg, flip, p, sprite, nothing, value, 1.0, sprite.pixels, Layer(p.x, p.y, sprite.shown, value))
+        hidden, seen = self.hidden(bg, p, sprite.mask)
+        shown = sprite.shown & ~hidden
+        return Candidate(fg, flip, p, sprite, hidden, value, seen, int(np.count_nonzero(shown)), Layer(p.x, p.y, shown, value))
 
     def sprite(self, fg: int, flip: int, w: int, h: int) -> "Sprite":
         """The fg (mirrored if ``flip``) at (w, h) with its masks; unscaled ones cached."""
@@ -406,7 +414,7 @@ class Renderer:
         fg = self.pick_fg(rng, {o.fg for o in objects})
         flip = int(rng.integers(2)) if c.flip else 0
         areas = np.asarray(scene.areas)
-        full = np.array([np.count_nonzero(o.mask) for o in objects])
+        full = np.array([o.sprite.pixels for o in objects])
         # what each object must keep: the bars, or what it has if already below them
         keep_area, keep_seen = np.minimum(areas, c.min_area), np.minimum(areas / np.maximum(full, 1), c.min_visible)
         for _ in range(VISIBLE_TRIES):
@@ -414,7 +422,7 @@ class Renderer:
             layer = o.layer
             wins = scene.wins(layer)
             after = scene.areas_with(layer, wins)
-            seen = after / np.maximum(np.append(full, np.count_nonzero(o.mask)), 1)
+            seen = after / np.maximum(np.append(full, o.sprite.pixels), 1)
             if (
                 after[-1] > 0 and after[-1] >= c.min_area and seen[-1] >= c.min_visible
                 and (after[:-1] >= keep_area).all() and (seen[:-1] >= keep_seen).all()
@@ -454,7 +462,7 @@ class Renderer:
         objects = []
         for i, o in enumerate(scene.objects, start=1):
             fx, fy = o.p.foot
-            geometry = object_geometry(scene.ids, i, o.p.x, o.p.y, o.layer.mask | o.hidden, self.sprite(o.fg, o.flip, o.p.w, o.p.h).box)
+            geometry = object_geometry(scene.ids, i, o.p.x, o.p.y, o.sprite.shown, o.sprite.box)
             objects.append({
                 "id": i, "fg": o.fg, "fg_file": self.fg_files[o.fg], "category": self.fg_categories[o.fg],
                 "flip": o.flip, "scale": round(o.p.scale, 6), "foot": [fx, fy],
