@@ -1,4 +1,5 @@
-"""Depth labelling speed, end to end: `generate --depth estimator` at batch 1 and at batch N.
+"""Depth labelling speed, end to end: `generate --depth estimator` at batch 1 and at batch N, and
+`--depth estimator-per-bg` (the network once per background) at batch N.
 
     python benchmarks/bench_depth.py --device cuda --arch depth-anything-small
     python benchmarks/bench_depth.py --device cpu --arch depth-anything-small --placements 1 --bgs 2 --fgs 2 --shard-size 2
@@ -17,6 +18,9 @@ Architectures (nothing is downloaded: random weights, the real speed):
   from its transformers config, saved with its image processor (518 px, keep aspect
   ratio, multiple of 14, ImageNet mean/std) and loaded by fgbg like a downloaded one.
 - ``tiny-onnx``: a tiny conv net in ONNX (fgbg.depth.testing): fgbg's machinery alone.
+
+The default is depth-anything-small where transformers is installed (pip install 'fgbg[transformers]'),
+else tiny-onnx, and the run says which.
 
 Goal on one H100 (issue 12): >= 400 samples/s with depth-anything-small, >= 3x batch 1.
 """
@@ -80,10 +84,16 @@ def timed_generate(bg: Path, fg: Path, out: Path, config: GenerateConfig, worker
     return summary.samples, time.perf_counter() - t
 
 
+def has_transformers() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("transformers") is not None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    parser.add_argument("--arch", default="depth-anything-small", choices=ARCHS)
+    parser.add_argument("--arch", default=None, choices=ARCHS, help="default: depth-anything-small with transformers installed, else tiny-onnx")
     parser.add_argument("--placements", type=int, default=20, help="placements per (bg, fg, flip) (default 20)")
     parser.add_argument("--bgs", type=int, default=10, help="demo backgrounds to use, at most 10 (default 10)")
     parser.add_argument("--fgs", type=int, default=17, help="demo foregrounds to use, at most 17 (default 17)")
@@ -93,6 +103,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="CPU: worker processes (default: CPU count); a GPU uses one process")
     parser.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000); on the CPU a small store needs small shards to keep every worker busy")
     args = parser.parse_args()
+    if args.arch is None:
+        args.arch = "depth-anything-small" if has_transformers() else "tiny-onnx"
+        print(f"--arch {args.arch}" + ("" if has_transformers() else " (transformers is not installed: pip install 'fgbg[transformers]' for depth-anything-small)"))
+    elif args.arch == "depth-anything-small" and not has_transformers():
+        parser.error("--arch depth-anything-small needs transformers: pip install 'fgbg[transformers]' (or --arch tiny-onnx)")
     from fgbg.engine.devices import resolve_device
 
     device = resolve_device(args.device)
@@ -116,9 +131,14 @@ def main() -> None:
             n, seconds = timed_generate(bg, fg, tmp / f"out{batch}", config, args.workers)
             rates[batch] = n / seconds
             print(f"batch {batch:3d}: {n} samples in {seconds:6.1f} s = {rates[batch]:8.2f} samples/s", flush=True)
+        config = GenerateConfig(**{**base, "depth": "estimator-per-bg"}, placements=args.placements, depth_batch=args.batch)
+        n, seconds = timed_generate(bg, fg, tmp / "per_bg", config, args.workers)
+        per_bg = n / seconds
+        print(f"estimator-per-bg, batch {args.batch}: {n} samples in {seconds:6.1f} s = {per_bg:8.2f} samples/s", flush=True)
         side = f"{args.input_size} px" if args.arch != "tiny-onnx" else "256 px (midas-small preset)"
         print(f"{args.arch} on {device.name} ({device.autocast or 'fp32'}), {args.size} px store, network input {side}")
-        print(f"batch {args.batch} / batch 1: {rates[args.batch] / rates[1]:.2f}x")
+        print(f"batch {args.batch} / batch 1: {rates[args.batch] / rates[1]:.2f}x;"
+              f" estimator-per-bg / estimator at batch {args.batch}: {per_bg / rates[args.batch]:.2f}x")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
