@@ -3,9 +3,11 @@
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -430,3 +432,16 @@ def test_a_fixed_size_onnx_model_asked_for_another_size_is_one_line_before_anyth
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and 'tiny_256.json (size 128, multiple 1) gives 128x128; set "size": 256 in tiny_256.json' in err[0], err
     assert not out.exists() and not list(bg.glob("*.depth.png")) and not (bg / LOCK_FILE).exists()
+
+
+def test_bench_depth_runs_without_transformers_and_prints_every_mode_it_reports(tmp_path):
+    """README's bench_depth figures come from its own lines; on README's install (no transformers) it runs tiny-onnx."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_depth.py"
+    hidden = "import runpy, sys; sys.modules['transformers'] = None; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+    small = ["--placements", "1", "--bgs", "1", "--fgs", "2", "--size", "64", "--shard-size", "2", "--workers", "0", "--device", "cpu"]
+    run = subprocess.run([sys.executable, "-c", hidden, str(script), *small], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("--arch tiny-onnx (transformers is not installed: pip install 'fgbg[transformers]'")
+    assert re.search(r"^batch  16: 4 samples .* samples/s$", run.stdout, re.M) and "estimator-per-bg, batch 16: 4 samples" in run.stdout
+    refused = subprocess.run([sys.executable, "-c", hidden, str(script), "--arch", "depth-anything-small"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "needs transformers: pip install 'fgbg[transformers]'" in refused.stderr.strip().splitlines()[-1]
