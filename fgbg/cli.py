@@ -57,6 +57,15 @@ Validation during training uses --val-samples of the held-out split; evaluate al
 afterwards with `fgbg evaluate` (the summary prints the command).
 """
 
+EXPORT_EPILOG = """\
+examples:
+  fgbg export runs/exp1/best.ckpt --out model.onnx
+  fgbg export data/ --to coco --out data-coco/
+      detectron2: register_coco_instances("train", {}, "data-coco/annotations/instances_train.json", "data-coco/images/train")
+  fgbg export data/ --to yolo --out data-yolo/
+      yolo segment train data=data-yolo/data.yaml
+"""
+
 INTERRUPTED = "interrupted; rerun the same command to resume"
 INTERRUPTED_BY_VERB = {  # verbs whose rerun does not resume anything, or resumes differently
     "train": "interrupted; rerun the same command with --resume to continue from the last checkpoint",
@@ -266,9 +275,20 @@ def add_model_parsers(sub) -> None:
     pr.add_argument("--batch-size", type=int, default=None, help="images per network call (default 16)")
     add_progress_options(pr)
 
-    ex = sub.add_parser("export", help="export a checkpoint to ONNX (dynamic batch), checked against torch", description="Inputs bg and fg_bg, float (N, 3, S, S) RGB on [0, 1]; outputs mask_logits and depth (N, 1, S, S).")
-    ex.add_argument("checkpoint", type=Path, help="a checkpoint from `fgbg train`")
-    ex.add_argument("--out", "--onnx", dest="out", type=Path, required=True, help="output .onnx file")
+    ex = sub.add_parser("export", help="a checkpoint to ONNX, or a store to COCO or YOLO for detection and segmentation tools",
+                        description="--to onnx: a checkpoint to ONNX (dynamic batch), checked against torch; inputs bg and fg_bg,"
+                        " float (N, 3, S, S) RGB on [0, 1]; outputs mask_logits and depth (N, 1, S, S)."
+                        " --to coco|yolo: a store's images and instances with the split `fgbg train` uses by default (held-out"
+                        " backgrounds), streamed in flat memory: COCO images/{train,val}/KEY.jpg and annotations/instances_{train,val}.json"
+                        " (RLE masks, amodal extras); YOLO images/, labels/{train,val}/KEY.txt (visible outlines) and data.yaml.",
+                        epilog=EXPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ex.add_argument("checkpoint", type=Path, metavar="CHECKPOINT|STORE", help="a checkpoint from `fgbg train` (--to onnx), or a store from `fgbg generate` (--to coco|yolo)")
+    ex.add_argument("--to", choices=["onnx", "coco", "yolo"], default=None, help="onnx (the default for a checkpoint file), coco or yolo (for a store folder)")
+    ex.add_argument("--out", "--onnx", dest="out", type=Path, required=True, help="output .onnx file, or the folder of a COCO/YOLO export (new or empty)")
+    ex.add_argument("--depth", action="store_true", help="--to coco: also copy the depth maps to OUT/depth/{train,val}/KEY.png")
+    ex.add_argument("--overwrite", action="store_true", help="--to coco|yolo: replace a non-empty --out folder")
+    add_workers_option(ex, "--to coco|yolo: worker processes over the shards", "CPU count")
+    add_progress_options(ex)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -487,9 +507,21 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from fgbg.learn.export import export_onnx
+    to = args.to or ("onnx" if not args.checkpoint.is_dir() else None)
+    if to is None:
+        raise UserError(f"{args.checkpoint} is a store folder: give --to coco or --to yolo (ONNX exports take a checkpoint file)")
+    if to == "onnx":
+        if args.checkpoint.is_dir():
+            raise UserError(f"{args.checkpoint}: a folder; --to onnx takes a checkpoint file from `fgbg train` (best.ckpt)")
+        if args.depth or args.overwrite or args.workers is not None:
+            raise UserError("--depth, --overwrite and --workers are for --to coco|yolo; an ONNX export takes none of them")
+        from fgbg.learn.export import export_onnx
 
-    export_onnx(args.checkpoint, args.out)
+        export_onnx(args.checkpoint, args.out)
+        return
+    from fgbg.exports import export_store
+
+    print(export_store(args.checkpoint, args.out, to, depth=args.depth, overwrite=args.overwrite, workers=args.workers, progress=args.progress))
 
 
 def cmd_depth_maps(args: argparse.Namespace) -> None:

@@ -1,0 +1,76 @@
+"""The objects of one sample, as every export sees them: pure functions of its annotation.
+
+A several-object sample's json lists its ``objects`` (visible and full masks as COCO RLE,
+boxes, areas, fractions: see the store format). A single-object sample has one object,
+whose visible mask is ``mask.png``; its full mask is the same unless something nearer in the
+bg hid part of it (``visible`` < 1), and then it is the placed fg's own mask, rebuilt from the
+store's prepared fg exactly as the paste drew it. Either way an export gets a list of
+:class:`Instance`, in id order.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from fgbg.make.assets import fg_mask
+from fgbg.make.compose import flip_fg, paste_mask, resize_fg
+from fgbg.make.objects import box as mask_box, rle as encode_rle
+
+Rle = dict  # {"size": [H, W], "counts": str}: COCO compressed RLE, counts a str
+
+
+class Instance(NamedTuple):
+    """One object of a sample: its class, visible and full masks, boxes and fractions."""
+
+    id: int  # 1-based, the object's value in instances.png
+    category: int  # category id, 1-based (dataset.json "categories")
+    mask: Rle  # visible mask
+    box: tuple[int, int, int, int]  # visible box (x, y, w, h) to pixel edges; (0, 0, 0, 0) when nothing is seen
+    area: int  # visible pixels
+    full_mask: Rle  # the whole object, hidden parts too, in frame (amodal)
+    full_box: tuple[int, int, int, int]
+    visible: float  # area / full area (1.0 for an empty full mask)
+    in_frame: float  # in-frame share of the whole object
+
+
+def several_instances(annotation: dict) -> list[Instance]:
+    """The objects of a several-object sample's annotation (its json, with ``objects``), in id order."""
+    return [
+        Instance(o["id"], o["category"], o["mask"], tuple(o["box"]), o["area"], o["full_mask"], tuple(o["full_box"]),
+                 o["visible"], o["in_frame"])  # fmt: skip
+        for o in annotation["objects"]
+    ]
+
+
+def single_instance(annotation: dict, mask: np.ndarray, category: int, full_mask: Callable[[], np.ndarray]) -> Instance:
+    """The one object of a single-object sample.
+
+    Args:
+        annotation: the sample's json (``visible`` present only on bgs with real depth).
+        mask: uint8 (S, S), nonzero = the visible fg (mask.png).
+        category: the category id of the sample's fg.
+        full_mask: gives the placed fg's whole mask, uint8 (S, S); called only when part of it is hidden.
+    """
+    visible = float(annotation.get("visible", 1.0))
+    seen = mask > 0
+    rle, box = encode_rle(seen), tuple(mask_box(seen))
+    area = int(np.count_nonzero(seen))
+    if visible < 1.0:
+        full = full_mask() > 0
+        full_rle, full_box = encode_rle(full), tuple(mask_box(full))
+    else:
+        full_rle, full_box = rle, box
+    return Instance(1, category, rle, box, area, full_rle, full_box, visible, 1.0)  # placements keep the fg in frame
+
+
+def placed_fg_mask(fg_rgba: np.ndarray, annotation: dict, size: int) -> np.ndarray:
+    """The whole mask of a single-object sample's fg as it was pasted, hidden parts too: uint8 (size, size) in {0, 255}.
+
+    The paste's own steps (:mod:`fgbg.make.compose`): the prepared fg (uint8 (h, w, 4), from
+    ``assets/fg``), mirrored if ``flip``, resized to (w, h), alpha >= 128, at (x, y).
+    """
+    a = annotation
+    rgba = flip_fg(fg_rgba) if a["flip"] else fg_rgba
+    return paste_mask(fg_mask(resize_fg(rgba, a["w"], a["h"])), a["x"], a["y"], size)
