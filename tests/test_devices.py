@@ -304,11 +304,12 @@ def test_predict_on_cuda_writes_the_cpu_masks(run, tmp_path):
 
 
 @pytest.mark.cuda
-def test_predict_onnx_on_cuda_uses_the_cuda_provider_when_installed(onnx_file, tmp_path):
+def test_predict_onnx_on_cuda_uses_the_cuda_provider_when_installed(request, tmp_path):
     from .test_export_predict import assert_same_masks, composites
 
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         pytest.skip("onnxruntime-gpu is not installed (pip install 'fgbg[gpu]')")
+    onnx_file = request.getfixturevalue("onnx_file")  # after the skip: the export needs onnx, which a bare GPU machine may lack
     bg, fg_bg = composites(tmp_path / "in", 6)
     said = []
     predict(onnx_file, bg, fg_bg, tmp_path / "cpu", onnx=True, log=quiet, device="cpu")
