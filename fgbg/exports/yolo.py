@@ -32,13 +32,13 @@ def outline(mask: np.ndarray, offset: tuple[int, int] = (0, 0)) -> np.ndarray:
     corners, the same pixels.
     """
     binary = mask if mask.dtype == np.uint8 else (mask != 0).astype(np.uint8)  # OpenCV: nonzero is in
-    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=offset)
     parts = [c.reshape(-1, 2) for c in contours]
     path = parts[0] if len(parts) == 1 else join_parts(parts)
     if len(path) < MIN_POINTS:
         (x0, y0), (x1, y1) = path.min(axis=0), path.max(axis=0)
         path = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], path.dtype)
-    return path + np.array(offset, path.dtype)
+    return path
 
 
 def join_parts(parts: list[np.ndarray]) -> np.ndarray:
@@ -76,8 +76,8 @@ def chain_order(boxes: list[tuple[int, int, int, int]], lengths: list[int]) -> l
 
 def closest_vertices(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
     """Indices (i, j) of the closest pair of vertices a[i], b[j] of two int (N, 2) and (M, 2) outlines."""
-    a, b = a.astype(np.int32), b.astype(np.int32)
-    d = (a[:, None, 0] - b[None, :, 0]) ** 2 + (a[:, None, 1] - b[None, :, 1]) ** 2
+    dx, dy = a[:, 0, None] - b[:, 0], a[:, 1, None] - b[:, 1]  # int32 (N, M): OpenCV's points
+    d = dx * dx + dy * dy
     i, j = divmod(int(d.argmin()), d.shape[1])
     return i, j
 
