@@ -57,6 +57,7 @@ def test_the_figures_are_this_machines(smoke):
     assert figure(report, "train", "training, steady") > 0 and 0 <= figure(report, "train", "waiting for data") < 100
     assert 0 <= figure(report, "learning", "held-out mask IoU") <= 1 and 0 < figure(report, "learning", "differencing baseline") <= 1
     assert figure(report, "depth", "network at 28 px, batch 1") > 0 and figure(report, "depth", "generate --depth estimator, batch 1") > 0
+    assert figure(report, "depth", "generate --depth estimator-per-bg") > 0  # bench_depth's other line, read apart
     assert figure(report, "rooms", "numpy: fgbg rooms end to end") > 0
 
 
