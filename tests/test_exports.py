@@ -8,6 +8,8 @@ import contextlib
 import io
 import json
 import os
+import subprocess
+import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -173,6 +175,11 @@ def test_the_split_is_the_one_fgbg_train_uses_by_default():
     assert (t.val, t.val_fraction, t.seed) == (VAL_BY, VAL_FRACTION, VAL_SEED)
 
 
+def test_exports_need_no_torch():
+    code = "import sys, fgbg.exports; print(sorted(m for m in ('torch', 'lightning', 'fgbg.learn') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
 def test_hidden_single_objects_get_their_whole_mask_as_amodal(folders, tmp_path):
     """K = 1 on a bg with real depth: the amodal mask is the pasted fg's, rebuilt; its share seen is the store's own."""
     bg, fg = folders
@@ -215,6 +222,28 @@ def test_worker_processes_write_the_same_bytes(stores, tmp_path):
     for split in ("train", "val"):
         a, b = (tmp_path / f"w{w}" / "annotations" / f"instances_{split}.json" for w in (0, 2))
         assert a.read_bytes() == b.read_bytes()
+
+
+def test_an_interrupted_export_leaves_nothing_and_a_killed_ones_leftovers_go(stores, tmp_path, monkeypatch):
+    import fgbg.exports as exports
+
+    real, calls = exports.export_shard, []
+
+    def interrupted(job, shard):
+        calls.append(shard)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(job, shard)
+
+    monkeypatch.setattr(exports, "export_shard", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_store(stores["wds"], tmp_path / "coco", "coco", workers=0, progress=False)
+    assert list(tmp_path.iterdir()) == []  # neither the export nor its temporary folder
+    monkeypatch.setattr(exports, "export_shard", real)
+    killed = tmp_path / "coco.export.999999999.tmp"  # what a run killed with -9 leaves (its pid is gone)
+    (killed / "images").mkdir(parents=True)
+    export_store(stores["wds"], tmp_path / "coco", "coco", workers=0, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["coco"]
 
 
 # ---------------------------------------------------------------- YOLO
