@@ -8,6 +8,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -388,6 +389,20 @@ def test_hugging_face_datasets_loads_a_store_with_every_member(name, stores, tmp
         assert row["json"]["key"] == row["__key__"]
         if name == "k3":
             assert [o["id"] for o in row["json"]["objects"]] == [o["id"] for o in json.loads(raw["json"])["objects"]]
+
+
+def test_readmes_hugging_face_snippet_runs_as_printed(stores, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")  # not the user's cache
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    snippet = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "load_dataset(" in b)
+    (tmp_path / "data").symlink_to(stores["k3"])
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)  # as printed, in the folder that holds data/
+    assert len(namespace["ds"]) == len(raw_samples(stores["k3"])) and "instances.png" in namespace["row"]
 
 
 # ---------------------------------------------------------------- the command line
