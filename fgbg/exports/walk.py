@@ -8,6 +8,7 @@ files, and returns small counts. Memory stays that of one sample.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from fgbg import codecs
 from fgbg.exports.coco import coco_annotation, coco_image, json_line
 from fgbg.exports.objects import Instance, placed_fg_mask, several_instances, single_instance
 from fgbg.exports.yolo import RowWriter, outline
-from fgbg.store.read import StoreReader
+from fgbg.store.read import StoreReader, decoding
 
 SPLITS = ("train", "val")
 PARTS_DIR = ".parts"  # COCO part files, inside the temporary export folder
@@ -112,10 +113,18 @@ def one_instance(reader: StoreReader, job: ExportJob, annotation: dict, mask: np
     """The object of a single-object sample: its mask.png, and its whole mask from the prepared fg if part of it is hidden."""
 
     def full_mask() -> np.ndarray:
-        fg = codecs.decode_png(reader.read_asset("fg", annotation["fg"]))
-        return placed_fg_mask(fg, annotation, reader.config.size)
+        return placed_fg_mask(prepared_fg(job.store, annotation["fg"]), annotation, reader.config.size)
 
     return single_instance(annotation, mask, job.fg_categories[annotation["fg"]], full_mask)
+
+
+@functools.lru_cache(maxsize=128)  # a few MB: the fgs of a shard's hidden samples, decoded once
+def prepared_fg(store: str, fg: int) -> np.ndarray:
+    """uint8 (h, w, 4): the store's prepared fg ``fg`` (assets/fg), as the paste used it."""
+    reader = reader_of(store)
+    path = reader.asset_path("fg", fg)
+    with decoding(str(path), reader.store):
+        return codecs.decode_png(reader.read_asset("fg", fg))
 
 
 class CocoShard:
