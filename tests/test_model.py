@@ -1,5 +1,7 @@
 """The two-head U-Net: a contract (shapes, resolutions, save/load), size, MACs, and no double sigmoid."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -95,6 +97,56 @@ def test_refiner_is_a_residual_on_the_coarse_logits():
     torch.testing.assert_close(passed, coarse, rtol=0, atol=0)
     assert not torch.equal(refined.mask_logits, coarse.mask_logits)
     torch.testing.assert_close(refined.depth, coarse.depth, rtol=0, atol=0)
+
+
+def refiner_runs(pad: bool | None, device: str = "cpu", mixed=None) -> tuple:
+    """The default network (11 channels into the refiner), channels_last on ``device``, trained one
+    forward and backward with the refiner's padding ``pad``: (outputs, gradients by name, parameter shapes)."""
+    torch.manual_seed(0)
+    net = TwoHeadUNet(ModelConfig()).to(device, memory_format=torch.channels_last)
+    net.refiner.pad_channels = pad
+    x = torch.randn(2, 6, 40, 40, device=device).contiguous(memory_format=torch.channels_last)
+    with mixed or torch.autocast(device, enabled=False):
+        out = net(x)
+    (out.mask_logits.float().square().mean() + out.depth.float().mean()).backward()
+    grads = {name: p.grad.float() for name, p in net.named_parameters()}
+    return [t.float() for t in out], grads, {k: tuple(v.shape) for k, v in net.state_dict().items()}
+
+
+def test_the_refiner_padded_to_16_channels_gives_the_same_outputs_gradients_and_parameters():
+    assert TwoHeadUNet(ModelConfig()).refiner.body[0].in_channels == 11  # what the padding is for
+    plain, padded = refiner_runs(False), refiner_runs(True)
+    torch.testing.assert_close(padded[0], plain[0], rtol=1e-5, atol=1e-5)
+    for name, grad in plain[1].items():
+        torch.testing.assert_close(padded[1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert padded[2] == plain[2]  # the same parameters: checkpoints load either way
+    # under bf16 autocast (a GPU's precision) the padded input is stacked in bf16, as the convolution would cast it
+    mixed = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
+    plain_bf16, padded_bf16 = refiner_runs(False, mixed=mixed()), refiner_runs(True, mixed=mixed())
+    torch.testing.assert_close(padded_bf16[0], plain_bf16[0], rtol=0.02, atol=0.02)
+
+
+def test_the_cpu_runs_the_refiner_unpadded_and_a_gpu_channels_last_padded():
+    auto, plain = refiner_runs(None), refiner_runs(False)
+    torch.testing.assert_close(auto[0], plain[0], rtol=0, atol=0)  # the CPU's outputs are as they were
+    refiner = TwoHeadUNet(ModelConfig()).refiner
+
+    def weight(cuda: bool, channels_last: bool, c_in: int = 11):
+        return SimpleNamespace(is_cuda=cuda, shape=(16, c_in, 3, 3), is_contiguous=lambda memory_format=None: channels_last)
+
+    assert refiner.pads(weight(cuda=True, channels_last=True))
+    assert not refiner.pads(weight(cuda=True, channels_last=False))
+    assert not refiner.pads(weight(cuda=False, channels_last=True))
+    assert not refiner.pads(weight(cuda=True, channels_last=True, c_in=16))  # already a multiple of 8
+
+
+@pytest.mark.cuda
+def test_on_a_gpu_the_channels_last_refiner_pads_and_gives_the_unpadded_values():
+    net = TwoHeadUNet(ModelConfig()).to("cuda", memory_format=torch.channels_last)
+    assert net.refiner.pads(net.refiner.body[0].weight)
+    mixed = lambda: torch.autocast("cuda", dtype=torch.bfloat16)  # noqa: E731
+    plain, padded = refiner_runs(False, "cuda", mixed()), refiner_runs(None, "cuda", mixed())
+    torch.testing.assert_close(padded[0], plain[0], rtol=0.02, atol=0.02)
 
 
 def test_refine_must_not_be_negative():
