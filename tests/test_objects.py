@@ -83,6 +83,14 @@ def test_one_object_stores_keep_the_bytes_they_had_before_several_objects(tmp_pa
         meta = json.loads((tmp_path / name / "dataset.json").read_text())
         assert meta["members"] == ["fg_bg.jpg", "mask.png", "depth.png", "json"]
         assert meta["categories"] == [{"id": 1, "name": "fg"}] and set(meta["fg_categories"]) == {1}
+    # a store made before --objects (no such fields in its config) is the same run: a rerun finds it complete
+    path = tmp_path / "prior" / "dataset.json"
+    meta = json.loads(path.read_text())
+    for name in ("objects_min", "objects_max", "min_area"):
+        del meta["config"][name]
+    path.write_text(json.dumps(meta))
+    bgs, config = configs["prior"]
+    assert generate(bgs, fg, tmp_path / "prior", config, workers=0, progress=False, warn=lambda m: None).already_complete
 
 
 # ---------------------------------------------------------------- depth order, analytically
