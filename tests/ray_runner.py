@@ -113,11 +113,12 @@ def no_network_here():
     """This process (the driver) fails at loading a depth network meanwhile; Ray actors load theirs themselves."""
     import fgbg.depth.network
     import fgbg.depth.sidecars
+    import fgbg.make.generate
 
     def refuse(*args, **kwargs):
         raise AssertionError("the driver loaded a depth network: its maps would not be the actors'")
 
-    modules = (fgbg.depth.network, fgbg.depth.sidecars)
+    modules = (fgbg.depth.network, fgbg.depth.sidecars, fgbg.make.generate)
     kept = [m.load_estimator for m in modules]
     for m in modules:
         m.load_estimator = refuse

@@ -265,6 +265,33 @@ def test_depth_maps_batches_images_of_different_sizes(folders, hf_model, tmp_pat
     assert len(batched) == 3 and batched == {p.name: p.read_bytes() for p in bg.glob("*.depth.png")}
 
 
+def test_generate_loads_the_network_once_where_the_composites_render_in_its_process(folders, hf_model, tmp_path, monkeypatch):
+    """--depth estimator with the renderers here (workers 0, or any count with the network on a GPU, as on a
+    GPU machine: faked on this CPU) loads the transformers model once: the bgs' network renders the
+    composites; the bytes are those of a worker process that loads its own."""
+    import transformers
+
+    from fgbg.make import generate as g
+
+    real, loads = transformers.AutoModelForDepthEstimation.from_pretrained, []
+
+    def counted(*args, **kwargs):
+        loads.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoModelForDepthEstimation, "from_pretrained", counted)
+    config = estimator_config(hf_model, shard_size=12, depth_device="cpu")
+    generate(*folders, tmp_path / "here", config, workers=0, progress=False)
+    assert loads == [str(hf_model)]
+    with monkeypatch.context() as m:
+        m.setattr(g, "network_on_gpu", lambda state: True)  # what decides, on a GPU, that this process renders
+        generate(*folders, tmp_path / "gpu", config, workers=None, progress=False)
+    assert loads == [str(hf_model)] * 2
+    generate(*folders, tmp_path / "worker", config, workers=1, progress=False)  # a spawned worker loads its own
+    assert len(loads) == 3 and file_hashes(tmp_path / "here") == file_hashes(tmp_path / "gpu") == file_hashes(tmp_path / "worker")
+    assert sum(name.endswith(".tar") for name in file_hashes(tmp_path / "here")) > 1
+
+
 @pytest.mark.parametrize("backend", ["onnx", "transformers"])
 def test_dataset_json_records_where_the_depth_was_made(backend, folders, onnx_model, hf_model, tmp_path):
     model = onnx_model if backend == "onnx" else hf_model

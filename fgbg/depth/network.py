@@ -34,10 +34,10 @@ def prepare_network_depth(
     """The state entries that identify the network, where it ran, and its scales (None for ``layered``).
 
     Sets ``assets.bg_depth`` for ``estimator-per-bg``. ``warn`` gets the one-line device notes.
-    ``estimator``: the network that labels the composites too, when it is not this process's
-    (Ray's depth actors): the bgs' scales and the recorded ``compute`` are then its own, so
-    they come from the device the composites' maps come from. None: ``config.depth_model``
-    is loaded here, on ``config.depth_device``.
+    ``estimator``: the network that labels the composites too (Ray's depth actors, or the one
+    ``generate`` loaded to render here with): the bgs' scales and the recorded ``compute`` are
+    then its own, so they come from the device the composites' maps come from. None:
+    ``config.depth_model`` is loaded here, on ``config.depth_device``.
 
     Raises:
         EstimatorError: the model cannot be loaded or gives no depth map.

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from fgbg.config import GenerateConfig
-from fgbg.depth.estimator import Estimator, worker_threads
+from fgbg.depth.estimator import Estimator, load_estimator, worker_threads
 from fgbg.depth.network import network_on_gpu, prepare_network_depth
 from fgbg.engine import DEFAULT_RAY_ADDRESS, check_engine, map_shards
 from fgbg.engine.local import worker_count
@@ -148,6 +148,8 @@ def generate(
     labeller = None
     if engine == "ray" and config.depth == "estimator":
         labeller = ray_labeller(config, ray_address, depth_workers, gpus_per_worker, warn)
+    elif config.depth == "estimator":  # loaded once here: it labels the bgs, and the composites where they render here
+        labeller = load_estimator(config.depth_model, config.depth_preset or None, worker_threads(1), config.depth_device, warn)
     state = make_state(config, assets, prepare_network_depth(config, assets, warn, labeller))
     plan = Plan.from_config(len(assets.bg), len(assets.fg), config)
     out_status(out, state, overwrite)  # refuse a foreign or other store before the lock creates a file
@@ -176,8 +178,9 @@ def make_store(
 ) -> tuple[int, int]:  # fmt: skip
     """Under the lock: identity, assets, the missing shards, then manifest and dataset.json.
 
-    ``labeller``: the estimator the shard tasks render with instead of loading the network
-    (Ray's depth actors); None: each worker loads ``config.depth_model``.
+    ``labeller``: the network that labelled the bgs: Ray's depth actors, which the shard tasks
+    render with, or this process's, which renders here when the shards do (``workers`` 0, or the
+    network on a GPU); worker processes load ``config.depth_model`` each.
 
     Returns (bytes of the shards, samples kept from an earlier run).
     """
@@ -188,6 +191,8 @@ def make_store(
     resumed = len(plan) - sum(len(s) for s in todo)
     if engine == "local" and network_on_gpu(state):
         workers = 0  # one network per GPU: this process drives it, CPU threads feed it (fgbg.depth.pipeline)
+    if engine == "local" and worker_count(workers, len(todo)):
+        labeller = None  # each worker process loads its own
     # a network's threads: the cores shared by the local workers; one per Ray task (a task holds one CPU)
     threads = 1 if engine == "ray" else worker_threads(max(1, worker_count(workers, len(todo))))
     shared = (Prepared.from_store(out), threads) + ((labeller,) if labeller is not None else ())
