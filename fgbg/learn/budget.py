@@ -25,7 +25,7 @@ from fgbg.learn.module import one_cycle
 
 if TYPE_CHECKING:
     from fgbg.engine.devices import TrainingDevices
-    from fgbg.learn.train import TrainConfig
+    from fgbg.learn.train_config import TrainConfig
 
 BUDGET_SHARE = 0.95  # with --max-minutes only: plan the schedule to end within this share of the budget
 LENGTHEN_AT = 1.1  # a schedule is lengthened for at least 10% more steps (shortened once the budget would overrun)

@@ -31,7 +31,7 @@ from fgbg.learn.callbacks import EpochPosition, TrainClock
 from fgbg.learn.model import read_checkpoint
 
 if TYPE_CHECKING:
-    from fgbg.learn.train import TrainConfig
+    from fgbg.learn.train_config import TrainConfig
 
 DEVICE_FIELDS = ("accelerator", "devices", "num_nodes", "strategy", "precision", "compile")  # a resume's own, not the run's
 

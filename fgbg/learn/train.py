@@ -41,7 +41,6 @@ import shlex
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -52,7 +51,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from fgbg.engine.devices import TrainingDevices, cudnn_autotuning, resolve_training
-from fgbg.errors import ConfigError, UserError
+from fgbg.errors import UserError
 from fgbg.learn import budget, metrics
 from fgbg.learn.callbacks import (
     AtomicCheckpointIO, CtrlC, EndOfSchedule, EpochPosition, FollowSchedule, Replan, SampleTrace, ShareMeta, StopRequested,
@@ -67,6 +66,7 @@ from fgbg.learn.module import FgbgModule
 from fgbg.learn.resume import (
     Position, TrainInterrupted, interrupted_hint, leave_ctrl_c_to_trainer, resume_command, resume_loader_at, resume_meta,
 )  # fmt: skip
+from fgbg.learn.train_config import TrainConfig  # noqa: F401 (its home is below budget and resume; still importable from here)
 from fgbg.store.layout import atomic_write_json, read_dataset_json
 
 BEST, LAST = "best", "last"  # checkpoint names: best.ckpt, last.ckpt
@@ -106,7 +106,7 @@ def launcher_layout() -> tuple[int, int] | None:
     return None
 
 
-def training_devices(config: "TrainConfig") -> TrainingDevices:
+def training_devices(config: TrainConfig) -> TrainingDevices:
     """The run's devices: the config's, with torchrun's or SLURM's layout as the defaults.
 
     Raises:
@@ -126,54 +126,6 @@ def process_rank() -> int:
     """This process's global rank as its launcher set it (0 alone): known before the process group starts."""
     return int(rank_zero_only.rank or 0)
 
-
-@dataclass(frozen=True)
-class TrainConfig:
-    size: int = 96  # training side in pixels; samples are resized to it on load
-    epochs: int | None = 20  # schedule length; None with max_minutes: as many as fit the budget
-    max_minutes: float | None = None  # wall-clock budget; training stops when it is spent
-    batch: int = 32
-    lr: float = 3e-3  # peak learning rate of the one-cycle schedule
-    weight_decay: float = 1e-4
-    val: str = "bg"  # hold out backgrounds ("bg"), foregrounds ("fg") or samples ("random")
-    val_fraction: float = 0.2
-    augment: bool = True  # paired colour jitter and flips on the training split
-    seed: int = 0
-    workers: int | None = None  # DataLoader processes per training process (0: in it); None: default_loader_workers()
-    threads: int | None = None  # torch threads; None: the cores per training process
-    log_images: int = 8  # rows of the per-epoch image grid
-    val_samples: int = 2000  # validation during training: a fixed, seeded subset of the held-out split (0: all of it)
-    # where to train (not part of what the run is: a resume takes its own, see fgbg.learn.resume)
-    accelerator: str = "auto"  # auto (a GPU if any), cpu or gpu
-    devices: str | None = None  # None/"auto": every visible GPU (one process on the CPU); a count "8" or GPU indices "0,2"
-    num_nodes: int | None = None  # machines; None: 1, or what torchrun / SLURM say
-    strategy: str = "auto"  # auto (ddp for more than one process) or ddp
-    precision: str | None = None  # None: bf16-mixed on a GPU that has it (else 16-mixed), 32 on the CPU
-    compile: bool = False  # torch.compile the network
-
-    def __post_init__(self) -> None:
-        if self.epochs is None and self.max_minutes is None:
-            raise ConfigError("give --epochs, --max-minutes or both")
-        if self.epochs is not None and self.epochs < 1:
-            raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
-        if self.max_minutes is not None and not 0 < self.max_minutes < math.inf:
-            raise ConfigError(f"--max-minutes must be a positive number of minutes, got {self.max_minutes}")
-        if self.size < 16 or self.batch < 1:
-            raise ConfigError(f"--size must be at least 16 and --batch at least 1, got {self.size} and {self.batch}")
-        if not 0 < self.lr < math.inf:
-            raise ConfigError(f"--lr must be positive, got {self.lr}")
-        if not 0 < self.val_fraction < 1:
-            raise ConfigError(f"--val-fraction must be between 0 and 1, got {self.val_fraction}")
-        if self.seed < 0:
-            raise ConfigError(f"--seed must be 0 or more, got {self.seed}")
-        if self.val_samples < 0:
-            raise ConfigError(f"--val-samples must be 0 (the whole held-out split) or more, got {self.val_samples}")
-        if self.num_nodes is not None and self.num_nodes < 1:
-            raise ConfigError(f"--num-nodes must be at least 1, got {self.num_nodes}")
-        if self.workers is not None and self.workers < 0:
-            raise ConfigError(f"--workers must be 0 (load in the training process) or more, got {self.workers}")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"--threads must be at least 1, got {self.threads}")
 
 
 def make_meta(store: Path, config: TrainConfig, model: ModelConfig, loss: LossConfig, log: Callable[[str], None],
