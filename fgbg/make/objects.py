@@ -61,19 +61,26 @@ class IdMap:
         self.ids = np.zeros((size, size), dtype)  # (S, S): 0 = bg, i = object i
         self.values = np.array([-np.inf])  # inverse depth of the surface behind each id (the bg's is never in front)
         self.areas = np.zeros(0, np.int64)  # visible pixels of object i at index i - 1
+        self.boxes: list[tuple[int, int, int, int]] = []  # (x0, y0, x1, y1) of object i's layer at index i - 1
 
     def wins(self, layer: Layer) -> np.ndarray:
         """bool (h, w): where ``layer``, added now, would be seen (within its box)."""
         h, w = layer.mask.shape
         region = self.ids[layer.y : layer.y + h, layer.x : layer.x + w]
-        return layer.mask & (layer.value > self.values[region])
+        return layer.mask & (self.values < layer.value).take(region)
 
     def areas_with(self, layer: Layer, wins: np.ndarray) -> np.ndarray:
-        """int64 (count + 1,): every object's visible pixels if ``layer`` were added where it ``wins``."""
+        """int64 (count + 1,): every object's visible pixels if ``layer`` were added where it ``wins``.
+
+        Only the objects whose boxes meet the layer's can lose pixels to it; each is counted on the overlap."""
         h, w = layer.mask.shape
-        covered = np.bincount(self.ids[layer.y : layer.y + h, layer.x : layer.x + w][wins], minlength=len(self.values))
-        covered[0] = covered.sum()  # all it covers is its own
-        return np.concatenate([self.areas - covered[1:], covered[:1]])
+        areas = self.areas.copy()
+        for i, (x0, y0, x1, y1) in enumerate(self.boxes):
+            x0, y0, x1, y1 = max(x0, layer.x), max(y0, layer.y), min(x1, layer.x + w), min(y1, layer.y + h)
+            if x0 < x1 and y0 < y1:
+                won = wins[y0 - layer.y : y1 - layer.y, x0 - layer.x : x1 - layer.x]
+                areas[i] -= np.count_nonzero(won & (self.ids[y0:y1, x0:x1] == i + 1))
+        return np.append(areas, np.count_nonzero(wins))
 
     def add(self, layer: Layer, wins: np.ndarray, areas: np.ndarray | None = None) -> None:
         """Add ``layer`` as the next object, seen where it ``wins`` (``areas``: :meth:`areas_with`'s, if known)."""
@@ -81,6 +88,7 @@ class IdMap:
         h, w = layer.mask.shape
         self.ids[layer.y : layer.y + h, layer.x : layer.x + w][wins] = len(self.values)
         self.values = np.append(self.values, layer.value)
+        self.boxes.append((layer.x, layer.y, layer.x + w, layer.y + h))
 
 
 def painting_order(values: list[float]) -> list[int]:
