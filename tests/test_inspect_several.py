@@ -1,8 +1,6 @@
 """verify, stats, show and the card on stores with several objects per composite, end to end;
 and the card's front matter for the Hugging Face Hub (read back with PyYAML and huggingface_hub)."""
 
-import hashlib
-import io
 import json
 import re
 import tarfile
@@ -23,6 +21,7 @@ from fgbg.inspect.verify import verify
 from fgbg.store import read_dataset_json
 
 from .conftest import copy_images, make_store
+from .test_verify import rewrite_tar
 
 SEVERAL = dict(objects_min=2, objects_max=4, placements=1)
 SHARD = "shards/shard-000001.tar"
@@ -71,26 +70,6 @@ def json_members(store: Path) -> dict[str, dict]:
                 if info.name.endswith(".json"):
                     out[info.name[: -len(".json")]] = json.loads(tar.extractfile(info).read())
     return out
-
-
-def rewrite_tar(store: Path, rel: str, change) -> None:
-    """Rewrite a tar shard through change(name, data) -> bytes and record its new sha256 in
-    dataset.json (its member index goes), so that only the changed content is wrong."""
-    path = store / rel
-    with tarfile.open(path) as tar:
-        members = [(info, tar.extractfile(info).read()) for info in tar]
-    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
-        for info, data in members:
-            new = change(info.name, data)
-            info.size = len(new)
-            tar.addfile(info, io.BytesIO(new))
-    meta = json.loads((store / "dataset.json").read_text())
-    for shard in meta["shards"]:
-        if rel in shard["files"]:
-            shard["files"][rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-            for idx in shard.pop("idx", {}):
-                (store / idx).unlink()
-    (store / "dataset.json").write_text(json.dumps(meta, indent=1))
 
 
 def change_json(store: Path, edit) -> None:

@@ -46,7 +46,7 @@ def rewrite_tar(store: Path, rel: str, change) -> None:
     for shard in meta["shards"]:
         if rel in shard["files"]:
             shard["files"][rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-            for idx in shard.pop("idx"):
+            for idx in shard.pop("idx", {}):
                 (store / idx).unlink()
     (store / "dataset.json").write_text(json.dumps(meta, indent=1))
 
