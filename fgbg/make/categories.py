@@ -10,7 +10,6 @@ store's sources, so category ids follow from the sources and a store's identity 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 FALLBACK_NAME = "foreground"  # the one category of a store made before categories were recorded
 
