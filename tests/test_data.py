@@ -15,7 +15,9 @@ from fgbg.learn.data import (
     StoreDataset,
     augment_batch_,
     augment_tensors,
+    compact_sample_bytes,
     draw_augment,
+    fit_workers_to_shm,
     load_stats,
     make_loader,
     prepare_batch,
@@ -295,6 +297,31 @@ def test_collated_batches_are_compact(folders, tmp_path, store):
     b16 = next(iter(make_loader(StoreDataset(deep), batch=8, shuffle=False)))
     assert b16["depth"].dtype == torch.uint16 and b16["bg"].dtype == torch.uint8 and "augment" not in b16
     assert prepare_batch(b16)["depth"].max() <= 1 and prepare_batch(b16)["depth"].max() > 1 / 255  # scaled by 65535
+
+
+@pytest.mark.parametrize("depth_bits", [8, 16])
+def test_a_compact_sample_is_counted_as_its_batches_hold_it(folders, tmp_path, depth_bits):
+    """What the shared-memory check counts per sample covers what a collated batch holds, within 1%."""
+    store = tmp_path / f"s{depth_bits}"
+    generate(*folders, store, GenerateConfig(**TINY, depth_bits=depth_bits), workers=0, progress=False)
+    b = next(iter(make_loader(StoreDataset(store, augment=AugmentConfig()), batch=8, shuffle=True)))
+    held = sum(t.numel() * t.element_size() for t in (b["bg"], b["fg_bg"], b["mask"], b["depth"], b["index"], *b["augment"].values()))
+    counted = 8 * compact_sample_bytes(32, depth_bits // 8)
+    assert held <= counted <= 1.01 * held
+
+
+def test_loader_workers_and_batches_ahead_fit_the_free_shared_memory():
+    ahead = 2 * 256 * compact_sample_bytes(224, 2)  # one batch of 256 at 224 px ahead, for training and for validation
+    assert 0.22e9 < ahead < 0.24e9
+    assert fit_workers_to_shm(15, 2, ahead, 16 * 2**30) == (15, 2)  # 7 GB in flight: fits in half of 16 GiB
+    assert fit_workers_to_shm(15, 2, ahead, 8 * 2**30) == (15, 1)  # every worker, one batch ahead each
+    assert fit_workers_to_shm(15, 2, ahead, 2 * 2**30) == (4, 1)  # 4 x 231 MB in 1 GiB
+    assert fit_workers_to_shm(15, 2, ahead, 64 * 2**20) is None  # a container's 64 MB default: not one batch
+    assert fit_workers_to_shm(2, 4, 100, 1_000) == (2, 2)  # the workers asked for, as many batches ahead as fit
+    assert fit_workers_to_shm(15, 2, ahead, None) == (15, 2) and fit_workers_to_shm(0, 4, ahead, 0) == (0, 4)  # no /dev/shm; no workers
+    for workers, prefetch, free in [(15, 2, 5 * 2**30), (8, 4, 3 * 2**30), (3, 2, 2**30)]:
+        w, p = fit_workers_to_shm(workers, prefetch, ahead, free)
+        assert w * p * ahead <= free / 2 and (w + 1) * ahead > free / 2 or w == workers  # the most workers that fit
 
 
 def test_a_float_batch_is_left_as_it_is():

@@ -18,7 +18,7 @@ from fgbg.learn.losses import MaskDepthLoss
 from fgbg.learn.model import ModelConfig, TwoHeadUNet, load_checkpoint
 from fgbg.learn.callbacks import StopAfterEpochs
 from fgbg.learn.module import one_cycle
-from fgbg.learn.train import TrainConfig, TrainError, train
+from fgbg.learn.train import TrainConfig, TrainError, plan_loading, train
 
 from .conftest import make_store
 
@@ -106,7 +106,8 @@ def test_a_run_writes_checkpoints_logs_and_summary_and_resumes_exactly(store, tm
     result = evaluate(run / "best.ckpt", store, out, log=quiet)
     saved = json.loads((out / "metrics.json").read_text())
     names = ["mask_iou", "mask_dice", "baseline_mask_iou", "depth_rmse", "depth_absrel", "depth_delta1", "depth_ssim"]
-    assert list(saved) == [*names, "n_images", "size"] == list(METRIC_KEYS) and saved["n_images"] == 12 and saved["size"] == 32
+    assert list(saved) == [*names, "n_images", "size", "split", "store"] == list(METRIC_KEYS) and saved["n_images"] == 12 and saved["size"] == 32
+    assert saved["split"] == "val" and saved["store"] == str(store.resolve())  # the run's own store: its held-out split
     assert set(names) <= set(straight["best"])  # validation logs the same names
     assert saved["mask_iou"] == pytest.approx(straight["best"]["mask_iou"], abs=1e-5)
     assert saved["baseline_mask_iou"] == pytest.approx(straight["best"]["baseline_mask_iou"], abs=1e-5)
@@ -280,6 +281,41 @@ def test_a_budget_run_whose_steps_speed_up_lengthens_its_schedule_uses_the_budge
     assert summary["global_step"] == total == ckpt["lr_schedulers"][0]["total_steps"]
     final_lr = config.lr / 25 / 1e4  # OneCycleLR: max_lr / div_factor / final_div_factor
     assert len(rates.used) == total and rates.used[-1] == pytest.approx(final_lr, rel=1e-6)  # annealed to the end
+
+
+def test_loader_workers_are_sized_to_the_free_shared_memory_and_said_in_one_line(store):
+    from fgbg.engine.devices import resolve_training
+
+    cpu, said = resolve_training("cpu"), []
+    t = {"workers": 15, "batch": 8, "size": 32}
+    assert plan_loading(store, t, cpu, said.append, lambda: 2**30) == (15, 4) and said == []  # fits: as asked, nothing said
+    # a batch ahead: 8 + 64 (validation's) samples of 32 x 32 x 8 bytes (bg, fg_bg, mask, 8-bit depth), 580 KiB
+    assert plan_loading(store, t, cpu, said.append, lambda: 12 * 2**20) == (10, 1)  # 6 MiB of room: 10 of them
+    [line] = said
+    assert line.startswith("/dev/shm has 12 MiB free: 10 loader workers x 1 batch ahead instead of 15 x 4") and "--shm-size=0.1g" in line
+    with pytest.raises(TrainError) as e:
+        plan_loading(store, t, cpu, said.append, lambda: 2**20)
+    assert "/dev/shm has 1 MiB free" in str(e.value) and "--shm-size" in str(e.value) and "--workers 0" in str(e.value)
+    assert plan_loading(store, {**t, "workers": 0}, cpu, said.append, lambda: 0) == (0, 4)  # loading in the training process
+
+
+class LoaderShapes(Callback):
+    def on_train_start(self, trainer, pl_module):
+        self.loaders = [(d.num_workers, d.prefetch_factor) for d in (trainer.train_dataloader, trainer.val_dataloaders)]
+        trainer.should_stop = True
+
+
+def test_a_small_dev_shm_trains_with_fewer_workers_or_is_refused_in_one_line_before_any_work(store, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("fgbg.learn.train.shm_free_bytes", lambda: 2 * 2**20)  # a container's /dev/shm, in miniature: 1 MiB of room
+    said, shapes = [], LoaderShapes()
+    train(store, tmp_path / "run", TrainConfig(epochs=1, **{**FAST, "workers": 3}), SMALL_NET, progress=False, log=said.append, callbacks=[shapes])
+    assert shapes.loaders == [(1, 1), (1, 1)]  # 580 KiB a batch ahead: one worker, one batch, for both loaders
+    assert sum(line.startswith("/dev/shm has 2 MiB free: 1 loader worker x 1 batch ahead instead of 3 x 4") for line in said) == 1
+    monkeypatch.setattr("fgbg.learn.train.shm_free_bytes", lambda: 2**20)
+    assert main(["train", str(store), "--out", str(tmp_path / "refused"), "--workers", "2", "--size", "32", "--batch", "8", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "/dev/shm has 1 MiB free" in err[0] and "--workers 0" in err[0]
+    assert not (tmp_path / "refused").exists()
 
 
 def test_accelerator_gpu_without_a_gpu_is_one_line_before_any_work(tmp_path, capsys, monkeypatch):

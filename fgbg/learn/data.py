@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -45,6 +46,8 @@ from fgbg.store.read import StoreReader, decoding
 
 DEFAULT_MEAN, DEFAULT_STD = 0.5, 0.25  # without stats.json: [0, 1] -> about [-2, 2]
 STATS_JSON = "stats.json"
+SHM = Path("/dev/shm")  # where DataLoader workers hand their batches over (torch's shared memory)
+SHM_SHARE = 0.5  # of /dev/shm's free space that the loaders' batches in flight may fill: the batch being handed over, other processes
 
 
 # ---------------------------------------------------------------- normalisation
@@ -380,3 +383,48 @@ def make_loader(
         persistent_workers=workers > 0,
         prefetch_factor=prefetch if workers > 0 else None,
     )
+
+
+# ---------------------------------------------------------------- shared memory
+
+
+def shm_free_bytes(path: Path = SHM) -> int | None:
+    """Free bytes of the shared memory that loader workers pass batches through; None where there is none."""
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def compact_sample_bytes(size: int, depth_bytes: int) -> int:
+    """Bytes of one compact sample at ``size`` px (see the module's docstring): bg and fg_bg 3 bytes a
+    pixel, mask 1, depth ``depth_bytes`` (1 or 2), and a few for the index and the augmentation.
+
+    >>> compact_sample_bytes(224, 2)  # 256 of them: a batch of 0.1 GB
+    451648
+    """
+    return size * size * (3 + 3 + 1 + depth_bytes) + 64
+
+
+def fit_workers_to_shm(workers: int, prefetch: int, batch_bytes: int, free: int | None) -> tuple[int, int] | None:
+    """(workers, batches ahead per worker) whose batches in flight, ``workers x prefetch x batch_bytes``,
+    fit SHM_SHARE of ``free`` bytes of shared memory.
+
+    ``batch_bytes``: what one batch ahead of one worker index holds over all loaders and processes
+    that share the memory. As asked when it fits (or ``free`` is None, or no workers); else the most
+    workers that fit one batch ahead each, with as many batches ahead as then fit (never more than
+    asked): more workers decode more in parallel, a deeper queue only smooths. None: not one fits.
+
+    >>> fit_workers_to_shm(15, 2, 100, 10_000)  # 3,000 bytes in flight fit in half of 10,000
+    (15, 2)
+    >>> fit_workers_to_shm(15, 2, 100, 2_000), fit_workers_to_shm(4, 4, 100, 2_000), fit_workers_to_shm(15, 2, 100, 150)
+    ((10, 1), (4, 2), None)
+    """
+    room = None if free is None else int(free * SHM_SHARE)
+    if workers == 0 or room is None or workers * prefetch * batch_bytes <= room:
+        return workers, prefetch
+    fitting = min(workers, room // batch_bytes)
+    if fitting < 1:
+        return None
+    return fitting, max(1, min(prefetch, room // (fitting * batch_bytes)))
+

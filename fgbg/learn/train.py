@@ -58,7 +58,8 @@ from fgbg.learn.callbacks import (
     Throughput, TrainClock, progress_callbacks, quiet_lightning,
 )  # fmt: skip
 from fgbg.learn.data import (
-    AugmentConfig, StoreDataset, load_stats, make_loader, read_entries, split_indices, validation_subset,
+    SHM_SHARE, AugmentConfig, StoreDataset, compact_sample_bytes, fit_workers_to_shm, load_stats, make_loader, read_entries,
+    shm_free_bytes, split_indices, validation_subset,
 )  # fmt: skip
 from fgbg.learn.losses import LossConfig, MaskDepthLoss
 from fgbg.learn.model import ModelConfig, TwoHeadUNet, count_macs, count_parameters
@@ -91,6 +92,49 @@ def default_loader_workers(devices: TrainingDevices | None = None) -> int:
 
 def processes_per_node(devices: TrainingDevices) -> int:
     return len(devices.devices) if isinstance(devices.devices, list) else devices.devices
+
+
+def plan_loading(store: Path, t: dict, devices: TrainingDevices, log: Callable[[str], None],
+                 free_bytes: Callable[[], int | None] | None = None) -> tuple[int, int]:  # fmt: skip
+    """(loader workers, batches ahead per worker) of each of a run's two loaders (train settings ``t``):
+    ``workers`` (None: :func:`default_loader_workers`), 2 batches ahead on a GPU, 4 on the CPU; fewer,
+    said in one line, where the free shared memory cannot hold what they would have in flight
+    (:func:`~fgbg.learn.data.fit_workers_to_shm`: the training and validation batches of every
+    process on this machine). ``free_bytes``: the free shared memory (None: /dev/shm's).
+
+    Raises:
+        TrainError: not one batch ahead of one worker fits; names the size /dev/shm needs, or --workers 0.
+    """
+    workers = default_loader_workers(devices) if t["workers"] is None else t["workers"]
+    prefetch = 2 if devices.on_gpu else 4  # on a GPU there are many workers (a compact 224 px batch of 256 is 0.1 GB)
+    free = (free_bytes or shm_free_bytes)() if workers else None
+    if free is None:
+        return workers, prefetch
+    depth_bytes = 2 if read_dataset_json(store)["config"].get("depth_bits", 8) > 8 else 1
+    sample = compact_sample_bytes(t["size"], depth_bytes)
+    processes = processes_per_node(devices)
+    ahead = processes * sample * (t["batch"] + max(t["batch"], 64))  # one batch ahead of one worker: training's and validation's
+    fitted = fit_workers_to_shm(workers, prefetch, ahead, free)
+    if fitted == (workers, prefetch):
+        return fitted
+    what = f"batch {t['batch']} at {t['size']} px: {ahead / 2**20:.0f} MiB with validation's" + (f", {processes} processes" if processes > 1 else "")
+    everything = gib(workers * prefetch * ahead / SHM_SHARE)
+    if fitted is None:
+        raise TrainError(
+            f"/dev/shm has {free / 2**20:.0f} MiB free, too little for one batch ahead of one loader worker ({what}):"
+            f" give it at least {gib(ahead / SHM_SHARE)} (docker run --shm-size={everything} for all {workers} workers x {prefetch} batches),"
+            " or pass --workers 0 to load in the training process"
+        )
+    log(
+        f"/dev/shm has {free / 2**20:.0f} MiB free: {fitted[0]} loader worker{'s' * (fitted[0] > 1)} x {fitted[1]} batch{'es' * (fitted[1] > 1)} ahead instead of"
+        f" {workers} x {prefetch} ({what}); give it {everything} for all of them (docker run --shm-size={everything})"
+    )
+    return fitted
+
+
+def gib(n: float) -> str:
+    """Bytes as a size for a person and for docker's --shm-size, rounded up to a tenth of a GiB: 3.2g."""
+    return f"{math.ceil(n / 2**30 * 10) / 10:g}g"
 
 
 def launcher_layout() -> tuple[int, int] | None:
@@ -186,10 +230,11 @@ def make_meta(store: Path, config: TrainConfig, model: ModelConfig, loss: LossCo
     return meta
 
 
-def make_loaders(store: Path, meta: dict, devices: TrainingDevices):
+def make_loaders(store: Path, meta: dict, devices: TrainingDevices, loading: tuple[int, int] | None = None):
     """(train loader, val loader) from a run's meta: split, validated subset, size, stats and
     augmentation; on a GPU, pinned memory and (by default) a loader process per core of the device.
-    Each rank loads its share (:class:`~fgbg.learn.data.EpochSampler`)."""
+    Each rank loads its share (:class:`~fgbg.learn.data.EpochSampler`). ``loading``: (workers, batches
+    ahead) of each loader, from :func:`plan_loading` (None: its defaults, unchecked)."""
     t = meta["train"]
     split = split_indices(read_entries(store), t["val"], t["val_fraction"], t["seed"])
     stats = load_stats(store)
@@ -198,10 +243,9 @@ def make_loaders(store: Path, meta: dict, devices: TrainingDevices):
     augment = AugmentConfig(**meta["augment"]) if meta["augment"] else None
     train_ds = StoreDataset(store, split.train, t["size"], stats, augment, t["seed"])
     val_ds = StoreDataset(store, validation_subset(split.val, t.get("val_samples", 0), t["seed"]), t["size"], stats)
-    workers = default_loader_workers(devices) if t["workers"] is None else t["workers"]
+    workers, prefetch = loading or (default_loader_workers(devices) if t["workers"] is None else t["workers"], 2 if devices.on_gpu else 4)
     pin = devices.on_gpu
     full = len(train_ds) // devices.world_size >= t["batch"]
-    prefetch = 2 if pin else 4  # batches ahead per worker; on a GPU there are many workers (a compact 224 px batch of 256 is 0.1 GB)
     train_loader = make_loader(train_ds, t["batch"], True, workers, t["seed"], drop_last=full, even=True, pin_memory=pin, prefetch=prefetch)
     val_loader = make_loader(val_ds, max(t["batch"], 64), False, workers, t["seed"], pin_memory=pin, prefetch=prefetch)
     for loader in (train_loader, val_loader):
@@ -249,12 +293,14 @@ def train(
             if at.step >= meta["schedule"]["total_steps"]:
                 return finished_summary(out, at, meta, log)
             fit_to_devices(meta, at, devices, log)
+            loading = plan_loading(store, meta["train"], devices, log)
         else:
+            loading = plan_loading(store, dataclasses.asdict(config), devices, log)  # refused before anything is written
             out.mkdir(parents=True, exist_ok=True)
             meta, at = make_meta(store, config, model, loss, log, devices, started), Position(0, 0, 0, 0.0)
         if rank_zero:
             atomic_write_json(out / "run.json", meta)
-        history, throughput, clock, trainer = fit(store, out, meta, at, devices, resume, progress, log, command, callbacks or [], started)
+        history, throughput, clock, trainer = fit(store, out, meta, at, devices, resume, progress, log, command, callbacks or [], started, loading)
     except TrainInterrupted:
         raise
     except KeyboardInterrupt:  # before the Trainer listens (planning, loading) or after it stopped listening
@@ -283,16 +329,16 @@ def fit_to_devices(meta: dict, at: Position, devices: TrainingDevices, log: Call
 
 
 def fit(store: Path, out: Path, meta: dict, at: Position, devices: TrainingDevices, resume: bool, progress: bool | None,
-        log: Callable[[str], None], command: str, callbacks: list[Callback], started: float,
+        log: Callable[[str], None], command: str, callbacks: list[Callback], started: float, loading: tuple[int, int] | None = None,
         ) -> tuple[list[dict], Throughput, TrainClock, L.Trainer]:  # fmt: skip
-    """Build loaders, module and Trainer for a run's ``meta`` on ``devices`` and fit from ``at``:
-    (val history, throughput, clock, trainer). The clock counts from ``started`` (a perf_counter).
+    """Build loaders (``loading``: see :func:`make_loaders`), module and Trainer for a run's ``meta`` on ``devices``
+    and fit from ``at``: (val history, throughput, clock, trainer). The clock counts from ``started`` (a perf_counter).
 
     Raises:
         TrainInterrupted: Ctrl-C (see :class:`CtrlC`).
     """
     t, last = meta["train"], out / f"{LAST}.ckpt"
-    train_loader, val_loader = make_loaders(store, meta, devices)
+    train_loader, val_loader = make_loaders(store, meta, devices, loading)
     resume_loader_at(train_loader, at)
     L.seed_everything(t["seed"], workers=True, verbose=False)  # the initial weights (a resume loads its own)
     module = FgbgModule(meta)
