@@ -260,7 +260,7 @@ def add_model_parsers(sub) -> None:
     ev.add_argument("checkpoint", type=Path, help="a checkpoint from `fgbg train` (best.ckpt)")
     ev.add_argument("store", type=Path, help="the store to evaluate on")
     ev.add_argument("--out", type=out_folder, required=True, help="folder for metrics.json, report.md and the PNG grids")
-    ev.add_argument("--split", default="val", choices=["val", "all"], help="the run's held-out split (default) or every sample (another store)")
+    ev.add_argument("--split", default=None, choices=["val", "all"], help="val: the run's held-out split; all: every sample (default: val on the store the run trained on, all on any other)")
     ev.add_argument("--device", type=device_arg, default="auto", help="where the network runs: auto (the first CUDA GPU, else the CPU; default), cpu, cuda or cuda:N; bf16/fp16 autocast on a GPU, metrics in fp32")
     ev.add_argument("--batch-size", type=int, default=None, help="images per network call (default 64)")
     add_progress_options(ev)

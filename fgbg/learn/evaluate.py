@@ -1,8 +1,9 @@
 """Evaluate a checkpoint on a store: metrics.json, report.md and PNG grids, beside the baseline.
 
 Metrics are computed per image, then averaged (see :mod:`fgbg.learn.metrics`). By default the
-images are the run's held-out validation split (the split is rebuilt from the checkpoint);
-``split="all"`` evaluates every sample (a separate test store). The differencing baseline
+images are the run's held-out validation split on the store the run trained on (the split is
+rebuilt from the checkpoint), and every sample on any other store (a test store); ``split="val"``
+or ``"all"`` forces one. metrics.json and the report say which split of which store, and how many. The differencing baseline
 uses the threshold chosen on the training split when the run started.
 
 On a GPU (``device``, see :mod:`fgbg.engine.devices`) the network runs channels_last under bf16
@@ -26,18 +27,37 @@ from fgbg.learn import metrics
 from fgbg.learn.data import StoreDataset, load_stats, make_loader, read_entries, split_indices
 from fgbg.learn.model import Prediction, inference_net
 from fgbg.store.layout import atomic_write_json
-from fgbg.learn.viz import COLUMNS, image_grid, prediction_rows, save_png
+from fgbg.learn.viz import TITLES, labelled_grid, prediction_rows, save_png
 from fgbg.progress import progress as progress_reporter
 
 # The keys of metrics.json, stable for other tools.
-METRIC_KEYS = (*metrics.MASK_METRICS, metrics.BASELINE_MASK_IOU, *metrics.DEPTH_METRICS, "n_images", "size")
+METRIC_KEYS = (*metrics.MASK_METRICS, metrics.BASELINE_MASK_IOU, *metrics.DEPTH_METRICS, "n_images", "size", "split", "store")
 GRID_ROWS = 16
 EVALUATE_BATCH = 64  # images per network call (the default of --batch-size)
 GPU_LOADER_WORKERS = 8  # decoding processes feeding a GPU (at most the cores); none on the CPU, as before
 
 
+def is_training_store(store: Path, meta: dict, entries: list) -> bool:
+    """Whether ``store`` is the one the run trained on: its path, or a copy of it (the same sample count
+    and the same per-channel stats, to the last digit)."""
+    if Path(store).resolve() == Path(meta.get("store", "")):
+        return True
+    split, stats = meta["split"], load_stats(store)
+    same_stats = list(stats.mean) == list(meta["stats"]["mean"]) and list(stats.std) == list(meta["stats"]["std"])
+    return len(entries) == split["n_train"] + split["n_val"] and same_stats
+
+
+def evaluation_split(store: Path, meta: dict, split: str | None, entries: list) -> str:
+    """The split to evaluate: ``split`` when given, else "val" on the run's own store and "all" on any other."""
+    if split is None:
+        return "val" if is_training_store(store, meta, entries) else "all"
+    if split not in ("val", "all"):
+        raise ConfigError(f"--split must be val or all, got {split!r}")
+    return split
+
+
 def evaluation_indices(store: Path, meta: dict, split: str) -> list[int]:
-    """Sample indices to evaluate: the run's val split (same store), or all samples."""
+    """Sample indices to evaluate: the run's val split (rebuilt on ``store``), or all samples."""
     entries = read_entries(store)
     if split == "all":
         return list(range(len(entries)))
@@ -91,21 +111,22 @@ def add_batch_metrics(per_image: dict[str, list[torch.Tensor]], pred, b: dict, t
 
 
 @torch.inference_mode()
-def grid_of(net, dataset: StoreDataset, positions: list[int], device: Device | None = None) -> torch.Tensor:
-    """The picture grid (COLUMNS) of the samples at ``positions`` of the dataset (``net`` on ``device``, default the CPU)."""
+def grid_of(net, dataset: StoreDataset, positions: list[int], device: Device | None = None, ious: list[float] | None = None) -> torch.Tensor:
+    """The picture grid (COLUMNS, titled) of the samples at ``positions`` of the dataset (``net`` on ``device``, default the CPU),
+    each row labelled with its mask IoU where ``ious`` (one per position) are given."""
     device = device or cpu_device()
     batch = dataset.prepare(torch.utils.data.default_collate([dataset[p] for p in positions]))
     pred = infer(net, device.move(batch["bg"]), device.move(batch["fg_bg"]), device)
     mask, depth = torch.sigmoid(pred.mask_logits).cpu(), pred.depth.cpu()
     rows = prediction_rows(batch["bg"], batch["fg_bg"], batch["mask"], mask, batch["depth"], depth)
-    return image_grid(rows)
+    return labelled_grid(rows, row_labels=None if ious is None else [f"IoU {v:.3f}" for v in ious])
 
 
 def evaluate(
     checkpoint: Path,
     store: Path,
     out: Path,
-    split: str = "val",
+    split: str | None = None,
     threads: int | None = None,
     log: Callable[[str], None] = print,
     progress: bool | None = None,
@@ -122,6 +143,9 @@ def evaluate(
     hears the device's note (``auto`` fell back to the CPU); ``progress``: None = a bar on a
     terminal, sparse lines in a log; True = the bar; False = silent.
 
+    ``split``: "val" (the run's held-out split), "all" (every sample) or None: "val" on the store the run
+    trained on (or a copy of it), "all" on any other.
+
     Raises:
         UserError: ``checkpoint`` is not a training checkpoint, ``split`` is not val or all,
             ``batch_size`` < 1, ``device`` is not here (DeviceError).
@@ -134,6 +158,7 @@ def evaluate(
     store, out = Path(store), Path(out)
     net, meta = inference_net(checkpoint)
     size = meta["train"]["size"]
+    split = evaluation_split(store, meta, split, read_entries(store))
     indices = evaluation_indices(store, meta, split)
     stats = load_stats(store)
     dataset = StoreDataset(store, indices, size, stats, normalized=False)
@@ -143,15 +168,16 @@ def evaluate(
     workers = (min(GPU_LOADER_WORKERS, os.cpu_count() or 1) if device.is_cuda else 0) if workers is None else workers
     per_image = predict_dataset(net, dataset, meta["baseline"]["threshold"], batch_size, progress, device, workers)
     result = {k: per_image[k].double().mean().item() for k in METRIC_KEYS if k in per_image}
-    result.update(n_images=len(dataset), size=size)
+    result.update(n_images=len(dataset), size=size, split=split, store=str(store.resolve()))
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "metrics.json", {k: result[k] for k in METRIC_KEYS})
 
     n = min(GRID_ROWS, len(dataset))
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:n].tolist()
     worst = per_image["mask_iou"].argsort()[:n].tolist()
-    save_png(grid_of(net, dataset, order, device), out / "random.png")
-    save_png(grid_of(net, dataset, worst, device), out / "worst.png")
+    ious = per_image["mask_iou"].tolist()
+    save_png(grid_of(net, dataset, order, device, [ious[p] for p in order]), out / "random.png")
+    save_png(grid_of(net, dataset, worst, device, [ious[p] for p in worst]), out / "worst.png")
     worst_keys = [(dataset.reader.entries[indices[p]].key, per_image["mask_iou"][p].item()) for p in worst]
     seconds = time.perf_counter() - started
     how = {**device.record(), "batch_size": batch_size, "loader_workers": workers}
@@ -167,14 +193,15 @@ def _to_stderr(line: str) -> None:
 
 
 def format_metrics(m: dict) -> str:
-    return f"{m['n_images']} images at {m['size']} px: {metrics.format_metrics(m)}"
+    what = "the held-out split" if m.get("split") == "val" else "every sample"
+    return f"{m['n_images']} images ({what} of {m.get('store', 'the store')}) at {m['size']} px: {metrics.format_metrics(m)}"
 
 
 def report(m: dict, meta: dict, checkpoint: Path, store: Path, split: str, worst: list[tuple[str, float]], how: dict | None = None) -> str:
     """report.md: the table, what was evaluated (and where: ``how``, a Device.record() with batch_size), and the two grids."""
     how = how or {**cpu_device().record(), "batch_size": EVALUATE_BATCH}
     held = meta["split"]
-    what = f"the run's validation split (held out by {held['by']}: {held['held_out']})" if split == "val" else "every sample"
+    what = f"the run's validation split (held out by {held['by']}: {held['held_out']})" if split == "val" else "every sample of the store"
     rows = [
         ("mask IoU", m["mask_iou"], m["baseline_mask_iou"]),
         ("mask Dice", m["mask_dice"], None),
@@ -187,7 +214,7 @@ def report(m: dict, meta: dict, checkpoint: Path, store: Path, split: str, worst
     worst_list = ", ".join(f"`{k}` ({iou:.3f})" for k, iou in worst[:8])
     return f"""# Evaluation
 
-Checkpoint `{checkpoint}` on store `{store}`: {m['n_images']} images of {what}, at {m['size']} px.
+Checkpoint `{checkpoint}` on store `{store}`: {m['n_images']} images of {what} (split `{split}`), at {m['size']} px.
 Metrics per image, then averaged; mask threshold 0.5, empty vs empty = 1; depth on the [0, 1]
 inverse-depth scale. Baseline: sum over channels of |fg_bg - bg| > {meta['baseline']['threshold']:.2f}
 (threshold chosen on {meta['baseline']['chosen_on']}).
@@ -199,7 +226,7 @@ Run on {how['name']} (`{how['device']}`, {how['precision']}, batch {how['batch_s
 
 ## Random examples
 
-Columns: {' / '.join(COLUMNS)}.
+Columns: {' / '.join(TITLES)}; each row's mask IoU on its left.
 
 ![random](random.png)
 

@@ -1,0 +1,93 @@
+"""fgbg evaluate says what it measured: the run's held-out split on the run's own store, every sample on
+any other (unless --split says otherwise), recorded in metrics.json and the report; its picture grids
+carry column titles and each row's IoU."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fgbg.cli import main
+from fgbg.config import GenerateConfig
+from fgbg.learn.data import read_entries
+from fgbg.learn.evaluate import evaluate
+from fgbg.learn.model import ModelConfig
+from fgbg.learn.train import TrainConfig, train
+from fgbg.learn.viz import READABLE, TITLES, labelled_grid
+from fgbg.make.generate import generate
+
+from .conftest import demo_folders
+
+TINY = dict(size=32, fg_size=16, placements=2, shard_size=5)
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """(run folder, its store, another store of other placements) from one short training."""
+    root = tmp_path_factory.mktemp("evaluate")
+    folders = demo_folders(root)
+    store, other = root / "store", root / "other"
+    generate(*folders, store, GenerateConfig(**TINY), workers=1, progress=False)
+    generate(*folders, other, GenerateConfig(**{**TINY, "placements": 3}, seed=7), workers=1, progress=False)
+    config = TrainConfig(epochs=1, size=32, batch=8, workers=0, log_images=2, threads=1)
+    train(store, root / "run", config, ModelConfig(width=8), log=quiet, progress=False)
+    return root / "run", store, other
+
+
+def test_on_its_own_store_evaluate_scores_the_held_out_split_and_says_so(run, tmp_path):
+    folder, store, _ = run
+    meta = json.loads((folder / "run.json").read_text())
+    result = evaluate(folder / "best.ckpt", store, tmp_path / "eval", log=quiet)
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert (saved["split"], saved["store"], saved["n_images"]) == ("val", str(store.resolve()), meta["split"]["n_val"]) and result == saved
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert f"{meta['split']['n_val']} images of the run's validation split" in report and "split `val`" in report
+    # a copy of the store elsewhere is still the run's store: its held-out split, not samples it trained on
+    copy = tmp_path / "copy"
+    shutil.copytree(store, copy)
+    assert evaluate(folder / "best.ckpt", copy, tmp_path / "eval2", log=quiet)["split"] == "val"
+
+
+def test_on_another_store_evaluate_scores_every_sample_unless_split_is_forced(run, tmp_path, capsys):
+    folder, store, other = run
+    n = len(read_entries(other))
+    result = evaluate(folder / "best.ckpt", other, tmp_path / "all", log=quiet)
+    assert (result["split"], result["store"], result["n_images"]) == ("all", str(other.resolve()), n)
+    assert f"{n} images of every sample of the store (split `all`)" in (tmp_path / "all" / "report.md").read_text()
+    assert main(["evaluate", str(folder / "best.ckpt"), str(other), "--out", str(tmp_path / "val"), "--split", "val", "--quiet"]) == 0
+    forced = json.loads((tmp_path / "val" / "metrics.json").read_text())
+    assert forced["split"] == "val" and 0 < forced["n_images"] < n
+    assert f"{forced['n_images']} images (the held-out split of {other.resolve()})" in capsys.readouterr().out
+    assert evaluate(folder / "best.ckpt", store, tmp_path / "forced", split="all", log=quiet)["n_images"] == len(read_entries(store))
+
+
+def test_the_report_grids_have_a_title_band_and_a_label_per_row(run, tmp_path):
+    folder, store, _ = run
+    result = evaluate(folder / "best.ckpt", store, tmp_path / "eval", log=quiet)
+    worst = np.asarray(Image.open(tmp_path / "eval" / "worst.png").convert("L"))
+    rows = min(16, result["n_images"])
+    cell = READABLE  # 32 px samples are shown at 96 px
+    band_h, band_w = worst.shape[0] - rows * (cell + 2) - 2, worst.shape[1] - len(TITLES) * (cell + 2) - 2
+    assert band_h >= 10 and band_w >= 40  # room for a line of titles and for "IoU 0.123"
+    assert (worst[:band_h, band_w:] < 128).any() and (worst[band_h:, :band_w] < 128).any()  # text in both bands
+
+
+def test_titles_sit_above_their_columns_and_row_labels_follow_the_values():
+    cells = [[torch.full((3, 32, 32), 0.5)] * len(TITLES)] * 3
+    grid = labelled_grid(cells, row_labels=["IoU 0.500", "IoU 0.500", "IoU 0.987"]).mean(0)
+    h, w = grid.shape
+    left = w - len(TITLES) * (READABLE + 2) - 2
+    top = h - 3 * (READABLE + 2) - 2
+    for j in range(len(TITLES)):  # every column has ink in the title band, over its own cell
+        x = left + 2 + j * (READABLE + 2)
+        assert (grid[:top, x : x + READABLE] < 0.5).any(), TITLES[j]
+    label = [grid[top + 2 + i * (READABLE + 2) : top + 2 + i * (READABLE + 2) + READABLE, :left] for i in range(3)]
+    assert torch.equal(label[0], label[1]) and not torch.equal(label[0], label[2])  # the same value reads the same, another differs
+    assert (label[2] < 0.5).any()
