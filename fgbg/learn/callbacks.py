@@ -245,6 +245,7 @@ class Replan(Callback):
         self._marks: list[tuple[float, int]] = []  # (seconds, step) of this epoch's latest steps, from its start or the warm-up
         self._pace: float | None = None  # seconds per step of the latest steps measured in this attempt
         self._paced_epoch = False  # this epoch has been re-planned from its own steps
+        self._longer_at = -1  # the step of the last lengthening: the next is measured on steps after it
 
     def on_validation_start(self, trainer, pl_module) -> None:
         self._val_start = self.clock.seconds
@@ -274,11 +275,11 @@ class Replan(Callback):
         if not self._marks:
             self._marks = [max(self.clock.epoch_start, self._warm, key=lambda mark: mark[1])]
         if done > self._marks[-1][1]:
-            self._marks = [*self._marks, (seconds, done)][-(max(3, per_epoch // 10) + 1) :]
+            self._marks = [*self._marks, (seconds, done)][-(2 * max(3, per_epoch // 10) + 1) :]
         if trainer.should_stop:
             return
         window = max(3, min(per_epoch, total) // 10)  # a tenth of an epoch, or of a shorter schedule
-        if len(self._marks) > window:  # the latest steps' pace (the first of an epoch also pays for the last checkpoints)
+        if len(self._marks) > window:  # the latest steps' mean pace, what the budget pays (the first of an epoch: the last checkpoints too)
             (since, first), measured = self._marks[-1 - window], True
             pace = self._pace = (seconds - since) / (done - first)
         elif self._pace is not None or "seconds_per_step" in schedule:  # until then, an earlier pace: a resume's start-up may have eaten the room left
@@ -286,12 +287,18 @@ class Replan(Callback):
         else:
             return
         val = validation_seconds(meta, pace)
-        plan = steps_for_budget if measured else steps_within_budget
         # least=1: a schedule cut where it stands would end on the learning rate of its middle; one step more ends it annealed
-        new = plan(done, total, seconds, self.budget, pace + val / per_epoch, val, least=1)
+        new = steps_within_budget(done, total, seconds, self.budget, pace + val / per_epoch, val, least=1)
+        if new == total and measured and len(self._marks) > 2 * window and done - self._longer_at >= 2 * window:
+            # longer only when two windows in a row, both after the last lengthening, say so at the slower of their
+            # paces: a burst of speed on a busy machine is not a trend, and one re-plan per window while the pace moves
+            (t0, s0), (t1, s1) = self._marks[-1 - 2 * window], self._marks[-1 - window]
+            slower = max(pace, (t1 - t0) / (s1 - s0))
+            new = max(total, steps_for_budget(done, total, seconds, self.budget, slower + val / per_epoch, val, least=1))
         new = agreed(trainer, new)  # at the same steps on every rank: the early returns above count steps only
         self._paced_epoch = self._paced_epoch or measured
         if new != total:
+            self._longer_at = done if new > total else self._longer_at
             self.resize(trainer, pl_module, new, f"at step {done}")
 
     def resize(self, trainer, pl_module, total: int, when: str) -> None:
