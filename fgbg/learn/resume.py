@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import torch
+from lightning.pytorch.callbacks import Callback
 
 from fgbg.learn.budget import set_schedule, steps_within_budget, validation_seconds
 from fgbg.learn.callbacks import EpochPosition, TrainClock
@@ -80,6 +81,43 @@ def resume_loader_at(loader: torch.utils.data.DataLoader, position: Position) ->
     """Make ``loader``'s next pass the rest of ``position``'s epoch (its EpochSampler shuffles by epoch)."""
     loader.sampler.set_epoch(position.epoch)  # before the first pass: worker processes fetch indices early
     loader.sampler.skip_once(position.samples)
+
+
+class BatchesDoneIn(Callback):
+    """A run resumed in mid-epoch on another number of ranks (or another batch): Lightning restores the
+    epoch's count of batches in the saving attempt's batches and ends the epoch when that count reaches
+    this attempt's batches per epoch, so on more ranks it would end the epoch early, samples untrained.
+    The count is rewritten in this attempt's batches: those of a whole pass less those left in the rest
+    of the epoch that the loader's EpochSampler now yields (:func:`resume_loader_at`)."""
+
+    def __init__(self, loader: torch.utils.data.DataLoader, position: Position) -> None:
+        self.loader, self.position = loader, position
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress")
+        if progress is None:
+            return
+        current = progress["current"]
+        shift = batches_done(self.loader, self.position.samples) - current["ready"]
+        for name in ("ready", "started", "processed", "completed"):  # their differences say where in the step it saved
+            current[name] += shift
+
+
+def batches_done(loader: torch.utils.data.DataLoader, samples: int) -> int:
+    """This rank's batches of an epoch counted as done when ``samples`` of it (over all ranks) are trained:
+    ``len(loader)`` less the batches the rest of the epoch makes on this rank (EpochSampler's split)."""
+    sampler = loader.sampler
+    rank, world = sampler.ranks()
+    rest = sampler.n - samples
+    rest = rest // world * world if sampler.even else rest
+    mine = len(range(rank, rest, world))
+    left = mine // loader.batch_size if loader.drop_last else -(-mine // loader.batch_size)
+    return len(loader) - left
+
+
+def resumed_in_mid_epoch(loader: torch.utils.data.DataLoader, position: Position) -> list[Callback]:
+    """The callback that recounts a mid-epoch position in this attempt's batches (none at an epoch's start)."""
+    return [BatchesDoneIn(loader, position)] if position.samples else []
 
 
 def resume_meta(last: Path, config: TrainConfig, log: Callable[[str], None]) -> tuple[dict, Position]:

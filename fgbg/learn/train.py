@@ -66,6 +66,7 @@ from fgbg.learn.model import ModelConfig, TwoHeadUNet, count_macs, count_paramet
 from fgbg.learn.module import FgbgModule
 from fgbg.learn.resume import (
     Position, TrainInterrupted, interrupted_hint, leave_ctrl_c_to_trainer, resume_command, resume_loader_at, resume_meta,
+    resumed_in_mid_epoch,
 )  # fmt: skip
 from fgbg.learn.train_config import TrainConfig  # noqa: F401 (its home is below budget and resume; still importable from here)
 from fgbg.store.layout import atomic_write_json, read_dataset_json
@@ -170,6 +171,29 @@ def process_rank() -> int:
     """This process's global rank as its launcher set it (0 alone): known before the process group starts."""
     return int(rank_zero_only.rank or 0)
 
+
+
+def check_samples_per_rank(store: Path, t: dict, world: int) -> None:
+    """Every one of ``world`` processes trains and validates on at least one sample (train settings ``t``):
+    Lightning refuses a rank's empty loader while the other ranks wait for it in gloo or NCCL (a traceback
+    on each, or a hang). One line, before anything is written; each rank decides the same.
+
+    Raises:
+        TrainError: fewer training samples, or fewer held-out samples to validate on, than processes.
+    """
+    if world < 2:
+        return
+    entries = read_entries(store)
+    try:
+        split = split_indices(entries, t["val"], t["val_fraction"], t["seed"])
+    except ValueError:
+        return  # too few bgs or fgs to hold one out: make_meta says so
+    validated = len(validation_subset(split.val, t.get("val_samples", 0), t["seed"]))
+    if len(split.train) < world:
+        raise TrainError(f"{store}: {len(split.train)} training samples for {world} processes; each needs one at least: use fewer --devices or a bigger store")
+    if validated < world:
+        fix = f"--val-samples {world} or more (0: all {len(split.val)})" if len(split.val) >= world else "a larger --val-fraction"
+        raise TrainError(f"{store}: {validated} held-out samples to validate on for {world} processes; each validates on one at least: give {fix}, or fewer --devices")
 
 
 def make_meta(store: Path, config: TrainConfig, model: ModelConfig, loss: LossConfig, log: Callable[[str], None],
@@ -292,10 +316,12 @@ def train(
             meta, at = resume_meta(last, config, log)
             if at.step >= meta["schedule"]["total_steps"]:
                 return finished_summary(out, at, meta, log)
+            check_samples_per_rank(store, meta["train"], devices.world_size)
             fit_to_devices(meta, at, devices, log)
             loading = plan_loading(store, meta["train"], devices, log)
         else:
-            loading = plan_loading(store, dataclasses.asdict(config), devices, log)  # refused before anything is written
+            check_samples_per_rank(store, dataclasses.asdict(config), devices.world_size)  # refused before anything is written
+            loading = plan_loading(store, dataclasses.asdict(config), devices, log)
             out.mkdir(parents=True, exist_ok=True)
             meta, at = make_meta(store, config, model, loss, log, devices, started), Position(0, 0, 0, 0.0)
         if rank_zero:
@@ -361,7 +387,8 @@ def fit(store: Path, out: Path, meta: dict, at: Position, devices: TrainingDevic
     throughput, clock = Throughput(), TrainClock(budget_seconds, since=started)
     replan = [Replan(clock, budget_seconds, out, log)] if budget_seconds and meta["schedule"]["sized_by"] == "budget" else []
     ctrl_c = CtrlC(last, lambda line: print(line, file=sys.stderr, flush=True))
-    ours = [ShareMeta(), *SampleTrace.from_environment(), EpochPosition(), throughput, clock, EndOfSchedule(), FollowSchedule(),
+    ours = [ShareMeta(), *SampleTrace.from_environment(), EpochPosition(), *resumed_in_mid_epoch(train_loader, at), throughput, clock,
+            EndOfSchedule(), FollowSchedule(),
             *replan, *progress_callbacks(progress), ctrl_c]  # fmt: skip
     # one input size: cuDNN may pick its fastest kernels, for the run only
     with quiet_lightning(), warnings.catch_warnings(), ctrl_c.listening(), cudnn_autotuning(devices.on_gpu):
