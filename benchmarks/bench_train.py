@@ -36,7 +36,7 @@ from fgbg.demo import demo_assets
 from fgbg.learn.evaluate import evaluate
 from fgbg.make.generate import generate
 from fgbg.learn.model import ModelConfig
-from fgbg.learn.train import TrainConfig, default_loader_workers, train, training_devices
+from fgbg.learn.train import TrainConfig, default_loader_workers, process_rank, train, training_devices
 
 IOU_TARGET = 0.95
 
@@ -172,21 +172,27 @@ def main() -> int:
     args = p.parse_args()
 
     store, run = args.out / "store", args.out / "run"
+    # Lightning starts the other processes of a DDP run by running this script again (LOCAL_RANK set): they train, and
+    # only that (rank 0 has made the store, and trains into run/). Under torchrun, whose ranks start together, make the store first
+    rank = process_rank()
     bg_dir, fg_dir = demo_assets()
     gen = GenerateConfig(size=args.size, fg_size=args.size // 2, placements=args.placements)
-    print(generate(bg_dir, fg_dir, store, gen, progress=False))
-    if run.exists():
-        shutil.rmtree(run)
+    if rank == 0:
+        print(generate(bg_dir, fg_dir, store, gen, progress=False))
+        if run.exists():
+            shutil.rmtree(run)
     config = TrainConfig(size=args.size, epochs=args.epochs or None, max_minutes=args.minutes, batch=args.batch, lr=args.lr, workers=args.workers, threads=args.threads,
                          accelerator=args.accelerator, devices=args.devices, precision=args.precision, compile=args.compile)  # fmt: skip
     devices = training_devices(config)
     workers = default_loader_workers(devices) if args.workers is None else args.workers
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
-    loader, (loader_batch_bytes, float_batch_bytes) = loader_rate(store, config)
+    loader, (loader_batch_bytes, float_batch_bytes) = loader_rate(store, config) if rank == 0 else (0.0, (0, 0))
 
     start = time.perf_counter()
     target, waits, steady = TimeToTarget(start), DataWait(args.warmup_steps), SteadyRate(args.warmup_steps)
     summary = train(store, run, config, ModelConfig(width=args.width, refine=args.refine), progress=sys.stderr.isatty(), callbacks=[target, waits, steady])
+    if rank != 0:
+        return 0
     gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if devices.on_gpu and devices.world_size == 1 else None
     rss, worker_rss = peak_rss_mb()
     m = evaluate(run / "best.ckpt", store, run / "eval", log=lambda _: None, device="cuda" if devices.on_gpu else "cpu")

@@ -2,9 +2,11 @@
 schedule, Ctrl-C, progress lines for a log, and checkpoints written atomically.
 
 Under DDP every rank runs these callbacks; a decision that depends on a clock or a signal
-(stop for the budget, re-plan the schedule, Ctrl-C) is taken by rank 0 and broadcast
-(:func:`agreed`), so all ranks stop, or change their schedule, at the same step. Files are
-written by rank 0 only (checkpoints: Lightning; run.json and progress lines: here).
+(stop for the budget, Ctrl-C, re-plan the schedule) is agreed between the ranks every few steps
+(:func:`agreeing`: at step 1 and every ``log_every_n_steps`` after it) by one all-reduce of a
+small tensor (:func:`any_rank` for a flag, :func:`rank_zero_number` for rank 0's number), so
+all ranks stop, or change their schedule, at the same step, and no step pays for a pickled
+broadcast. Files are written by rank 0 only (checkpoints: Lightning; run.json and progress lines: here).
 """
 
 from __future__ import annotations
@@ -48,9 +50,39 @@ def trace(line: dict, rank: int) -> None:
 
 
 def agreed(trainer, value):
-    """Rank 0's ``value`` on every rank (a broadcast under DDP; ``value`` itself in one process).
-    Every rank must call it at the same point, whatever its own value."""
+    """Rank 0's ``value`` on every rank (a broadcast of the pickled object under DDP; ``value`` itself in
+    one process): for a run's meta, once. Every rank must call it at the same point, whatever its own value."""
     return trainer.strategy.broadcast(value, src=0) if trainer.world_size > 1 else value
+
+
+def agreeing(trainer) -> bool:
+    """Whether the ranks agree on their clocks and signals after this step: every step in one process
+    (nothing to exchange); under DDP at step 1 (a start-up may have spent the budget) and every
+    ``trainer.log_every_n_steps`` steps after it, the same steps on every rank."""
+    return trainer.world_size == 1 or (trainer.global_step - 1) % max(1, trainer.log_every_n_steps) == 0
+
+
+def all_reduced(trainer, values: list[float], op) -> list[float]:
+    """``values`` reduced by ``op`` over the ranks: one all-reduce of a float64 tensor on this rank's device."""
+    t = torch.tensor(values, dtype=torch.float64, device=trainer.strategy.root_device)
+    torch.distributed.all_reduce(t, op=op)
+    return t.tolist()
+
+
+def any_rank(trainer, flag: bool) -> bool:
+    """True on every rank when ``flag`` is true on any (``flag`` itself in one process). Every rank must call it at the same point."""
+    if trainer.world_size == 1:
+        return flag
+    return bool(all_reduced(trainer, [float(flag)], torch.distributed.ReduceOp.MAX)[0])
+
+
+def rank_zero_number(trainer, value: float) -> float:
+    """Rank 0's ``value`` (a number: exact for integers below 2**53) on every rank, by an all-reduce to which
+    the other ranks add 0 (``value`` itself in one process). Every rank must call it at the same point."""
+    if trainer.world_size == 1:
+        return value
+    mine = float(value) if trainer.global_rank == 0 else 0.0
+    return all_reduced(trainer, [mine], torch.distributed.ReduceOp.SUM)[0]
 
 
 class ShareMeta(Callback):
@@ -184,7 +216,8 @@ class TrainClock(Callback):
 
     Kept in the checkpoint, so the budget (--max-minutes) counts what earlier attempts spent;
     stops the run (after the step in flight and a last validation) once ``budget`` seconds are
-    spent, on all ranks at the same step (rank 0's clock decides).
+    spent, on all ranks at the same step: the first where they agree (:func:`agreeing`) after any
+    rank's clock says so, or an epoch's end.
     Also keeps when the current epoch began, so the pace of an epoch split by Ctrl-C is still known.
     """
 
@@ -200,14 +233,15 @@ class TrainClock(Callback):
         self._start = self._since if self._since is not None else now()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._stop_when_spent(trainer)
+        if agreeing(trainer):
+            self._stop_when_spent(trainer)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:  # before the checkpoints: the next epoch pays for them
         self.epoch_start = (self.seconds, trainer.global_step)
         self._stop_when_spent(trainer)
 
     def _stop_when_spent(self, trainer) -> None:
-        if self.budget is not None and agreed(trainer, self.seconds >= self.budget):
+        if self.budget is not None and any_rank(trainer, self.seconds >= self.budget):
             trainer.should_stop = True
 
     def epoch_pace(self, step: int) -> float | None:
@@ -257,9 +291,9 @@ class Replan(Callback):
         schedule["val_seconds"] = self.clock.seconds - self._val_start
         pace = self.clock.epoch_pace(done)
         if "seconds_per_step" not in schedule and not trainer.should_stop and pace is not None:
-            schedule["seconds_per_step"] = agreed(trainer, pace)
+            schedule["seconds_per_step"] = rank_zero_number(trainer, pace)
             if not self._paced_epoch:  # the measured pace replaces the plan, both ways
-                self.resize(trainer, pl_module, agreed(trainer, steps_at_pace(done, self.clock.seconds, self.budget)), "after epoch 1")
+                self.resize(trainer, pl_module, round(rank_zero_number(trainer, steps_at_pace(done, self.clock.seconds, self.budget))), "after epoch 1")
         if trainer.is_global_zero:
             atomic_write_json(self.out / "run.json", pl_module.meta)
 
@@ -276,7 +310,7 @@ class Replan(Callback):
             self._marks = [max(self.clock.epoch_start, self._warm, key=lambda mark: mark[1])]
         if done > self._marks[-1][1]:
             self._marks = [*self._marks, (seconds, done)][-(2 * max(3, per_epoch // 10) + 1) :]
-        if trainer.should_stop:
+        if trainer.should_stop or not agreeing(trainer):  # under DDP the ranks re-plan together, every few steps
             return
         window = max(3, min(per_epoch, total) // 10)  # a tenth of an epoch, or of a shorter schedule
         if len(self._marks) > window:  # the latest steps' mean pace, what the budget pays (the first of an epoch: the last checkpoints too)
@@ -295,7 +329,7 @@ class Replan(Callback):
             (t0, s0), (t1, s1) = self._marks[-1 - 2 * window], self._marks[-1 - window]
             slower = max(pace, (t1 - t0) / (s1 - s0))
             new = max(total, steps_for_budget(done, total, seconds, self.budget, slower + val / per_epoch, val, least=1))
-        new = agreed(trainer, new)  # at the same steps on every rank: the early returns above count steps only
+        new = round(rank_zero_number(trainer, new))  # at the same steps on every rank: the early returns above count steps only
         self._paced_epoch = self._paced_epoch or measured
         if new != total:
             self._longer_at = done if new > total else self._longer_at
@@ -363,7 +397,9 @@ class CtrlC(Callback):
         self.requested = True  # nothing printed here: a signal handler must not write to a stream in use
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.requested = agreed(trainer, self.requested)  # every rank stops at the step rank 0 heard it
+        if not agreeing(trainer):
+            return
+        self.requested = any_rank(trainer, self.requested)  # every rank stops at the same step, where they agree after any heard it
         if not self.requested or trainer.should_stop:  # a run ending anyway saves its own checkpoints
             return
         if batch_idx + 1 >= trainer.num_training_batches:  # validation and the epoch's checkpoints come next
@@ -378,7 +414,7 @@ class CtrlC(Callback):
             self.say("Ctrl-C: stopping after this epoch's validation and checkpoints (Ctrl-C again to stop now)")
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:  # before the checkpoints' (they run last)
-        self.requested = agreed(trainer, self.requested)
+        self.requested = any_rank(trainer, self.requested)
         ending = trainer.should_stop or trainer.global_step >= pl_module.meta["schedule"]["total_steps"]
         if self.requested and not ending:
             trainer.should_stop, self.stopped, self.saved_step = True, True, trainer.global_step
