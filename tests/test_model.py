@@ -120,7 +120,7 @@ def test_the_refiner_padded_to_16_channels_gives_the_same_outputs_gradients_and_
     for name, grad in plain[1].items():
         torch.testing.assert_close(padded[1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
     assert padded[2] == plain[2]  # the same parameters: checkpoints load either way
-    # under bf16 autocast (a GPU's precision) the padded input is stacked in bf16, as the convolution would cast it
+    # under bf16 autocast, a GPU's precision
     mixed = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
     plain_bf16, padded_bf16 = refiner_runs(False, mixed=mixed()), refiner_runs(True, mixed=mixed())
     torch.testing.assert_close(padded_bf16[0], plain_bf16[0], rtol=0.02, atol=0.02)

@@ -181,14 +181,12 @@ def padded_conv(conv: nn.Conv2d, parts: list[torch.Tensor], multiple: int) -> to
     sums may round differently), with gradients for ``conv``'s own (unpadded) weight.
 
     parts: (B, C_i, H, W) each, sum C_i = conv.in_channels -> (B, conv.out_channels, H, W). The stacked
-    input is channels_last, in autocast's dtype when autocast is on (the dtype the convolution runs in).
+    input is channels_last, in the dtype ``torch.cat`` promotes the parts to (autocast casts it for the convolution).
     """
     b, _, h, w = parts[0].shape
     pad = -conv.in_channels % multiple
-    kind = parts[0].device.type
-    dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else conv.weight.dtype
-    zeros = torch.zeros(b, pad, h, w, dtype=dtype, device=parts[0].device)
-    stacked = torch.cat([p.to(dtype) for p in parts] + [zeros], dim=1).contiguous(memory_format=torch.channels_last)
+    zeros = torch.zeros(b, pad, h, w, dtype=parts[0].dtype, device=parts[0].device)
+    stacked = torch.cat([*parts, zeros], dim=1).contiguous(memory_format=torch.channels_last)
     weight = F.pad(conv.weight, (0, 0, 0, 0, 0, pad))  # (out, in + pad, kh, kw): zero weights for the zero channels
     return F.conv2d(stacked, weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
