@@ -415,7 +415,7 @@ def card_markdown(meta: dict, stats: dict, previews: dict[str, str], attribution
             "",
             "```python",
             "import webdataset as wds",
-            f'ds = wds.WebDataset("shards/shard-{{000000..{last:06d}}}.tar").decode("rgb")',
+            f'ds = wds.WebDataset("shards/shard-{{000000..{last:06d}}}.tar", shardshuffle=False).decode("rgb")',
             "for sample in ds:",
             '    fg_bg, mask, depth, ann = sample["fg_bg.jpg"], sample["mask.png"], sample["depth.png"], sample["json"]',
             *(['    instances = sample["instances.png"]  # ids 1..K of ann["objects"]'] if config.get("objects_max", 1) > 1 else []),
