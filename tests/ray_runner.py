@@ -129,12 +129,19 @@ def no_network_here():
             m.load_estimator = load
 
 
+def listen_to_ctrl_c() -> None:
+    """In a child before it runs: SIGINT at its default, as in a terminal's foreground job. A child inherits an
+    ignored SIGINT (a test run started in the background by a script), and Python then installs no handler:
+    the Ctrl-C the test sends would be lost and the run would end normally."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_driver(step: dict, address: str | None) -> dict:
     store = Path(step["store"])
     before = records(store) if store.exists() else 0
     env = {**os.environ, **({"RAY_ADDRESS": address} if address else {}), **step.get("env", {})}
-    proc = subprocess.Popen([sys.executable, "-m", "fgbg", *step["driver"]], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "fgbg", *step["driver"]], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, start_new_session=True, preexec_fn=listen_to_ctrl_c)  # fmt: skip
     if step.get("signal"):
         while proc.poll() is None and (not store.exists() or records(store) < before + step["after_records"]):
             time.sleep(POLL_SECONDS)

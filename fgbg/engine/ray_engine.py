@@ -44,7 +44,7 @@ from fgbg.progress import progress as progress_reporter
 MAX_RETRIES = 3  # tries after the first, for a dead worker or an OSError
 TASKS_PER_CPU = 2  # submitted ahead, so a worker never waits for the driver
 CONNECT_SECONDS = 5.0  # for the head node to answer at --ray-address HOST:PORT
-CANCEL_GRACE_SECONDS = 10.0  # for cancelled tasks to stop, on Ctrl-C or an error
+STOP_WAIT_SECONDS = 600.0  # on Ctrl-C or an error, for the tasks in flight (a shard each) to finish
 
 
 def connect(address: str = "auto") -> None:
@@ -155,7 +155,10 @@ def map_shards(
 
 
 def _as_finished(submit: Callable, tasks: list, window: int, describe: Callable) -> Iterator[tuple[int, Any]]:
-    """``(index, result)`` as tasks finish, at most ``window`` submitted; outstanding ones cancelled on exit."""
+    """``(index, result)`` as tasks finish, at most ``window`` submitted; on an early exit (Ctrl-C, a failed task)
+    nothing more is submitted and the tasks in flight are left to finish, unrecorded: a rerun redoes their shards.
+    Cancelling them instead meets a race in Ray 2.60 ("Tried to complete task that was not pending") that aborts
+    the driver with Ray's stack trace about one run in four; a second Ctrl-C stops the wait."""
     todo = iter(enumerate(tasks))
     pending: dict[ray.ObjectRef, int] = {}
 
@@ -172,11 +175,8 @@ def _as_finished(submit: Callable, tasks: list, window: int, describe: Callable)
             top_up()  # before yielding: the cluster goes on while the caller commits
             yield index, result
     finally:
-        if pending:
-            for ref in pending:
-                ray.cancel(ref)  # a running task gets KeyboardInterrupt: its temporary files are removed
-            # let the cancellations land before the process exits: Ray aborts a driver that exits mid-cancel
-            ray.wait(list(pending), num_returns=len(pending), timeout=CANCEL_GRACE_SECONDS)
+        if pending:  # a task ends with its shard whole or not written; the driver exits with none in flight
+            ray.wait(list(pending), num_returns=len(pending), timeout=STOP_WAIT_SECONDS)
 
 
 def _result(ref: ray.ObjectRef, what: str) -> Any:
