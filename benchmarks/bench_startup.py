@@ -45,9 +45,8 @@ CHILD = "--child-train"
 def child_train(store: Path, out: Path, launched: float, report: Path) -> None:
     """In a fresh process: train until the first batch starts, then write the timings and exit."""
     lines = [("imports", 0.0)]
+    from fgbg.learn.train import TrainConfig, train  # first, as `fgbg train` imports it (fgbg.learn.lean_imports)
     from lightning.pytorch.callbacks import Callback
-
-    from fgbg.learn.train import TrainConfig, train
 
     lines[0] = ("imports done", time.time() - launched)
 
@@ -57,7 +56,8 @@ def child_train(store: Path, out: Path, launched: float, report: Path) -> None:
 
             first = time.time() - launched
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            report.write_text(json.dumps({"first_step": first, "lines": lines, "peak_rss_mib": rss}))
+            heavy = [m for m in ("transformers", "scipy", "torch._dynamo", "tensorboard", "tensorboardX") if m in sys.modules]
+            report.write_text(json.dumps({"first_step": first, "lines": lines, "peak_rss_mib": rss, "imported": heavy}))
             os._exit(0)  # the figure is taken; no need to train an epoch of 326k samples
 
     def log(line: str) -> None:
@@ -162,7 +162,8 @@ def main() -> None:
               f" {os.cpu_count()} cores")  # fmt: skip
 
         first = launch_to_first_step(store, tmp)
-        print(f"launch to first training step: {first['first_step']:.2f} s (peak RSS {first['peak_rss_mib']:.0f} MiB)")
+        print(f"launch to first training step: {first['first_step']:.2f} s (peak RSS {first['peak_rss_mib']:.0f} MiB;"
+              f" imported of the heavy optional ones: {', '.join(first['imported']) or 'none'})")
         for line, at in first["lines"]:
             print(f"  {at:6.2f} s  {line}")
 

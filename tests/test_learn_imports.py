@@ -2,9 +2,12 @@
 checking (a circle there is still a circle a reader has to untangle), and the old import paths keep working."""
 
 import ast
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import fgbg.learn
 
@@ -67,3 +70,21 @@ def test_train_config_is_one_class_under_every_import_path_and_loads_no_torch():
             "print(loaded, T is TrainConfig)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "True"]
+
+
+HEAVY = [m for m in ("transformers", "scipy") if importlib.util.find_spec(m) is not None]
+
+
+@pytest.mark.skipif(not HEAVY, reason="neither transformers nor scipy is installed: nothing to leave out")
+def test_training_imports_neither_transformers_nor_scipy_where_they_are_installed():
+    code = ("import sys; import fgbg.learn.train, fgbg.learn.evaluate; from torchmetrics import Metric; import lightning; "
+            f"print([m for m in {HEAVY!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.skipif(not HEAVY, reason="neither transformers nor scipy is installed")
+def test_a_process_that_imported_torchmetrics_first_keeps_what_it_had():
+    code = "import sys, torchmetrics, fgbg.learn.train; print('scipy.signal' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == str(importlib.util.find_spec("scipy") is not None)
