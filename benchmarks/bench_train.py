@@ -1,10 +1,16 @@
 """Train on a demo-sized store at 96 px on this machine's cores, and print what the issue asks for.
 
-    python benchmarks/bench_train.py [--epochs 16] [--minutes 40] [--out bench-train/] [--workers 0]
+    python benchmarks/bench_train.py [--hold-out bg,fg] [--minutes 8] [--at 1,2,4] [--out bench-train/] [--workers 0]
+    python benchmarks/bench_train.py --hold-out bg [--epochs 16 --minutes 40]
     python benchmarks/bench_train.py --accelerator gpu --size 224 [--batch 256] [--devices 1] [--precision bf16-mixed]
 
-By default a fixed 16-epoch one-cycle schedule (~23 min here), capped at 40 minutes; give
-``--epochs 0 --minutes 10`` to let a 10-minute budget size the schedule instead.
+``--hold-out bg,fg`` (the default) measures generalisation: the last HELD_OUT_BGS backgrounds and
+HELD_OUT_FGS foregrounds of the demo assets are never trained on; the network trains on the others
+(validating during training on a random 5% of those samples) and is evaluated on a store of the
+held-out bgs x held-out fgs composites only, beside the differencing baseline on the same images,
+after --at minutes of training (the network as it stands, mid-schedule) and at the end. By default
+the schedule is sized to an 8-minute budget (--epochs 0 --minutes 8). ``--hold-out bg`` is the
+older measure: one store, the validation split holding out backgrounds only, evaluated on it.
 
 Figures: wall time until val mask IoU >= 0.95 (goal < 10 min), final mask IoU (goal >= 0.97 and
 above the differencing baseline), depth delta1 (goal >= 0.95) and RMSE (goal <= 0.05) on the
@@ -18,6 +24,7 @@ compile it). On one H100 at 224 px the goal is >= 4,000 training samples/s.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -33,12 +40,62 @@ from fgbg.config import GenerateConfig
 from fgbg.learn.callbacks import synchronize
 from fgbg.learn.data import AugmentConfig, StoreDataset, load_stats, make_loader, read_entries, split_indices
 from fgbg.demo import demo_assets
-from fgbg.learn.evaluate import evaluate
+from fgbg.learn.evaluate import METRIC_KEYS, evaluate, predict_dataset
+from fgbg.learn.model import NormalizedNet
+from fgbg.make.assets import IMAGE_SUFFIXES
 from fgbg.make.generate import generate
 from fgbg.learn.model import ModelConfig
 from fgbg.learn.train import TrainConfig, default_loader_workers, process_rank, train, training_devices
 
 IOU_TARGET = 0.95
+HELD_OUT_BGS, HELD_OUT_FGS = 2, 3  # the last ones of the demo assets by name (as benchmarks/gpu_check.py holds out)
+HOLD_OUTS = ("bg,fg", "bg")
+
+
+def held_out_assets(folder: Path, held: int) -> tuple[list[Path], list[Path]]:
+    """(kept, held out) image files of an asset folder: the last ``held`` by name are held out."""
+    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    return files[:-held], files[-held:]
+
+
+def copied(files: list[Path], folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        shutil.copy2(f, folder / f.name)
+    return folder
+
+
+class HeldOutAt(Callback):
+    """The network as it stands after ``marks`` minutes of training (since ``start``), on every sample of a
+    held-out store: {minutes: metrics}. Each evaluation is in eval mode, in the training process, and its
+    seconds count against the run's budget (a few seconds each at 96 px)."""
+
+    def __init__(self, store: Path, marks: list[float], start: float) -> None:
+        self.store, self.marks, self.start, self.results = store, sorted(marks), start, {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        minutes = (time.perf_counter() - self.start) / 60
+        if not self.marks or minutes < self.marks[0] or trainer.global_rank != 0:
+            return
+        mark = self.marks.pop(0)
+        while self.marks and minutes >= self.marks[0]:
+            self.marks.pop(0)
+        self.results[mark] = held_out_metrics(pl_module, self.store)
+
+
+def held_out_metrics(pl_module, store: Path) -> dict:
+    """Mean per-image metrics of ``pl_module``'s network, as it is now, on every sample of ``store``."""
+    meta = pl_module.meta
+    net = NormalizedNet(pl_module.net, meta["stats"]["mean"], meta["stats"]["std"])
+    was_training = net.training
+    net.eval()
+    dataset = StoreDataset(store, list(range(len(read_entries(store)))), meta["train"]["size"], load_stats(store), normalized=False)
+    try:
+        per_image = predict_dataset(net, dataset, meta["baseline"]["threshold"])
+    finally:
+        net.train(was_training)
+        dataset.reader.close()
+    return {k: per_image[k].double().mean().item() for k in METRIC_KEYS if k in per_image}
 
 
 class TimeToTarget(Callback):
@@ -154,9 +211,12 @@ def loader_rate(store: Path, config: TrainConfig, batches: int = 60) -> tuple[fl
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("bench-train"))
-    p.add_argument("--minutes", type=float, default=40.0, help="wall-clock cap of training (default 40)")
-    p.add_argument("--epochs", type=int, default=16, help="a fixed schedule of this many epochs (default 16; 0: sized to --minutes)")
+    p.add_argument("--hold-out", default="bg,fg", choices=HOLD_OUTS, help="bg,fg (default): evaluate on held-out bgs x held-out fgs only; bg: the validation split of one store")
+    p.add_argument("--minutes", type=float, default=8.0, help="wall-clock budget of training (default 8)")
+    p.add_argument("--epochs", type=int, default=0, help="a fixed schedule of this many epochs, capped at --minutes (default 0: sized to --minutes)")
+    p.add_argument("--at", default="1,2,4", help="with --hold-out bg,fg: also evaluate the network as it stands after these minutes (default 1,2,4; the end is always)")
     p.add_argument("--placements", type=int, default=20, help="placements per (bg, fg, flip) (default 20, as the demo)")
+    p.add_argument("--held-out-placements", type=int, default=10, help="placements per (bg, fg, flip) of the held-out store (default 10: 2 x 3 x 2 x 10 = 120 images)")
     p.add_argument("--size", type=int, default=96)
     p.add_argument("--batch", type=int, default=16, help="batch size (default 16: measured better than 32 in a 10-minute budget)")
     p.add_argument("--lr", type=float, default=3e-3)
@@ -171,18 +231,26 @@ def main() -> int:
     p.add_argument("--warmup-steps", type=int, default=10, help="steps left out of the steady samples/s and the data wait (default 10)")
     args = p.parse_args()
 
-    store, run = args.out / "store", args.out / "run"
+    both = args.hold_out == "bg,fg"
+    store, run, held_store = args.out / ("train-store" if both else "store"), args.out / "run", args.out / "held-out-store"
     # Lightning starts the other processes of a DDP run by running this script again (LOCAL_RANK set): they train, and
     # only that (rank 0 has made the store, and trains into run/). Under torchrun, whose ranks start together, make the store first
     rank = process_rank()
     bg_dir, fg_dir = demo_assets()
     gen = GenerateConfig(size=args.size, fg_size=args.size // 2, placements=args.placements)
+    if both:  # the training store without the held-out assets; the held-out store of them alone
+        (bgs, held_bgs), (fgs, held_fgs) = held_out_assets(bg_dir, HELD_OUT_BGS), held_out_assets(fg_dir, HELD_OUT_FGS)
+        bg_dir, fg_dir = copied(bgs, args.out / "assets" / "bg"), copied(fgs, args.out / "assets" / "fg")
+        held_dirs = copied(held_bgs, args.out / "assets" / "held-out-bg"), copied(held_fgs, args.out / "assets" / "held-out-fg")
     if rank == 0:
         print(generate(bg_dir, fg_dir, store, gen, progress=False))
+        if both:
+            print(generate(*held_dirs, held_store, dataclasses.replace(gen, placements=args.held_out_placements), progress=False))
         if run.exists():
             shutil.rmtree(run)
+    split = dict(val="random", val_fraction=0.05) if both else {}  # with both held out, every other sample may train
     config = TrainConfig(size=args.size, epochs=args.epochs or None, max_minutes=args.minutes, batch=args.batch, lr=args.lr, workers=args.workers, threads=args.threads,
-                         accelerator=args.accelerator, devices=args.devices, precision=args.precision, compile=args.compile)  # fmt: skip
+                         accelerator=args.accelerator, devices=args.devices, precision=args.precision, compile=args.compile, **split)  # fmt: skip
     devices = training_devices(config)
     workers = default_loader_workers(devices) if args.workers is None else args.workers
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
@@ -190,12 +258,16 @@ def main() -> int:
 
     start = time.perf_counter()
     target, waits, steady = TimeToTarget(start), DataWait(args.warmup_steps), SteadyRate(args.warmup_steps)
-    summary = train(store, run, config, ModelConfig(width=args.width, refine=args.refine), progress=sys.stderr.isatty(), callbacks=[target, waits, steady])
+    marks = HeldOutAt(held_store, [float(x) for x in args.at.split(",") if x], start) if both else None
+    summary = train(store, run, config, ModelConfig(width=args.width, refine=args.refine), progress=sys.stderr.isatty(),
+                    callbacks=[target, waits, steady, *([marks] if marks else [])])  # fmt: skip
     if rank != 0:
         return 0
     gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if devices.on_gpu and devices.world_size == 1 else None
     rss, worker_rss = peak_rss_mb()
-    m = evaluate(run / "best.ckpt", store, run / "eval", log=lambda _: None, device="cuda" if devices.on_gpu else "cpu")
+    device = "cuda" if devices.on_gpu else "cpu"
+    m = evaluate(run / "best.ckpt", held_store if both else store, run / "eval", log=lambda _: None, device=device)
+    curve = {**(marks.results if marks else {}), round(summary["seconds"] / 60, 2): m}
     train_rate = summary["train_samples_per_s"]
 
     def goal(ok: bool) -> str:
@@ -206,7 +278,9 @@ def main() -> int:
         f"machine: {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f} at the end), torch {torch.__version__},"
         f" {config.threads or os.cpu_count()} training threads, {workers} loader workers",
         f"devices: {devices.world_size} x {devices.name} ({devices.accelerator}, {devices.precision}), batch {args.batch} per device",
-        f"store: {gen.size} px, {len(read_entries(store))} samples; val held out by bg: {m['n_images']} images",
+        f"store: {gen.size} px, {len(read_entries(store))} samples; " + (
+            f"evaluated on {m['n_images']} composites of {HELD_OUT_BGS} held-out bgs x {HELD_OUT_FGS} held-out fgs ({m['split']} of {held_store})"
+            if both else f"val held out by bg: {m['n_images']} images"),
         f"time to val mask IoU >= {IOU_TARGET}: {reached}  [goal < 10 min: {goal(bool(target.seconds) and target.seconds < 600)}]",
         f"final mask IoU {m['mask_iou']:.4f} vs baseline {m['baseline_mask_iou']:.4f}  [goal >= 0.97 and above baseline: {goal(m['mask_iou'] >= 0.97 and m['mask_iou'] > m['baseline_mask_iou'])}]",
         f"mask Dice {m['mask_dice']:.4f}",
@@ -221,10 +295,15 @@ def main() -> int:
         f"peak GPU memory {gpu_peak:.0f} MiB" if gpu_peak is not None else "peak GPU memory: - (not on one GPU)",
         f"peak RSS: training process {rss:.0f} MB, largest loader worker {worker_rss:.0f} MB",
     ]
+    if both:
+        lines += ["held-out bgs x held-out fgs, by minutes of training (the network as it stands; the last: the end, best.ckpt):"]
+        lines += [f"  {t:5.2f} min: mask IoU {c['mask_iou']:.4f} (baseline {c['baseline_mask_iou']:.4f}, {100 * (c['mask_iou'] - c['baseline_mask_iou']):+.1f} points),"
+                  f" depth delta1 {c['depth_delta1']:.4f}, RMSE {c['depth_rmse']:.4f}" for t, c in curve.items()]  # fmt: skip
     print("\n".join(lines))
     figures = {"data_wait_share": waits.share, "peak_gpu_mib": gpu_peak, "peak_rss_mb": rss, "peak_worker_rss_mb": worker_rss,
                "steady_samples_per_s": steady.rate, "warmup_steps": args.warmup_steps, "device_name": devices.name, "precision": devices.precision}  # fmt: skip
-    (args.out / "bench.json").write_text(json.dumps({"metrics": m, "summary": summary, "loader_samples_per_s": loader, "batch_bytes": loader_batch_bytes, "time_to_iou": target.seconds, **figures}, indent=1))
+    (args.out / "bench.json").write_text(json.dumps({"metrics": m, "summary": summary, "loader_samples_per_s": loader, "batch_bytes": loader_batch_bytes, "time_to_iou": target.seconds, "hold_out": args.hold_out,
+                                                 "curve": {str(t): c for t, c in curve.items()}, **figures}, indent=1))
     return 0
 
 

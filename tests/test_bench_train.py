@@ -1,52 +1,36 @@
-"""benchmarks/bench_train.py under DDP: Lightning runs the script again in every other process, which must
-train and only that (not make the store again, not delete run/ while rank 0 trains into it, not report)."""
+"""benchmarks/bench_train.py --hold-out bg,fg (the default) at a tiny size: the network never trains on the
+held-out backgrounds or foregrounds, is evaluated on composites of those alone beside the differencing
+baseline, and the printed curve has the network at each --at mark and at the end."""
 
-import importlib.util
+import json
+import re
+import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train.py"
-
-
-class Trained(Exception):
-    """Stands for the end of a training run in these tests."""
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks" / "bench_train.py"
 
 
-@pytest.fixture
-def bench(monkeypatch, tmp_path):
-    """The script as a module, its work recorded instead of done: (module, calls, out folder with a run/ in it)."""
-    spec = importlib.util.spec_from_file_location("bench_train", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    calls, out = [], tmp_path / "bench"
-    (out / "run").mkdir(parents=True)
-    (out / "run" / "run.json").write_text("{}")  # what rank 0 has written by the time the others start
-
-    def train(store, run, *args, **kwargs):
-        calls.append(("train", run.exists()))
-        raise Trained
-
-    monkeypatch.setattr(module, "generate", lambda *args, **kwargs: calls.append(("generate",)) or "made")
-    monkeypatch.setattr(module, "loader_rate", lambda *args: calls.append(("loader_rate",)) or (1.0, (1, 4)))
-    monkeypatch.setattr(module, "train", train)
-    monkeypatch.setattr(sys, "argv", ["bench_train.py", "--out", str(out), "--accelerator", "cpu"])
-    return module, calls, out
+def files(store: Path, kind: str) -> set[str]:
+    return {s["file"] for s in json.loads((store / "dataset.json").read_text())["sources"][kind]}
 
 
-def test_another_rank_only_trains_and_leaves_run_to_rank_0(bench, monkeypatch):
-    module, calls, out = bench
-    monkeypatch.setattr(module, "process_rank", lambda: 1)
-    with pytest.raises(Trained):
-        module.main()
-    assert calls == [("train", True)]  # no store made again, no loader timing, run/ left as rank 0 wrote it
-    assert (out / "run" / "run.json").exists()
-
-
-def test_rank_0_makes_the_store_and_starts_from_an_empty_run(bench, monkeypatch):
-    module, calls, out = bench
-    monkeypatch.setattr(module, "process_rank", lambda: 0)
-    with pytest.raises(Trained):
-        module.main()
-    assert calls == [("generate",), ("loader_rate",), ("train", False)]
+def test_held_out_bgs_and_fgs_are_only_evaluated_on_and_the_curve_is_printed(tmp_path):
+    args = ["--out", str(tmp_path), "--size", "32", "--placements", "1", "--held-out-placements", "1", "--minutes", "0.15",
+            "--at", "0.04", "--width", "8", "--threads", "1", "--batch", "8"]  # fmt: skip
+    done = subprocess.run([sys.executable, str(BENCH), *args], cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    train_store, held = tmp_path / "train-store", tmp_path / "held-out-store"
+    demo = ROOT / "fgbg" / "demo_assets"
+    bgs, fgs = sorted(p.name for p in (demo / "bg").iterdir()), sorted(p.name for p in (demo / "fg").iterdir())
+    assert files(held, "bg") == set(bgs[-2:]) and files(held, "fg") == set(fgs[-3:])
+    assert not files(train_store, "bg") & set(bgs[-2:]) and not files(train_store, "fg") & set(fgs[-3:])
+    assert files(train_store, "bg") | files(held, "bg") == set(bgs)
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["hold_out"] == "bg,fg" and report["metrics"]["split"] == "all"
+    assert report["metrics"]["store"] == str(held.resolve()) and report["metrics"]["n_images"] == 2 * 3 * 2
+    curve = re.findall(r"^\s+([\d.]+) min: mask IoU ([\d.]+) \(baseline ([\d.]+), [+-][\d.]+ points\), depth delta1 ([\d.]+)", done.stdout, re.M)
+    assert len(curve) == len(report["curve"]) == 2, done.stdout  # the --at mark, then the end
+    assert float(curve[0][0]) >= 0.04 and float(curve[-1][1]) == round(report["metrics"]["mask_iou"], 4)
+    assert {c[2] for c in curve} == {f"{report['metrics']['baseline_mask_iou']:.4f}"}  # one baseline: the same images
