@@ -56,10 +56,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
 CPU_ONLY_ENV = "FGBG_CPU_ONLY"  # fgbg.engine.devices.CPU_ONLY_ENV: fgbg sees no GPU
-PARTS = ("install", "machine", "cuda_tests", "train", "learning", "depth", "rooms", "train_compile")
+PARTS = ("install", "machine", "cuda_tests", "train", "learning", "depth", "rooms", "channels", "train_compile")
 # seconds: (the most a part may take, the least it needs to be started) on a GPU machine
 BOXES = {"install": (120, 20), "machine": (60, 10), "cuda_tests": (200, 60), "train": (150, 60), "learning": (210, 120),
-         "depth": (120, 45), "rooms": (60, 20), "train_compile": (180, 90)}  # fmt: skip
+         "depth": (120, 45), "rooms": (60, 20), "channels": (45, 15), "train_compile": (180, 90)}  # fmt: skip
 SMOKE_BOX = 120  # each part's box in --smoke
 END_MARGIN_S = 3.0  # what the table and the last write keep of the budget
 STORE_SAMPLES = 40_000  # the throughput store (issue 20)
@@ -448,9 +448,30 @@ def part_rooms(s: Settings, out: Figures) -> None:
         out.add("egl / numpy", rates["egl"] / rates["numpy"], "x")
 
 
+def part_channels(s: Settings, out: Figures) -> None:
+    """``bench_channels.py``: the refiner's first conv on 11 channels against its zero-padded 16, and the whole
+    network with the padding off and on (fgbg pads where the network runs channels_last on a GPU: does it pay?)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    import contextlib
+
+    import torch
+    from bench_channels import conv_step, net_step, timed
+
+    on_gpu = not s.smoke and torch.cuda.is_available()
+    device = torch.device("cuda" if on_gpu else "cpu")
+    mixed = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if on_gpu else contextlib.nullcontext
+    batch, size = (64, 224) if not s.smoke else (2, 32)
+    conv = {c: timed(conv_step(c, batch, size, device, mixed), device, 5) for c in (11, 16)}
+    out.add("refiner's first conv, 16 channels / 11", conv[16] / conv[11], "x", goal="< 1 to pad", met=conv[16] < conv[11])
+    net = {pad: timed(net_step(pad, batch, size, device, mixed), device, 5) for pad in (False, True)}
+    out.add("whole network, padded / unpadded", net[True] / net[False], "x", goal="< 1 to pad", met=net[True] < net[False])
+    out.note(f"{device.type}, batch {batch} at {size} px, forward + backward, channels_last; ms per batch: conv {1e3 * conv[11]:.1f} / {1e3 * conv[16]:.1f},"
+             f" network {1e3 * net[False]:.1f} / {1e3 * net[True]:.1f}")
+
+
 PART_FUNCTIONS = {
     "install": part_install, "machine": part_machine, "cuda_tests": part_cuda_tests, "train": part_train,
-    "learning": part_learning, "depth": part_depth, "rooms": part_rooms,
+    "learning": part_learning, "depth": part_depth, "rooms": part_rooms, "channels": part_channels,
     "train_compile": lambda s, out: part_train(s, out, compile=True),
 }  # fmt: skip
 

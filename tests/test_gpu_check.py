@@ -11,7 +11,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECK = ROOT / "benchmarks" / "gpu_check.py"
-PARTS = ["install", "machine", "cuda_tests", "train", "learning", "depth", "rooms", "train_compile"]
+PARTS = ["install", "machine", "cuda_tests", "train", "learning", "depth", "rooms", "channels", "train_compile"]
 
 
 def gpu_check(tmp_path: Path, *args: str, timeout: float = 300) -> tuple[subprocess.CompletedProcess, dict]:
