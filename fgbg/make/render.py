@@ -229,7 +229,7 @@ class Renderer:
             p = self.draw(ref.bg, ref.fg, rng)
             return p, self.placed_fg(ref.fg, ref.flip, p.w, p.h), None
         o = self.first_object(ref, rng)
-        return o.p, hide(*premultiply(o.rgba), o.mask, o.hidden), o.seen
+        return o.p, hide(*premultiply(o.rgba), o.mask, o.hidden), o.seen if self.occluding[ref.bg] else None
 
     def redraws(self, bg: int) -> bool:
         """Whether a draw on bg ``bg`` may fall short of a bar and be redrawn: the bg has real depth
