@@ -340,3 +340,31 @@ def test_several_objects_with_a_depth_network_verify_and_do_not_depend_on_the_ba
         made[batch] = shard_digest(out)  # dataset.json records the batch size: how, not what
         assert verify(out, workers=0).ok
     assert made["1"] == made["5"]
+
+
+def test_on_rendered_rooms_furniture_hides_objects_behind_it_and_objects_hide_what_is_farther(tmp_path):
+    """Real rooms from ``fgbg rooms`` (the numpy ray caster): at every pixel of every object's full mask, what
+    is seen is the nearest surface. The bg is seen where it stands nearer than the object (furniture in
+    front hides it), the object where the bg is farther (it hides the wall behind it)."""
+    from fgbg.rooms.write import render_rooms
+
+    rooms = tmp_path / "rooms"
+    render_rooms(rooms, 6, 64, seed=3, renderer="numpy", progress=False, workers=0)
+    out = tmp_path / "store"
+    config = GenerateConfig(size=64, fg_size=24, placements=3, perspective=True, scale_min=0.6, scale_max=1.0,
+                            objects_min=2, objects_max=4, min_visible=0.3)  # fmt: skip
+    generate(rooms, category_folder(tmp_path), out, config, workers=0, progress=False)
+    reader = StoreReader(out)
+    hidden_by_furniture = hiding_farther = 0
+    for key, m in reader.iter_samples():
+        a = json.loads(m["json"])
+        ids = reader.decode(key, "instances.png", m["instances.png"])
+        bg_depth = np.asarray(Image.open(out / "assets" / "bg_depth" / f"b{a['bg']:03d}.png"), np.float64) / 65535
+        for o in a["objects"]:
+            full, value = decode(o["full_mask"]), o["depth"]
+            bg_in_front = full & (ids == 0)  # where the bg is seen instead of the object
+            assert (bg_depth[bg_in_front] > value).all()
+            assert (bg_depth[ids == o["id"]] <= value + 2 / 255).all()  # never a nearer bg behind a seen object
+            hidden_by_furniture += bg_in_front.any()
+            hiding_farther += (bg_depth[ids == o["id"]] < value - 0.05).any()
+    assert hidden_by_furniture > 0 and hiding_farther > 0
