@@ -356,3 +356,36 @@ def test_torchrun_and_slurm_say_how_many_processes_and_machines(monkeypatch, env
     assert (got.devices, got.num_nodes, got.world_size, got.strategy) == (2, 2, 4, "ddp")  # what Lightning checks against them
     given = training_devices(TrainConfig(epochs=1, accelerator="cpu", devices="1", num_nodes=4))
     assert (given.devices, given.num_nodes) == (1, 4)  # flags win
+
+
+class SlowingPace(ScriptedPace):
+    """A machine that slows down step by step: each step from the third on costs ``extra`` seconds more
+    than the one before it (on the training clock; nothing sleeps)."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.added += self.extra * max(0, trainer.global_step - 2)
+
+
+class Lengths(Callback):
+    """The schedule's length after every step."""
+
+    def __init__(self) -> None:
+        self.totals = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.totals.append(pl_module.meta["schedule"]["total_steps"])
+
+
+def test_a_slowing_run_re_plans_at_many_steps_and_logs_only_changes_of_a_tenth(folders, tmp_path, monkeypatch):
+    store = make_store(folders, tmp_path / "store", **{**TINY, "placements": 10})
+    pace, lengths = SlowingPace(slow=0, extra=0.004), Lengths()
+    monkeypatch.setattr("fgbg.learn.callbacks.now", pace.now)
+    monkeypatch.setattr("fgbg.learn.budget.seconds_per_sample", lambda *a, **k: 0.01)
+    said = []
+    config = TrainConfig(epochs=None, max_minutes=6 / 60, val_samples=5, **{**FAST, "batch": 1})
+    train(store, tmp_path / "run", config, SMALL_NET, progress=False, log=said.append, callbacks=[pace, lengths])
+    changes = sum(a != b for a, b in zip(lengths.totals, lengths.totals[1:]))
+    logged = [int(m[1]) for line in said if (m := re.search(r"re-planned at step \d+ .*: (\d+) steps", line))]
+    assert changes >= 5 and 1 <= len(logged) < changes, (changes, said)
+    for before, after in zip(logged, logged[1:]):
+        assert abs(after - before) >= 0.1 * before or after == logged[-1]

@@ -280,6 +280,7 @@ class Replan(Callback):
         self._pace: float | None = None  # seconds per step of the latest steps measured in this attempt
         self._paced_epoch = False  # this epoch has been re-planned from its own steps
         self._longer_at = -1  # the step of the last lengthening: the next is measured on steps after it
+        self._said: int | None = None  # the schedule's length the log last gave
 
     def on_validation_start(self, trainer, pl_module) -> None:
         self._val_start = self.clock.seconds
@@ -293,7 +294,7 @@ class Replan(Callback):
         if "seconds_per_step" not in schedule and not trainer.should_stop and pace is not None:
             schedule["seconds_per_step"] = rank_zero_number(trainer, pace)
             if not self._paced_epoch:  # the measured pace replaces the plan, both ways
-                self.resize(trainer, pl_module, round(rank_zero_number(trainer, steps_at_pace(done, self.clock.seconds, self.budget))), "after epoch 1")
+                self.resize(trainer, pl_module, round(rank_zero_number(trainer, steps_at_pace(done, self.clock.seconds, self.budget))), "after epoch 1", always_said=True)
         if trainer.is_global_zero:
             atomic_write_json(self.out / "run.json", pl_module.meta)
 
@@ -335,18 +336,25 @@ class Replan(Callback):
             self._longer_at = done if new > total else self._longer_at
             self.resize(trainer, pl_module, new, f"at step {done}")
 
-    def resize(self, trainer, pl_module, total: int, when: str) -> None:
+    def resize(self, trainer, pl_module, total: int, when: str, always_said: bool = False) -> None:
+        """Re-plan the schedule to ``total`` steps, and say so (unless only a step re-plan by less than REPLAN_SAID)."""
         schedule, done = pl_module.meta["schedule"], trainer.global_step
         if total == schedule["total_steps"]:
             return
-        bar = trainer.progress_bar_callback
-        say = (bar.print if bar is not None else self.report) if trainer.is_global_zero else (lambda line: None)
-        say(
-            f"re-planned {when} ({self.clock.seconds:.1f} s of the {self.budget:.0f} s budget spent): {total} steps"
-            f" ({total / schedule['steps_per_epoch']:.1f} epochs), was {schedule['total_steps']}"
-        )
+        bar, said = trainer.progress_bar_callback, self._said or schedule["total_steps"]
+        # on a busy machine the pace moves and the schedule with it at many steps: the log gives a change of a tenth
+        quiet = not always_said and abs(total - said) < REPLAN_SAID * said and total > done
+        if trainer.is_global_zero and not quiet:
+            (bar.print if bar is not None else self.report)(
+                f"re-planned {when} ({self.clock.seconds:.1f} s of the {self.budget:.0f} s budget spent): {total} steps"
+                f" ({total / schedule['steps_per_epoch']:.1f} epochs), was {said}"
+            )
+        self._said = said if quiet else total
         reschedule(trainer, pl_module.meta, total)
         trainer.should_stop = trainer.should_stop or total <= done
+
+
+REPLAN_SAID = 0.1  # re-plans are logged when they change the schedule's length by this share since the last one logged
 
 
 class FollowSchedule(Callback):
