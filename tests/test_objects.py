@@ -30,6 +30,7 @@ from fgbg.store.read import StoreReader
 
 from .conftest import SMALL, copy_images
 from .test_crash import snapshot
+from .test_user_errors import run
 
 # sha256 over every shard's file and index digests of three single-object stores (see one_object_stores),
 # made by fgbg before --objects existed: a single-object store keeps its bytes.
@@ -294,12 +295,8 @@ def test_a_flat_folder_is_one_category_named_after_it(tmp_path):
 def test_impossible_object_options_are_one_line_and_nothing_is_written(tmp_path, capsys, flags, named):
     bg = copy_images(demo_assets()[0], tmp_path / "bg", 1, "*.jpg")
     fg = copy_images(demo_assets()[1], tmp_path / "fg", 2)
-    try:
-        code = main(["generate", "--bg", str(bg), "--fg", str(fg), "--out", str(tmp_path / "out"), "--quiet", *flags])
-    except SystemExit as e:
-        code = e.code
-    err = capsys.readouterr().err
-    assert code == 2 and named in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    code, _, err = run(capsys, "generate", "--bg", str(bg), "--fg", str(fg), "--out", str(tmp_path / "out"), "--quiet", *flags)
+    assert code == 2 and named in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
 
 
