@@ -100,7 +100,7 @@ def bench_paste(args: argparse.Namespace) -> None:
     from fgbg.config import GenerateConfig
     from fgbg.demo import demo_assets
     from fgbg.make.generate import generate
-    from fgbg.make.plan import Plan
+    from fgbg.store.plan import Plan
     from fgbg.make.render import Renderer
     from fgbg.rooms import render_rooms
 

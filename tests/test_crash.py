@@ -27,7 +27,8 @@ import pytest
 from fgbg.demo import demo_assets
 from fgbg.depth.testing import tiny_onnx_depth
 from fgbg.inspect.verify import verify
-from fgbg.store.layout import CRASH_AT_ENV, CRASH_STEPS_ENV, LOCK_FILE
+from fgbg.store.layout import CRASH_AT_ENV, CRASH_STEPS_ENV
+from fgbg.store.lock import LOCK_FILE
 
 from .conftest import copy_images
 

@@ -23,10 +23,10 @@ from fgbg.depth.estimator import (
 from fgbg.depth.testing import tiny_onnx_depth, tiny_transformers_depth, tiny_u2net
 from fgbg.make.assets import load_assets
 from fgbg.make.generate import GenerateError, generate
-from fgbg.make.plan import Plan
 from fgbg.make.render import Renderer
 from fgbg.store import iter_samples, read_dataset_json
-from fgbg.store.layout import LOCK_FILE
+from fgbg.store.lock import LOCK_FILE
+from fgbg.store.plan import Plan
 
 from .conftest import SMALL
 from .test_generate import kill_mid_run_then_uninterrupted, shard_hashes

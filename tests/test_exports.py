@@ -29,9 +29,9 @@ from fgbg.exports import VAL_BY, VAL_FRACTION, VAL_SEED, export_store
 from fgbg.exports.coco import coco_annotation, join_coco
 from fgbg.exports.objects import several_instances, single_instance
 from fgbg.exports.yolo import join_parts, outline
-from fgbg.make.plan import Plan
 from fgbg.make.split import split_indices
 from fgbg.store.layout import MEMBERS
+from fgbg.store.plan import Plan
 
 from .conftest import SMALL, copy_images, make_store
 

@@ -20,7 +20,8 @@ from fgbg.inspect.verify import verify
 from fgbg.make.generate import GenerateError, generate
 from fgbg.store.layout import asset_paths
 from fgbg.store import iter_samples, read_dataset_json
-from fgbg.store.layout import CRASH_AT_ENV, CRASH_STEPS_ENV, LOCK_FILE
+from fgbg.store.layout import CRASH_AT_ENV, CRASH_STEPS_ENV
+from fgbg.store.lock import LOCK_FILE
 
 from .conftest import SMALL
 

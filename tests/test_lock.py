@@ -18,7 +18,8 @@ from fgbg.errors import StoreBusy
 from fgbg.inspect.verify import verify
 from fgbg.make.cutout import cutout_folder
 from fgbg.make.generate import generate
-from fgbg.store.layout import CRASH_AT_ENV, CRASH_SIGNAL_ENV, CRASH_STEPS_ENV, LOCK_FILE
+from fgbg.store.layout import CRASH_AT_ENV, CRASH_SIGNAL_ENV, CRASH_STEPS_ENV
+from fgbg.store.lock import LOCK_FILE
 from fgbg.store.lock import store_lock
 
 from .conftest import SMALL

@@ -24,8 +24,8 @@ from fgbg.make.assets import demo_assets
 from fgbg.make.compose import Placement
 from fgbg.make.generate import generate
 from fgbg.make.objects import Layer, instance_ids
-from fgbg.make.plan import SampleRef
 from fgbg.make.render import Renderer
+from fgbg.store.plan import SampleRef
 from fgbg.store.read import StoreReader
 
 from .conftest import SMALL, copy_images

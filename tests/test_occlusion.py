@@ -23,11 +23,11 @@ from fgbg.make.compose import (
     sample_placement,
     sample_rng,
 )
-from fgbg.make.plan import Plan, SampleRef
 from fgbg.make.render import Renderer
 from fgbg.rooms import render_rooms
 from fgbg.store import iter_samples, read_dataset_json
 from fgbg.store.layout import asset_paths
+from fgbg.store.plan import Plan, SampleRef
 
 from .conftest import make_store
 

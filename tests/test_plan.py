@@ -1,5 +1,5 @@
 from fgbg.config import GenerateConfig
-from fgbg.make.plan import Plan
+from fgbg.store.plan import Plan
 
 
 def test_keys_are_padded_unique_dot_free_and_ordered():

@@ -26,7 +26,7 @@ import pytest
 from fgbg.cli import main as fgbg
 from fgbg.depth.testing import tiny_onnx_depth, tiny_transformers_depth
 from fgbg.inspect.verify import verify
-from fgbg.store.layout import LOCK_FILE
+from fgbg.store.lock import LOCK_FILE
 
 from .conftest import demo_folders
 from .ray_runner import quiet

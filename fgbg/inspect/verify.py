@@ -36,7 +36,6 @@ from PIL import Image, UnidentifiedImageError
 
 from fgbg import codecs
 from fgbg.config import GenerateConfig
-from fgbg.make.plan import Plan
 from fgbg.engine import DEFAULT_RAY_ADDRESS, map_shards, visible_store
 from fgbg.errors import UserError
 from fgbg.inspect.objects import check_objects
@@ -45,6 +44,7 @@ from fgbg.store.layout import (
     ASSETS_DIR, DATASET_JSON, INSTANCES, MANIFEST, MEMBERS, SHARDS_DIR, TMP_SUFFIX, WORK_DIR, asset_paths, sha256_file,
 )  # fmt: skip
 from fgbg.store.lock import LOCK_FILE
+from fgbg.store.plan import Plan
 from fgbg.store.read import DECODE_ERRORS, StoreReader
 
 # Names at a store's root written by `fgbg stats`, `fgbg card` and `fgbg show`, and the write lock.

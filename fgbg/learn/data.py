@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fgbg import codecs
-from fgbg.make.plan import Plan
+from fgbg.store.plan import Plan
 from fgbg.make.split import VAL_BY, Split, ValBy, entry_column, split_indices  # noqa: F401 (torch-free; re-exported)
 from fgbg.store.read import StoreReader, decoding
 

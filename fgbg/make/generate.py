@@ -20,20 +20,47 @@ from typing import Callable
 
 from fgbg.config import GenerateConfig
 from fgbg.depth.estimator import Estimator, load_estimator, worker_threads
+from fgbg.depth.layered import horizon_row
 from fgbg.depth.network import network_on_gpu, prepare_network_depth
 from fgbg.engine import DEFAULT_RAY_ADDRESS, check_engine, map_shards
 from fgbg.engine.local import worker_count
 from fgbg.errors import UserError
 from fgbg.make.assets import Assets, load_assets
-from fgbg.make.plan import Plan
 from fgbg.make.prepared import write_assets
 from fgbg.make.render import Prepared, render_shard
 from fgbg.store.dataset import finalize, record_path, write_record
-from fgbg.store.identity import begin_work, check_out_folder, make_state, out_status, prepare_out, remove_temporaries
+from fgbg.store.identity import PRIOR_ORIGIN, begin_work, check_out_folder, out_status, prepare_out, remove_temporaries
 from fgbg.store.layout import DATASET_JSON, SHARDS_DIR, make_dirs
 from fgbg.store.lock import check_free, store_lock
+from fgbg.store.plan import Plan
 
 GenerateError = UserError  # the name callers of generate() catch
+
+
+def make_state(config: GenerateConfig, assets: Assets, network: dict | None = None) -> dict:
+    """The run's identity: config, every source (file, sha256, depth map origin), the network."""
+    ground = horizon_row(config.size, config.horizon)
+    per_bg_network = config.depth == "estimator-per-bg"
+
+    def origin(d) -> str:
+        return "estimator" if per_bg_network else "sidecar" if d is not None else PRIOR_ORIGIN
+
+    bg = [
+        {
+            "index": i,
+            "file": s.file,
+            "sha256": s.sha256,
+            "depth": origin(d),
+            "ground_top": ground if origin(d) == PRIOR_ORIGIN else 0,
+        }
+        for i, (s, d) in enumerate(zip(assets.bg_sources, assets.bg_depth))
+    ]
+    fg = [{"index": i, "file": s.file, "sha256": s.sha256} for i, s in enumerate(assets.fg_sources)]
+    state = {"config": config.to_dict(), "sources": {"bg": bg, "fg": fg}}
+    if assets.bg_depth_set is not None:  # a record, not identity: same_run compares IDENTITY only
+        state["bg_depth_set"] = assets.bg_depth_set
+    state.update(assets.categories.record())  # a record too: the ids follow from the fg file names (SUB/FILE)
+    return json.loads(json.dumps({**state, **(network or {})}))  # as it reads back from disk
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from fgbg.make.plan import Plan, SampleRef
+from fgbg.store.plan import Plan, SampleRef
 
 ValBy = Literal["bg", "fg", "random"]
 VAL_BY: tuple[str, ...] = ("bg", "fg", "random")

@@ -18,8 +18,8 @@ import simplejpeg
 
 from fgbg import __version__
 from fgbg.config import GenerateConfig
-from fgbg.make.plan import Plan, Shard
 from fgbg.store.layout import DATASET_JSON, MANIFEST, WORK_DIR, atomic_file, atomic_write_json, remove, store_members
+from fgbg.store.plan import Plan, Shard
 
 
 def record_path(out: Path, shard: Shard) -> Path:

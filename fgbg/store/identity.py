@@ -14,16 +14,13 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from fgbg.config import RUN_SETTINGS, GenerateConfig
-from fgbg.depth.layered import horizon_row
 from fgbg.errors import CorruptStore, UserError
 from fgbg.store.layout import (
     ASSETS_DIR,
     DATASET_JSON,
     DERIVED,
-    LOCK_FILE,
     MANIFEST,
     MEMBERS,
     SHARDS_DIR,
@@ -34,9 +31,7 @@ from fgbg.store.layout import (
     remove,
     temporary,
 )
-
-if TYPE_CHECKING:
-    from fgbg.make.assets import Assets
+from fgbg.store.lock import LOCK_FILE
 
 STATE_JSON = "state.json"  # in .work/: the identity of the run in progress
 IDENTITY = ("config", "sources", "depth_model", "depth_scales")
@@ -47,32 +42,6 @@ KIND_DIRS = sorted({kind for kind, _ in MEMBERS.values()})  # folder/zip formats
 # last, so that a run killed while deleting is still recognised as ours by its rerun.
 OWNED = [SHARDS_DIR, *KIND_DIRS, ASSETS_DIR, MANIFEST, *DERIVED, WORK_DIR, DATASET_JSON]
 # LOCK_FILE is ours too but never deleted: another writer may be waiting on it.
-
-
-def make_state(config: GenerateConfig, assets: "Assets", network: dict | None = None) -> dict:
-    """The run's identity: config, every source (file, sha256, depth map origin), the network."""
-    ground = horizon_row(config.size, config.horizon)
-    per_bg_network = config.depth == "estimator-per-bg"
-
-    def origin(d) -> str:
-        return "estimator" if per_bg_network else "sidecar" if d is not None else PRIOR_ORIGIN
-
-    bg = [
-        {
-            "index": i,
-            "file": s.file,
-            "sha256": s.sha256,
-            "depth": origin(d),
-            "ground_top": ground if origin(d) == PRIOR_ORIGIN else 0,
-        }
-        for i, (s, d) in enumerate(zip(assets.bg_sources, assets.bg_depth))
-    ]
-    fg = [{"index": i, "file": s.file, "sha256": s.sha256} for i, s in enumerate(assets.fg_sources)]
-    state = {"config": config.to_dict(), "sources": {"bg": bg, "fg": fg}}
-    if assets.bg_depth_set is not None:  # a record, not identity: same_run compares IDENTITY only
-        state["bg_depth_set"] = assets.bg_depth_set
-    state.update(assets.categories.record())  # a record too: the ids follow from the fg file names (SUB/FILE)
-    return json.loads(json.dumps({**state, **(network or {})}))  # as it reads back from disk
 
 
 def same_run(recorded: dict, state: dict) -> bool:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from fgbg.errors import CorruptStore, NotFound
+from fgbg.store.lock import check_free
 
 # member suffix -> (folder for the folder/zip formats, file extension there), in a sample's order
 MEMBERS: dict[str, tuple[str, str]] = {
@@ -34,7 +35,6 @@ SHARDS_DIR = "shards"
 ASSETS_DIR = "assets"
 WORK_DIR = ".work"  # in-progress state; removed when the store is complete
 TMP_SUFFIX = ".tmp"  # every temporary name ends so: NAME.<pid>.tmp
-LOCK_FILE = ".lock"  # the write lock (fgbg.store.lock); kept at the root, never deleted
 DERIVED = ("stats.json", ".stats_cache", "README.md", "previews")  # at the root, from `fgbg stats` and `fgbg card`
 
 # The crash test's seam (tests/test_crash.py): with FGBG_CRASH_STEPS=FILE every durable-write
@@ -178,8 +178,6 @@ def read_dataset_json(store: Path) -> dict:
         NotFound: no such store, or one still being made (``.work/`` and no dataset.json).
         CorruptStore: dataset.json is not valid JSON.
     """
-    from fgbg.store.lock import check_free  # lock names its file from here
-
     store = Path(store)
     path = store / DATASET_JSON
     if not path.exists():

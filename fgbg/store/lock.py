@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Iterator
 
 from fgbg.errors import StoreBusy
-from fgbg.store.layout import LOCK_FILE
+
+LOCK_FILE = ".lock"  # at a folder's root; never deleted: another writer may be waiting on it
 
 
 @contextmanager

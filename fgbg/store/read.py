@@ -43,8 +43,8 @@ from PIL import Image
 from fgbg import codecs
 from fgbg.config import GenerateConfig
 from fgbg.errors import CorruptStore
-from fgbg.make.plan import Plan, Shard
 from fgbg.store.layout import MEMBERS, asset_paths, bg_group, digest_members, read_dataset_json, store_members
+from fgbg.store.plan import Plan, Shard
 from fgbg.store.tarscan import BLOCK, decode_index, scan_tar
 
 Sample = tuple[str, dict[str, bytes]]
