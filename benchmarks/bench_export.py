@@ -4,8 +4,8 @@
 
 Makes (or reuses, with --store) a store from the bundled demo assets with the foregrounds in
 three category folders (animals, people, things): 10 bgs x 17 fgs x 2 flips x 118 placements
-= 40,120 samples of 4 objects at 224 px. Then runs `fgbg export STORE --to coco` and
-`--to yolo` as a user would (a fresh process each) and prints for each:
+= 40,120 samples of 4 objects at 224 px. Then runs `fgbg export coco STORE` and
+`fgbg export yolo STORE` as a user would (a fresh process each) and prints for each:
 - images/s of the whole run (start-up, workers, joining the COCO file, the final rename), and
   the CPU seconds it took (user and sys of every process; sys is mostly creating the files),
   with the load average before it: on a shared machine the wall-clock rate is what was left
@@ -87,7 +87,7 @@ def timed_export(store: Path, to: str, out: Path, workers: int) -> dict:
     before = os.times()
     load = os.getloadavg()[0]
     t = time.perf_counter()
-    cmd = [sys.executable, "-m", "fgbg", "export", str(store), "--to", to, "--out", str(out), "--workers", str(workers), "--quiet"]
+    cmd = [sys.executable, "-m", "fgbg", "export", to, str(store), "--out", str(out), "--workers", str(workers), "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     peak_sum = peak_one = 0
     while proc.poll() is None:

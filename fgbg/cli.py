@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fgbg import __version__
 from fgbg.config import BG_FITS, DEPTH_BITS, DEPTH_NORMS, DEPTH_PRESETS, DEPTH_SOURCES, FORMATS, ON_BAD, STAND_ON, GenerateConfig
-from fgbg.errors import UserError
+from fgbg.errors import NotFound, UserError
 
 DESCRIPTION = """\
 Make a synthetic foreground/background dataset: every foreground (and its mirror image)
@@ -47,7 +47,7 @@ examples:
   tensorboard --logdir runs/
   fgbg evaluate runs/exp1/best.ckpt data/ --out runs/exp1/eval
   fgbg predict runs/exp1/best.ckpt --bg room.jpg --fg-bg room_with_person.jpg --out pred/
-  fgbg export runs/exp1/best.ckpt --out model.onnx
+  fgbg export onnx runs/exp1/best.ckpt --out model.onnx
   fgbg train data/ --out runs/exp2 --devices 8
       every GPU of this machine (DDP); --batch is per GPU
   torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29500 -m fgbg train data/ --out runs/exp3
@@ -59,12 +59,17 @@ afterwards with `fgbg evaluate` (the summary prints the command).
 
 EXPORT_EPILOG = """\
 examples:
-  fgbg export runs/exp1/best.ckpt --out model.onnx
-  fgbg export data/ --to coco --out data-coco/
+  fgbg export onnx runs/exp1/best.ckpt --out model.onnx
+  fgbg export coco data/ --out data-coco/
       detectron2: register_coco_instances("train", {}, "data-coco/annotations/instances_train.json", "data-coco/images/train")
-  fgbg export data/ --to yolo --out data-yolo/
+      and cfg.INPUT.MASK_FORMAT = "bitmask" (the masks are RLE)
+  fgbg export yolo data/ --out data-yolo/
       yolo segment train data=data-yolo/data.yaml
+
+The older spellings `fgbg export CHECKPOINT --out model.onnx` and `fgbg export STORE --to coco|yolo
+--out OUT` still work, with a note naming the new form.
 """
+EXPORT_FORMS = ("onnx", "coco", "yolo")
 
 INTERRUPTED = "interrupted; rerun the same command to resume"
 INTERRUPTED_BY_VERB = {  # verbs whose rerun does not resume anything, or resumes differently
@@ -275,20 +280,74 @@ def add_model_parsers(sub) -> None:
     pr.add_argument("--batch-size", type=int, default=None, help="images per network call (default 16)")
     add_progress_options(pr)
 
+    add_export_parser(sub)
+
+
+def add_export_parser(sub) -> None:
+    """``fgbg export onnx CHECKPOINT`` (a model) and ``fgbg export coco|yolo STORE`` (a dataset)."""
     ex = sub.add_parser("export", help="a checkpoint to ONNX, or a store to COCO or YOLO for detection and segmentation tools",
-                        description="--to onnx: a checkpoint to ONNX (dynamic batch), checked against torch; inputs bg and fg_bg,"
-                        " float (N, 3, S, S) RGB on [0, 1]; outputs mask_logits and depth (N, 1, S, S)."
-                        " --to coco|yolo: a store's images and instances with the split `fgbg train` uses by default (held-out"
-                        " backgrounds), streamed in flat memory: COCO images/{train,val}/KEY.jpg and annotations/instances_{train,val}.json"
-                        " (RLE masks, amodal extras); YOLO images/, labels/{train,val}/KEY.txt (visible outlines) and data.yaml.",
+                        description="Two jobs, one form each: `fgbg export onnx CHECKPOINT` writes a trained model as ONNX;"
+                        " `fgbg export coco STORE` and `fgbg export yolo STORE` write a dataset for detection and"
+                        " segmentation tools. `fgbg export FORM --help` says more.",
                         epilog=EXPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    ex.add_argument("checkpoint", type=Path, metavar="CHECKPOINT|STORE", help="a checkpoint from `fgbg train` (--to onnx), or a store from `fgbg generate` (--to coco|yolo)")
-    ex.add_argument("--to", choices=["onnx", "coco", "yolo"], default=None, help="onnx (the default for a checkpoint file), coco or yolo (for a store folder)")
-    ex.add_argument("--out", "--onnx", dest="out", type=Path, required=True, help="output .onnx file, or the folder of a COCO/YOLO export (new or empty)")
-    ex.add_argument("--depth", action="store_true", help="--to coco: also copy the depth maps to OUT/depth/{train,val}/KEY.png")
-    ex.add_argument("--overwrite", action="store_true", help="--to coco|yolo: replace a non-empty --out folder")
-    add_workers_option(ex, "--to coco|yolo: worker processes over the shards", "CPU count")
-    add_progress_options(ex)
+    forms = ex.add_subparsers(dest="form", metavar="FORM", required=True, parser_class=Parser)
+    onnx = forms.add_parser("onnx", help="a checkpoint from `fgbg train` as an ONNX model",
+                            description="A checkpoint to ONNX (dynamic batch), checked against torch; inputs bg and fg_bg,"
+                            " float (N, 3, S, S) RGB on [0, 1]; outputs mask_logits and depth (N, 1, S, S).")  # fmt: skip
+    onnx.add_argument("checkpoint", type=Path, help="a checkpoint from `fgbg train` (best.ckpt)")
+    onnx.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
+    add_progress_options(onnx)
+    for form, text in (("coco", "COCO instances: images/{train,val}/KEY.jpg and annotations/instances_{train,val}.json"
+                                " (RLE masks, amodal extras; ids unique over both files)"),
+                       ("yolo", "Ultralytics' segmentation layout: images/ and labels/{train,val}/KEY.txt (visible outlines)"
+                                " and data.yaml (relative to its own folder)")):  # fmt: skip
+        p = forms.add_parser(form, help=f"a store from `fgbg generate` as {form.upper()} files",
+                             description=f"A store's images and instances as {text}, with the split `fgbg train` uses by"
+                             " default (held-out backgrounds), streamed in flat memory. The folder is relocatable and"
+                             " holds .fgbg-export.json, the mark by which --overwrite knows it.")  # fmt: skip
+        p.add_argument("store", type=Path, help="a store made by `fgbg generate`")
+        p.add_argument("--out", type=out_folder, required=True, help="the export's folder (new or empty)")
+        if form == "coco":
+            p.add_argument("--depth", action="store_true", help="also copy the depth maps to OUT/depth/{train,val}/KEY.png")
+        p.add_argument("--overwrite", action="store_true", help="replace an earlier fgbg export at --out (never a folder fgbg did not write)")
+        add_workers_option(p, "worker processes over the shards", "CPU count")
+        add_progress_options(p)
+
+
+def legacy_export(argv: list[str]) -> tuple[list[str], str]:
+    """``fgbg export PATH [--to FORM] --out|--onnx OUT ...``, the spelling before the forms, as the
+    new form's argv and a one-line note naming it.
+
+    Raises:
+        UserError: naming what the user gave: a path that does not exist, a store without --to,
+            --onnx for a store's export.
+    """
+    p = Parser(prog="fgbg export", description="the older spelling of `fgbg export FORM ...`")
+    p.add_argument("path", type=Path)
+    p.add_argument("--to", choices=EXPORT_FORMS, default=None)
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--onnx", type=Path, default=None)
+    p.add_argument("--depth", action="store_true")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--workers", default=None)
+    add_progress_options(p)
+    args = p.parse_args(argv[1:])
+    path = args.path
+    if not path.exists():
+        raise NotFound(f"{path}: no such store or checkpoint")
+    to = args.to or ("onnx" if path.is_file() else None)
+    if to is None:
+        raise UserError(f"{path} is a store folder: export it with `fgbg export coco {path} --out OUT` (or yolo)")
+    if to != "onnx" and args.onnx is not None:
+        raise UserError(f"--onnx {args.onnx}: names the .onnx file of a checkpoint's export; a {to.upper()} export writes to --out")
+    out = args.out or args.onnx
+    if out is None:
+        p.error("--out is required")
+    new = ["export", to, str(path), "--out", str(out)]
+    new += ["--depth"] * args.depth + ["--overwrite"] * args.overwrite
+    new += [] if args.workers is None else ["--workers", args.workers]
+    new += [] if args.progress is None else ["--progress" if args.progress else "--quiet"]
+    return new, f"fgbg export: note: the same as `fgbg {' '.join(new)}`, the form this takes now; this spelling keeps working"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -507,21 +566,20 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    to = args.to or ("onnx" if not args.checkpoint.is_dir() else None)
-    if to is None:
-        raise UserError(f"{args.checkpoint} is a store folder: give --to coco or --to yolo (ONNX exports take a checkpoint file)")
-    if to == "onnx":
+    if args.form == "onnx":
+        if not args.checkpoint.exists():
+            raise NotFound(f"{args.checkpoint}: no such checkpoint")
         if args.checkpoint.is_dir():
-            raise UserError(f"{args.checkpoint}: a folder; --to onnx takes a checkpoint file from `fgbg train` (best.ckpt)")
-        if args.depth or args.overwrite or args.workers is not None:
-            raise UserError("--depth, --overwrite and --workers are for --to coco|yolo; an ONNX export takes none of them")
+            raise UserError(f"{args.checkpoint}: a folder; `fgbg export onnx` takes a checkpoint file from `fgbg train`"
+                            " (best.ckpt); a store exports with `fgbg export coco|yolo STORE`")  # fmt: skip
         from fgbg.learn.export import export_onnx
 
         export_onnx(args.checkpoint, args.out)
         return
     from fgbg.exports import export_store
 
-    print(export_store(args.checkpoint, args.out, to, depth=args.depth, overwrite=args.overwrite, workers=args.workers, progress=args.progress))
+    depth = getattr(args, "depth", False)
+    print(export_store(args.store, args.out, args.form, depth=depth, overwrite=args.overwrite, workers=args.workers, progress=args.progress))
 
 
 def cmd_depth_maps(args: argparse.Namespace) -> None:
@@ -603,15 +661,15 @@ COMMANDS = {
 }  # fmt: skip
 
 
-# the argument that names the store each reading verb reads (export: a store with --to coco|yolo, else a checkpoint file)
-STORE_ARGUMENT = {verb: "store" for verb in ("stats", "verify", "show", "card", "train", "evaluate")} | {"export": "checkpoint"}
+# the argument that names the store each reading verb reads (export: its coco and yolo forms)
+STORE_ARGUMENT = {verb: "store" for verb in ("stats", "verify", "show", "card", "train", "evaluate", "export")}
 
 
 def check_store_free(args: argparse.Namespace) -> None:
     """A verb that reads a store refuses one that a writer (generate, stats, card ...) holds, naming it,
     before it reads anything (a store in the making is not "unfinished", and its files move)."""
     name = STORE_ARGUMENT.get(args.command)
-    if name is not None:
+    if name is not None and hasattr(args, name):
         from fgbg.store.lock import check_free
 
         check_free(getattr(args, name))  # creates nothing; a file or a missing folder: nobody holds it
@@ -631,6 +689,14 @@ def print_error(verb: str, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one verb; returns the exit code (usage errors exit 2 from argparse, in one line)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    note = ""
+    if argv[:1] == ["export"] and len(argv) > 1 and argv[1] not in EXPORT_FORMS and not argv[1].startswith("-"):
+        try:
+            argv, note = legacy_export(argv)
+        except UserError as e:
+            print_error("export", str(e))
+            return e.exit_code
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said by the verb's own parser, so that the hint names its help
@@ -640,7 +706,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         check_store_free(args)
-        return COMMANDS[args.command](args) or 0
+        code = COMMANDS[args.command](args) or 0
+        if note:
+            print(note, file=sys.stderr)
+        return code
     except UserError as e:
         print_error(args.command, str(e))
         return e.exit_code

@@ -151,7 +151,8 @@ def test_models_that_are_not_ours_are_one_line_for_evaluate_predict_and_export(r
     calls = {
         "evaluate": ["evaluate", str(junk), str(run / "store"), "--out", str(tmp_path / "e")],
         "predict": ["predict", str(junk), "--bg", str(bg), "--fg-bg", str(composite), "--out", str(tmp_path / "p")],
-        "export": ["export", str(junk), "--out", str(tmp_path / "m.onnx")],
+        "export": ["export", "onnx", str(junk), "--out", str(tmp_path / "m.onnx")],
+        "export, the old spelling": ["export", str(junk), "--out", str(tmp_path / "m.onnx")],
         "predict onnx": ["predict", str(plain_onnx), "--bg", str(bg), "--fg-bg", str(composite), "--out", str(tmp_path / "p")],
         "predict missing onnx": ["predict", str(tmp_path / "nope.onnx"), "--bg", str(bg), "--fg-bg", str(composite), "--out", str(tmp_path / "p")],
     }
@@ -165,8 +166,10 @@ def test_models_that_are_not_ours_are_one_line_for_evaluate_predict_and_export(r
 def test_cli_export_and_predict(run, tmp_path, capsys):
     bg, composite = odd_pair(tmp_path / "in")
     onnx_path = tmp_path / "m.onnx"
-    assert main(["export", str(run / "run" / "best.ckpt"), "--onnx", str(onnx_path)]) == 0
+    assert main(["export", "onnx", str(run / "run" / "best.ckpt"), "--out", str(onnx_path)]) == 0
     assert "max abs difference" in capsys.readouterr().out
+    assert main(["export", str(run / "run" / "best.ckpt"), "--onnx", str(onnx_path)]) == 0  # the old spelling
+    assert f"`fgbg export onnx {run / 'run' / 'best.ckpt'} --out {onnx_path}`" in capsys.readouterr().err
     assert main(["predict", str(onnx_path), "--onnx", "--bg", str(bg), "--fg-bg", str(composite), "--out", str(tmp_path / "p")]) == 0
     assert (tmp_path / "p" / "room_with_box.side.png").exists()
     assert main(["predict", str(tmp_path / "missing.ckpt"), "--bg", str(bg), "--fg-bg", str(composite), "--out", str(tmp_path / "q")]) == 2

@@ -1,4 +1,4 @@
-"""fgbg export --to coco|yolo (issue 19, item 6), checked with the tools people load them with:
+"""fgbg export coco|yolo (issue 19, item 6; issue 25: overwrite, ids, relocation, the forms), checked with the tools people load them with:
 pycocotools (COCO, annToMask, COCOeval), PIL's polygon fill (YOLO outlines), Hugging Face
 ``datasets`` (a store as it is). The store is read back here with tarfile/zipfile, not fgbg's reader."""
 
@@ -164,8 +164,8 @@ def test_coco_export_is_read_by_pycocotools_with_exact_masks_and_ap_1(name, stor
         segm = [{"image_id": a["image_id"], "category_id": a["category_id"], "segmentation": a["segmentation"], "score": 1.0} for a in anns]
         boxes = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0} for a in anns]
         assert quiet_eval(gt, segm, "segm") == 1.0 and quiet_eval(gt, boxes, "bbox") == 1.0
-    first_val = load_coco(tmp_path / "coco" / "annotations" / "instances_val.json").getAnnIds()
-    assert min(first_val) == 1  # each file numbers its own annotations from 1
+    train, val = (set(load_coco(tmp_path / "coco" / "annotations" / f"instances_{s}.json").getAnnIds()) for s in ("train", "val"))
+    assert not train & val and train | val == set(range(1, len(train) + len(val) + 1))  # the files merge without a clash
 
 
 def test_the_split_is_the_one_fgbg_train_uses_by_default():
@@ -226,7 +226,7 @@ def test_worker_processes_write_the_same_bytes(stores, tmp_path):
 
 
 def test_an_interrupted_export_leaves_nothing_and_a_killed_ones_leftovers_go(stores, tmp_path, monkeypatch):
-    import fgbg.exports as exports
+    import fgbg.exports.run as exports
 
     real, calls = exports.export_shard, []
 
@@ -264,7 +264,7 @@ def test_yolo_outlines_cover_the_visible_masks(name, stores, tmp_path):
     export_store(store, tmp_path / "yolo", "yolo", workers=0, progress=False)
     yaml = pytest.importorskip("yaml")
     data = yaml.safe_load((tmp_path / "yolo" / "data.yaml").read_text())
-    assert data["names"] == dict(enumerate(sorted(CATEGORIES))) and Path(data["path"]) == tmp_path / "yolo"
+    assert data["names"] == dict(enumerate(sorted(CATEGORIES))) and "path" not in data  # Ultralytics: the yaml's folder
     samples, val = raw_samples(store), held_out_keys(store)
     categories = json.loads((store / "dataset.json").read_text())["fg_categories"]
     ious: dict[bool, list[float]] = {False: [], True: []}  # by: in several parts
@@ -416,26 +416,80 @@ def run(capsys, *argv) -> tuple[int, str, str]:
 
 def test_cli_exports_and_refuses_in_one_line(stores, tmp_path, capsys):
     store = stores["wds"]
-    code, out, _ = run(capsys, "export", store, "--to", "yolo", "--out", tmp_path / "y", "--workers", "0", "--quiet")
-    assert code == 0 and "YOLO" in out and (tmp_path / "y" / "data.yaml").exists()
+    code, out, err = run(capsys, "export", "yolo", store, "--out", tmp_path / "y", "--workers", "0", "--quiet")
+    assert code == 0 and "YOLO" in out and (tmp_path / "y" / "data.yaml").exists() and err == ""
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "mine.txt").write_text("keep")
     refused = {
-        "no --to": ["export", store, "--out", tmp_path / "x"],
-        "onnx of a store": ["export", store, "--to", "onnx", "--out", tmp_path / "x"],
-        "depth with yolo": ["export", store, "--to", "yolo", "--depth", "--out", tmp_path / "x"],
-        "not empty": ["export", store, "--to", "coco", "--out", tmp_path / "full"],
-        "inside the store": ["export", store, "--to", "coco", "--out", store / "coco", "--overwrite"],
-        "the store itself": ["export", store, "--to", "coco", "--out", store, "--overwrite"],
-        "not a store": ["export", tmp_path / "full", "--to", "coco", "--out", tmp_path / "x"],
-        "no such store": ["export", tmp_path / "nope", "--to", "coco", "--out", tmp_path / "x"],
+        "no form": (["export", "--out", tmp_path / "x"], "FORM"),
+        "onnx of a store": (["export", "onnx", store, "--out", tmp_path / "x"], str(store)),
+        "depth with yolo": (["export", "yolo", store, "--depth", "--out", tmp_path / "x"], "--depth"),
+        "not empty": (["export", "coco", store, "--out", tmp_path / "full"], "full"),
+        "overwrite of a user folder": (["export", "coco", store, "--out", tmp_path / "full", "--overwrite"], "full"),
+        "inside the store": (["export", "coco", store, "--out", store / "coco", "--overwrite"], "coco"),
+        "the store itself": (["export", "coco", store, "--out", store, "--overwrite"], str(store)),
+        "not a store": (["export", "coco", tmp_path / "full", "--out", tmp_path / "x"], "full"),
+        "no such store": (["export", "coco", tmp_path / "s1typo", "--out", tmp_path / "x"], "s1typo: no such store"),
+        "no such checkpoint": (["export", "onnx", tmp_path / "s1typo", "--out", tmp_path / "x"], "s1typo: no such checkpoint"),
+        "old form, no such path": (["export", tmp_path / "s1typo", "--out", tmp_path / "x"], "s1typo: no such store or checkpoint"),
+        "old form, no --to": (["export", store, "--out", tmp_path / "x"], f"fgbg export coco {store}"),
+        "old form, --onnx for COCO": (["export", store, "--to", "coco", "--onnx", tmp_path / "x"], "--onnx"),
     }
-    for what, argv in refused.items():
-        code, _, err = run(capsys, *argv)
+    for what, (argv, named) in refused.items():
+        try:
+            code, _, err = run(capsys, *argv)
+        except SystemExit as usage:  # argparse's own one-line usage error
+            code, err = usage.code, capsys.readouterr().err
         assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (what, err)
+        assert named in err, (what, err)
     assert not (tmp_path / "x").exists() and not (store / "coco").exists()
     assert [p.name for p in (tmp_path / "full").iterdir()] == ["mine.txt"]
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
-    code, _, _ = run(capsys, "export", store, "--to", "coco", "--out", tmp_path / "full", "--overwrite", "--workers", "0", "--quiet")
-    assert code == 0 and sorted(p.name for p in (tmp_path / "full").iterdir()) == ["annotations", "images"]
-    assert sorted(os.listdir(tmp_path / "full" / "annotations")) == ["instances_train.json", "instances_val.json"]
+    code, _, _ = run(capsys, "export", "coco", store, "--out", tmp_path / "y", "--overwrite", "--workers", "0", "--quiet")
+    assert code == 0 and sorted(p.name for p in (tmp_path / "y").iterdir()) == [".fgbg-export.json", "annotations", "images"]
+    assert sorted(os.listdir(tmp_path / "y" / "annotations")) == ["instances_train.json", "instances_val.json"]
+
+
+def test_the_old_spelling_still_works_with_a_note_naming_the_new_form(stores, tmp_path, capsys):
+    code, out, err = run(capsys, "export", stores["k1"], "--to", "yolo", "--out", tmp_path / "y", "--workers", "0", "--quiet")
+    assert code == 0 and "YOLO" in out and (tmp_path / "y" / "labels").is_dir()
+    assert err.strip().splitlines() == [f"fgbg export: note: the same as `fgbg export yolo {stores['k1']} --out {tmp_path / 'y'}"
+                                        " --workers 0 --quiet`, the form this takes now; this spelling keeps working"]
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_an_export(stores, tmp_path, capsys):
+    """The data loss of issue 25: `--overwrite` onto a user's folder deleted precious/src/thesis.tex."""
+    precious = tmp_path / "precious"
+    (precious / "src").mkdir(parents=True)
+    (precious / "src" / "thesis.tex").write_text("\\chapter{years of work}")
+    for argv in (["export", "yolo", stores["k1"]], ["export", stores["k1"], "--to", "yolo"], ["export", "coco", stores["k1"]]):
+        code, _, err = run(capsys, *argv, "--out", precious, "--overwrite", "--workers", "0", "--quiet")
+        assert code == 2 and len(err.strip().splitlines()) == 1 and str(precious) in err and "not an fgbg export" in err, err
+        assert (precious / "src" / "thesis.tex").read_text() == "\\chapter{years of work}"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["precious"]  # no temporary left either
+    assert run(capsys, "export", "yolo", stores["k1"], "--out", tmp_path / "y", "--workers", "0", "--quiet")[0] == 0
+    (tmp_path / "y" / "data.yaml").write_text("edited")
+    assert run(capsys, "export", "coco", stores["k1"], "--out", tmp_path / "y", "--overwrite", "--workers", "0", "--quiet")[0] == 0
+    assert not (tmp_path / "y" / "data.yaml").exists() and (tmp_path / "y" / "annotations").is_dir()  # an export is replaced whole
+
+
+def test_exports_are_relocatable(stores, tmp_path):
+    """No absolute path inside: the export moved elsewhere still loads (pycocotools, and the yaml's
+    train/val resolved against its own folder as Ultralytics' check_det_dataset does without `path`)."""
+    yaml = pytest.importorskip("yaml")
+    store = stores["wds"]
+    for to in ("coco", "yolo"):
+        export_store(store, tmp_path / "here" / to, to, workers=0, progress=False)
+        for path in (tmp_path / "here" / to).rglob("*"):
+            if path.suffix in (".json", ".yaml"):
+                assert str(tmp_path) not in path.read_text(), path
+    os.rename(tmp_path / "here", tmp_path / "moved")
+    root = tmp_path / "moved"
+    for split in ("train", "val"):
+        gt = load_coco(root / "coco" / "annotations" / f"instances_{split}.json")
+        assert gt.getAnnIds() and all((root / "coco" / "images" / split / im["file_name"]).is_file() for im in gt.loadImgs(gt.getImgIds()))
+        assert gt.dataset["info"]["fgbg"]["store"] == store.name
+    data = yaml.safe_load((root / "yolo" / "data.yaml").read_text())
+    for split in ("train", "val"):
+        images = root / "yolo" / data[split]
+        assert images.is_dir() and len(list(images.glob("*.jpg"))) == len(list((root / "yolo" / "labels" / split).glob("*.txt"))) > 0

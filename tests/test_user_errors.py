@@ -254,8 +254,7 @@ def test_one_name_for_the_model_path_and_the_progress_flags():
     base = ["generate", "--bg", "b", "--fg", "f", "--out", "o"]
     assert parse([*base, "--model", "m.onnx"]).depth_model == "m.onnx"
     assert parse([*base, "--depth-model", "m.onnx"]).depth_model == "m.onnx"  # the old name still works
-    assert parse(["export", "run/best.ckpt", "--out", "m.onnx"]).out == Path("m.onnx")
-    assert parse(["export", "run/best.ckpt", "--onnx", "m.onnx"]).out == Path("m.onnx")
+    assert parse(["export", "onnx", "run/best.ckpt", "--out", "m.onnx"]).out == Path("m.onnx")
     long_work = [base, ["demo"], ["stats", "s"], ["verify", "s"], ["card", "s"], ["train", "s", "--out", "o"],
                  ["depth-maps", "d", "--model", "m"], ["cutout", "p", "--out", "o"]]  # fmt: skip
     for verb in long_work:

@@ -1,4 +1,4 @@
-"""One pass over a store's shards that writes an export: the worker side of ``fgbg export --to coco|yolo``.
+"""One pass over a store's shards that writes an export: the worker side of ``fgbg export coco|yolo``.
 
 :func:`export_shard` is the pure function of (job, shard) the engine maps over the shards: it
 reads the shard's samples in plan order through the one reader, writes each image (the stored

@@ -12,7 +12,6 @@ shortest tree of bridges rather than a chain in the given order). Holes are not 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -110,11 +109,14 @@ class RowWriter:
         return f"{class_index} " + " ".join(self.text[path.ravel()].tolist())
 
 
-def data_yaml(root: Path, names: list[str], val: str = "images/val") -> str:
-    """Ultralytics' dataset file: the root, the train and val image folders, and the class names (0-based)."""
+def data_yaml(names: list[str], val: str = "images/val") -> str:
+    """Ultralytics' dataset file: the train and val image folders and the class names (0-based).
+
+    No ``path``: Ultralytics then takes the yaml's own folder as the root (check_det_dataset in
+    ultralytics/data/utils.py), so the export can be moved or copied as it is.
+    """
     lines = [
-        "# made by `fgbg export --to yolo`; move the folder and change `path` to its new place",
-        f"path: {json.dumps(str(root))}",
+        "# made by `fgbg export yolo`; train and val are relative to this file's folder",
         "train: images/train",
         f"val: {val}",
         "names:",

@@ -71,7 +71,7 @@ class OnnxPredictor:
         from fgbg.engine.devices import onnx_session
 
         if not Path(onnx_path).is_file():
-            raise UserError(f"{onnx_path}: no such ONNX file; make one with `fgbg export CKPT --out {onnx_path}`")
+            raise UserError(f"{onnx_path}: no such ONNX file; make one with `fgbg export onnx CKPT --out {onnx_path}`")
         self.session = onnx_session(onnx_path, threads=0, providers=providers, warn=warn)
         meta = self.session.get_modelmeta().custom_metadata_map
         if "fgbg.size" not in meta:

@@ -1,7 +1,7 @@
 """The held-out split of a store's samples, without torch: training and the exports share it.
 
 ``split_indices(plan, "bg", 0.2, 0)`` is the split ``fgbg train`` uses by default (TrainConfig's
-val, val_fraction and seed); ``fgbg export --to coco|yolo`` writes the same train and val sets.
+val, val_fraction and seed); ``fgbg export coco|yolo`` writes the same train and val sets.
 """
 
 from __future__ import annotations
