@@ -13,12 +13,13 @@ and the sidecars are the local engine's bytes on the same kind of device.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from fgbg import codecs
+from fgbg import __version__, codecs
 from fgbg.depth.estimator import (
     Estimator,
     apply_scale,
@@ -33,10 +34,12 @@ from fgbg.engine import check_engine
 from fgbg.errors import ConfigError
 from fgbg.make.assets import DEPTH_SIDECAR, BadInput, list_images, read_image
 from fgbg.progress import progress as progress_bar
-from fgbg.store.layout import atomic_write_bytes
+from fgbg.store.layout import atomic_write_bytes, atomic_write_json
 from fgbg.store.lock import check_free, store_lock
+from fgbg.store.owned import check_files_ours, is_fgbg_json
 
 SIDECAR_BITS = 16
+SIDECAR_RECORD = ".fgbg-depth-maps.json"  # beside the images: the sidecars depth-maps wrote, the only ones --overwrite replaces
 
 
 def write_depth_sidecars(
@@ -48,7 +51,9 @@ def write_depth_sidecars(
     """For every image NAME.ext in ``folder``, write NAME.depth.png (16-bit, near = bright).
 
     Each map is scaled by its own 1st/99th percentiles. Existing sidecars are kept unless
-    ``overwrite``. The folder's write lock is held while writing. Returns the paths written (none,
+    ``overwrite``, which replaces only those this function wrote (named in the folder's
+    :data:`SIDECAR_RECORD`): a sidecar from elsewhere (a depth camera, ``fgbg rooms``) is never
+    replaced. The folder's write lock is held while writing. Returns the paths written (none,
     and the network is not loaded, when every image has its sidecar already).
 
     Args:
@@ -67,6 +72,7 @@ def write_depth_sidecars(
         ConfigError: a batch size below 1; DeviceError: ``cuda`` and no GPU.
         EstimatorError: the model cannot be loaded or gives no depth map.
         StoreBusy: another fgbg process is writing into ``folder``.
+        NotOurs: ``overwrite`` and sidecars that fgbg depth-maps did not write, named.
         UserError: an unknown engine; with Ray, no cluster at ``ray_address`` or a GPU asked
             for where there is none.
     """
@@ -77,11 +83,17 @@ def write_depth_sidecars(
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
     check_engine(engine)
     check_free(folder)
+    written_before = read_record(Path(folder))
+    if overwrite:
+        theirs = [s for p in images if (s := sidecar_path(p)).exists() and s.name not in written_before]
+        check_files_ours(theirs, "fgbg depth-maps", "--overwrite")
     todo = [p for p in images if overwrite or not sidecar_path(p).exists()]
     if not todo:  # a rerun: nothing to load the network for
         return []
     estimator = sidecar_estimator(model, preset, device, warn, engine, ray_address, depth_workers, gpus_per_worker)
     with store_lock(folder, "depth-maps"), progress_bar(len(images), "depth-maps", "image", enabled=progress) as bar:
+        names = written_before | {sidecar_path(p).name for p in todo}
+        atomic_write_json(Path(folder) / SIDECAR_RECORD, {"fgbg_version": __version__, "sidecars": sorted(names)})
         bar.update(len(images) - len(todo))
         for path, png in sidecar_pngs(estimator, todo, batch_size):
             atomic_write_bytes(sidecar_path(path), png)
@@ -100,6 +112,12 @@ def sidecar_estimator(
 
     ray_engine.connect(ray_address)
     return ray_engine.actor_labeller(model, preset, device, depth_workers, gpus_per_worker, warn=warn)
+
+
+def read_record(folder: Path) -> set[str]:
+    """The names of the sidecars fgbg depth-maps wrote in ``folder`` (its :data:`SIDECAR_RECORD`)."""
+    path = folder / SIDECAR_RECORD
+    return set(json.loads(path.read_text()).get("sidecars", [])) if is_fgbg_json(path) else set()
 
 
 def sidecar_path(image: Path) -> Path:

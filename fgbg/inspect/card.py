@@ -30,9 +30,10 @@ from fgbg.inspect.preview import (
     rooms_rows,
     save_png,
 )
-from fgbg.inspect.stats import KINDS, dimensions, human_bytes, normalisation_snippets, write_stats
-from fgbg.store.layout import INSTANCES, SHARDS_DIR, atomic_write_bytes, read_dataset_json
+from fgbg.inspect.stats import KINDS, check_stats_ours, dimensions, human_bytes, normalisation_snippets, write_stats
+from fgbg.store.layout import CARD_MARK, INSTANCES, SHARDS_DIR, atomic_write_bytes, read_dataset_json
 from fgbg.store.lock import store_lock
+from fgbg.store.owned import check_files_ours, is_card, theirs_among
 from fgbg.store.read import StoreReader
 from fgbg.store.identity import PRIOR_ORIGIN
 
@@ -463,7 +464,7 @@ def card_markdown(meta: dict, stats: dict, previews: dict[str, str], attribution
             " background and foreground here (`fgbg card --attribution FILE` includes a file of your own).",
             "",
         ]
-    return "\n".join(out)
+    return "\n".join(out + [CARD_MARK])
 
 
 def objects_paragraph(config: dict) -> list[str]:
@@ -579,9 +580,13 @@ def write_card(
         FileNotFoundError: no dataset.json, or the attribution file is missing.
         StoreBusy: another process is writing the store.
         CorruptStore: a member or asset does not decode (names it).
+        NotOurs: the store holds a README.md that is not a card (no ``CARD_MARK``), or
+            stats.json that fgbg stats did not write; nothing is written.
     """
     store = Path(store)
     meta = read_dataset_json(store)
+    check_files_ours(theirs_among([store / CARD], is_card), "fgbg card")
+    check_stats_ours(store)
     if attribution is not None:
         attribution = Path(attribution)
         if not attribution.is_file():

@@ -43,6 +43,7 @@ from fgbg.inspect.objects import ObjectCounts, count_objects
 from fgbg.make.categories import store_categories
 from fgbg.store.layout import DATASET_JSON, MANIFEST, atomic_write_bytes, atomic_write_json, read_dataset_json
 from fgbg.store.lock import store_lock
+from fgbg.store.owned import check_files_ours, is_fgbg_json, theirs_among
 from fgbg.store.read import StoreReader, decoding
 
 STATS_JSON = "stats.json"
@@ -471,14 +472,21 @@ def write_stats(
     Raises:
         StoreBusy: another process is writing the store.
         CorruptStore: a member or asset does not decode (names it).
+        NotOurs: the store holds a stats.json that fgbg did not write.
     """
     if lock:
         read_dataset_json(store)  # a missing store: say so before the lock would create its folder
+        check_stats_ours(store)
         with store_lock(store, "stats"):
             return write_stats(store, workers, progress, cache, lock=False, engine=engine, ray_address=ray_address)
     stats = stats_json(store, collect(store, workers=workers, progress=progress, cache=cache, engine=engine, ray_address=ray_address))
     atomic_write_json(Path(store) / STATS_JSON, stats)
     return stats
+
+
+def check_stats_ours(store: Path) -> None:
+    """Refuse to overwrite a stats.json of the store that fgbg stats did not write (NotOurs)."""
+    check_files_ours(theirs_among([Path(store) / STATS_JSON], is_fgbg_json), "fgbg stats")
 
 
 def read_stats(store: Path) -> dict:

@@ -20,14 +20,16 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from fgbg import codecs
+from fgbg import __version__, codecs
 from fgbg.depth.estimator import IMAGENET_MEAN, IMAGENET_STD, EstimatorError, worker_threads
 from fgbg.make.assets import BadInput, fg_mask, list_images, read_image
 from fgbg.progress import progress as progress_bar
-from fgbg.store.layout import atomic_write_bytes, make_dirs
+from fgbg.store.layout import atomic_write_bytes, atomic_write_json, make_dirs
 from fgbg.store.lock import check_free, store_lock
+from fgbg.store.owned import check_files_ours, has_mark
 
 U2NET_SIDE = 320
+CUTOUT_MARK = ".fgbg-cutout.json"  # in OUT: a folder of fgbg's cut-outs, whose files a rerun may replace
 
 
 def default_model() -> Path:
@@ -93,6 +95,8 @@ def cutout_folder(
         EstimatorError: no usable model.
         DeviceError: a malformed ``device``.
         StoreBusy: another fgbg process is writing into ``out``.
+        NotOurs: a file it would write is there already and ``out`` is not a folder of fgbg's
+            cut-outs (no :data:`CUTOUT_MARK`): a photo of the user's is never replaced.
     """
     from fgbg.engine.devices import onnx_providers
 
@@ -103,10 +107,14 @@ def cutout_folder(
         raise BadInput(f"{photos}: no images found")
     out = Path(out)
     check_free(out)
+    if not has_mark(out, [CUTOUT_MARK]):
+        there = [t for p in paths for t in (out / f"{p.stem}.png", out / "masks" / f"{p.stem}.png") if t.exists()]
+        check_files_ours(there, "fgbg cutout", "--out")
     net = CutoutModel(model, worker_threads(1), providers, warn)
     written = []
     make_dirs(out / "masks")
     with store_lock(out, "cutout"), progress_bar(len(paths), "cutout", "photo", enabled=progress) as bar:
+        atomic_write_json(out / CUTOUT_MARK, {"fgbg_version": __version__, "model": str(net.path)})
         for path in paths:
             rgba = cut_out(net, path)
             target = out / f"{path.stem}.png"

@@ -31,6 +31,7 @@ from fgbg.rooms.settings import DEPTH_SCALE_M, RENDERERS, ROOMS_JSON, read_set
 from fgbg.rooms.textures import TextureBank, load_photos, texture_bank
 from fgbg.store.layout import atomic_write_bytes, atomic_write_json
 from fgbg.store.lock import check_free, store_lock
+from fgbg.store.owned import check_files_ours
 
 DEPTH_BITS = 16
 JPEG_QUALITY = 95
@@ -121,6 +122,15 @@ def _identity_value(description: dict, key: str):
     return value
 
 
+def files_not_ours(out: Path, recorded: dict | None, count: int) -> list[Path]:
+    """The files a run would write that are there already and are not fgbg's rooms: all of them
+    when ``out``'s rooms.json (``recorded``) is missing or is not fgbg's."""
+    if recorded is not None and "fgbg_version" in recorded:
+        return []
+    names = [ROOMS_JSON] + [f"{room_name(i)}{ext}" for i in range(count) for ext in (".jpg", DEPTH_SIDECAR)]
+    return [out / n for n in names if (out / n).exists()]
+
+
 def check_arguments(count: int, size: int, renderer: str) -> None:
     if count < 1:
         raise ConfigError(f"--count must be at least 1, got {count}")
@@ -150,7 +160,8 @@ def render_rooms(
         ConfigError: a bad count, size or renderer name.
         BadInput: ``textures`` is not a folder of readable images.
         RendererUnavailable: ``egl`` and no EGL context here.
-        UserError: ``out`` holds rooms made with other settings; StoreBusy: another writer.
+        UserError: ``out`` holds rooms made with other settings; StoreBusy: another writer;
+            NotOurs: ``out`` holds a rooms.json or room files that fgbg rooms did not write.
     """
     out = Path(out)
     check_arguments(count, size, renderer)
@@ -158,6 +169,7 @@ def render_rooms(
     bank = texture_bank(seed, photos, sources)
     check_free(out)
     recorded = read_set(out)
+    check_files_ours(files_not_ours(out, recorded, count), "fgbg rooms", "--out")
     if recorded is not None and renderer == "auto" and recorded.get("renderer") in RENDERERS:
         renderer = recorded["renderer"]  # resume with the renderer the set was started with
         try:

@@ -32,8 +32,10 @@ from fgbg.store.layout import (
     temporary,
 )
 from fgbg.store.lock import LOCK_FILE
+from fgbg.store.owned import check_files_ours, check_ours, has_mark, is_card, is_fgbg_json, theirs_among
 
 STATE_JSON = "state.json"  # in .work/: the identity of the run in progress
+FGBG_VERSION = "fgbg_version"  # in every dataset.json fgbg writes: how a store is told from another tool's folder
 IDENTITY = ("config", "sources", "depth_model", "depth_scales")
 PRIOR_ORIGIN = "ground-plane prior"  # the bg depth origin with nothing standing up in it: no occlusion
 REAL_DEPTH_FIELDS = ("min_visible", "stand_on")  # config fields that change only bgs with real depth
@@ -112,6 +114,7 @@ def out_status(out: Path, state: dict, overwrite: bool) -> str:
 
     Raises:
         UserError: ``out`` is a file, holds foreign files, or another run (and not --overwrite).
+        NotOurs: ``out`` holds a dataset.json fgbg did not write (overwrite or not: it is never deleted).
     """
     check_out_folder(out)
     path = identity_file(out) if out.is_dir() else None
@@ -120,17 +123,27 @@ def out_status(out: Path, state: dict, overwrite: bool) -> str:
     try:
         recorded = json.loads(path.read_text())
     except ValueError as e:  # edited by hand: our own writes are atomic
-        if overwrite:
-            return "replace"
+        if overwrite and has_mark(out, [MANIFEST, WORK_DIR]):  # the rest of it is a store
+            return replacing(out)
         raise CorruptStore(f"{path}: not readable JSON ({e}); use another --out, or --overwrite to replace it") from None
+    check_ours(out, path.name == STATE_JSON or (isinstance(recorded, dict) and FGBG_VERSION in recorded),
+               f"an fgbg store (its {DATASET_JSON} has no {FGBG_VERSION}: another tool's file)")
     if same_run(recorded, state):
         return "complete" if path.name == DATASET_JSON else "resume"
     if overwrite:
-        return "replace"
+        return replacing(out)
     raise UserError(
         f"--out {out}: holds a store made with a different config or different source images{device_hint(recorded, state)};"
         " use another --out, or --overwrite to replace it"
     )
+
+
+def replacing(out: Path) -> str:
+    """"replace", once the files at the store's root that --overwrite deletes by name are known
+    to be fgbg's: a README.md must be a card, a stats.json fgbg's (else NotOurs, nothing deleted)."""
+    theirs = theirs_among([out / "README.md"], is_card) + theirs_among([out / "stats.json"], is_fgbg_json)
+    check_files_ours(theirs, "fgbg", "--overwrite")
+    return "replace"
 
 
 def device_hint(recorded: dict, state: dict) -> str:

@@ -36,6 +36,7 @@ ASSETS_DIR = "assets"
 WORK_DIR = ".work"  # in-progress state; removed when the store is complete
 TMP_SUFFIX = ".tmp"  # every temporary name ends so: NAME.<pid>.tmp
 DERIVED = ("stats.json", ".stats_cache", "README.md", "previews")  # at the root, from `fgbg stats` and `fgbg card`
+CARD_MARK = "<!-- written by `fgbg card`, which rewrites this file: edit its --attribution file instead -->"  # the card's last line
 
 # The crash test's seam (tests/test_crash.py): with FGBG_CRASH_STEPS=FILE every durable-write
 # step appends one byte to FILE, "p" in the main process and "w" in a worker (all processes of

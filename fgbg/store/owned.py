@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from fgbg.errors import UserError
+from fgbg.store.layout import CARD_MARK
 
 
 class NotOurs(UserError):
@@ -49,12 +50,25 @@ def check_ours(folder: Path, ours: bool, what: str, flag: str = "--out") -> None
     raise NotOurs(f"{flag} {folder}: not {what}, and fgbg deletes or replaces only what it wrote; give a new or empty folder")
 
 
-def check_files_ours(foreign: list[Path], what: str, flag: str) -> None:
-    """Refuse when fgbg would overwrite ``foreign`` files (ones it did not write), naming the first few.
+def is_card(path: Path) -> bool:
+    """``path`` is a dataset card `fgbg card` wrote (it ends with :data:`~fgbg.store.layout.CARD_MARK`)."""
+    return CARD_MARK in path.read_text(errors="replace")
+
+
+def theirs_among(paths: Iterable[Path], is_ours: Callable[[Path], bool]) -> list[Path]:
+    """The files of ``paths`` that exist and that ``is_ours`` does not recognise."""
+    return [p for p in paths if p.exists() and not is_ours(p)]
+
+
+def check_files_ours(foreign: list[Path], what: str, flag: str = "") -> None:
+    """Refuse when fgbg would overwrite or delete ``foreign`` files (ones it did not write), naming the
+    first few (after ``flag``, the option that asked for it, if any).
 
     Raises:
         NotOurs: one line; nothing has been written.
     """
     if foreign:
         names = ", ".join(str(p) for p in foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise NotOurs(f"{flag}: {names} not written by {what}, and fgbg replaces only what it wrote; move them away, or give another folder")
+        them = "it" if len(foreign) == 1 else "them"
+        raise NotOurs(f"{flag + ': ' if flag else ''}{names}: not written by {what}, and fgbg replaces only what it wrote;"
+                      f" move {them} away, or give another folder")  # fmt: skip
