@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -111,3 +113,41 @@ def test_a_dark_32_bit_integer_background_stays_dark():
     dark = Image.fromarray(np.full((32, 32), 200, np.int32))  # mode "I", as 16-bit files often open: 200 / 65535
     assert dark.mode == "I"
     assert prepare_bg(dark, 16).max() <= 1
+
+
+def test_loose_images_beside_category_folders_are_refused_or_skipped_never_flattened(tmp_path, capsys):
+    """Issue 25: fg/cover.png beside fg/animals/ and fg/people/ made one flat category, the sub-folders dropped."""
+    from fgbg.cli import main
+    from fgbg.make.assets import demo_assets
+
+    bg_src, fg_src = demo_assets()
+    bg = tmp_path / "bg"
+    bg.mkdir()
+    (bg / "room.jpg").write_bytes(sorted(bg_src.glob("*.jpg"))[0].read_bytes())
+    fg = tmp_path / "fg"
+    for sub, name in (("animals", "cow.png"), ("animals", "dog.png"), ("people", "man_dancing.png")):
+        (fg / sub).mkdir(parents=True, exist_ok=True)
+        (fg / sub / name).write_bytes((fg_src / name).read_bytes())
+    (fg / "cover.png").write_bytes((fg_src / "horse.png").read_bytes())
+    argv = ["generate", "--bg", str(bg), "--fg", str(fg), "--size", "64", "--fg-size", "32", "--placements", "1", "--workers", "0", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "refused")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{fg}: cover.png: an image beside the category sub-folders" in err[0]
+    assert not (tmp_path / "refused").exists()
+    assert main([*argv, "--out", str(tmp_path / "store"), "--on-bad", "skip"]) == 0
+    assert "skipped" in capsys.readouterr().err
+    meta = json.loads((tmp_path / "store" / "dataset.json").read_text())
+    assert [c["name"] for c in meta["categories"]] == ["animals", "people"] and meta["fg_categories"] == [1, 1, 2]
+    assert [s["file"] for s in meta["sources"]["fg"]] == ["animals/cow.png", "animals/dog.png", "people/man_dancing.png"]
+
+
+def test_a_cutout_folder_with_its_masks_stays_one_flat_category(tmp_path):
+    from fgbg.make.assets import demo_assets, find_foregrounds
+
+    fg_src = demo_assets()[1]
+    (tmp_path / "cut" / "masks").mkdir(parents=True)
+    for name in ("cow.png", "dog.png"):
+        (tmp_path / "cut" / name).write_bytes((fg_src / name).read_bytes())
+        (tmp_path / "cut" / "masks" / name).write_bytes((fg_src / name).read_bytes())  # as `fgbg cutout` lays them out
+    named, loose, _ = find_foregrounds(tmp_path / "cut")
+    assert [n for _, n in named] == ["cow.png", "dog.png"] and loose == []

@@ -20,7 +20,7 @@ import io
 import os
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -82,6 +82,7 @@ class Assets:
     warnings: list[str]
     bg_depth_set: dict | None = None  # what made the sidecars, where the bg folder says (rendered rooms)
     fg_folder: str = ""  # the --fg folder's name: a flat folder's one category
+    loose_fg: list[Path] = field(default_factory=list)  # images beside --fg's category folders: left out, reported
 
     @property
     def categories(self) -> Categories:
@@ -121,20 +122,25 @@ def find_backgrounds(folder: Path) -> tuple[list[tuple[Path, str]], list[str]]:
     return [(p, p.name) for p in images], skipped
 
 
-def find_foregrounds(folder: Path) -> tuple[list[tuple[Path, str]], list[str]]:
-    """([(image file, its source name)], warnings) of a ``--fg`` folder, flat or one sub-folder per category.
+def find_foregrounds(folder: Path) -> tuple[list[tuple[Path, str]], list[Path], list[str]]:
+    """([(image file, its source name)], loose images, warnings) of a ``--fg`` folder, flat or one
+    sub-folder per category.
 
-    Images directly in ``folder``: a flat folder, named by file name (sub-folders ignored). No
-    images there but sub-folders: one category per sub-folder, in sorted order, each image named
-    ``SUB/FILE`` (see :mod:`fgbg.make.categories`).
+    Only images directly in ``folder`` (sub-folders without images, or the ``masks/`` that
+    ``fgbg cutout`` writes beside its cut-outs, ignored): a flat folder, named by file name.
+    Sub-folders of images: one category per sub-folder, in sorted order, each image named
+    ``SUB/FILE`` (see :mod:`fgbg.make.categories`); images directly in ``folder`` beside them
+    belong to no category and come back as loose, for the caller to refuse or skip.
 
     Raises:
-        BadInput: ``folder`` is not a folder, or a category sub-folder has no images.
+        BadInput: ``folder`` is not a folder, or (without loose images) a category sub-folder has no images.
     """
     images, skipped = find_images(folder)
-    subs = [] if images else sorted(p for p in Path(folder).iterdir() if p.is_dir() and not p.name.startswith("."))
+    subs = sorted(p for p in Path(folder).iterdir() if p.is_dir() and not p.name.startswith("."))
+    if images:
+        subs = [s for s in subs if list_images(s) and not is_cutout_masks(s, images)]
     if not subs:
-        return [(p, p.name) for p in images], skipped
+        return [(p, p.name) for p in images], [], skipped
     named = []
     for sub in subs:
         found, sub_skipped = find_images(sub)
@@ -144,7 +150,19 @@ def find_foregrounds(folder: Path) -> tuple[list[tuple[Path, str]], list[str]]:
             )
         named += [(p, f"{sub.name}/{p.name}") for p in found]
         skipped += sub_skipped
-    return named, skipped
+    return named, images, skipped
+
+
+def is_cutout_masks(sub: Path, cutouts: list[Path]) -> bool:
+    """``sub`` is the ``masks/`` that ``fgbg cutout`` writes beside ``cutouts`` (a mask per cut-out, same names)."""
+    return sub.name == "masks" and {p.name for p in list_images(sub)} <= {p.name for p in cutouts}
+
+
+def loose_fg_text(fg_dir: Path, loose: list[Path]) -> str:
+    """One line naming the images beside ``fg_dir``'s category folders."""
+    names = ", ".join(p.name for p in loose[:5]) + (f" and {len(loose) - 5} more" if len(loose) > 5 else "")
+    return (f"{fg_dir}: {names}: {'an image' if len(loose) == 1 else 'images'} beside the category sub-folders, in no"
+            " category; move them into a category folder (or a folder of their own), or pass --on-bad skip to leave them out")
 
 
 def broken_link(link: Path, folder: Path) -> str | None:
@@ -369,9 +387,10 @@ def load_assets(bg_dir: Path, fg_dir: Path, size: int, fg_size: int, bg_fit: str
     """
     assets = Assets([], [], [], [], [], [], [], fg_folder=Path(fg_dir).resolve().name)
     found = {}
-    for kind, folder, find in (("background", bg_dir, find_backgrounds), ("foreground", fg_dir, find_foregrounds)):
-        found[kind], skipped = find(folder)
-        assets.warnings += skipped
+    found["background"], skipped = find_backgrounds(bg_dir)
+    found["foreground"], assets.loose_fg, skipped_fg = find_foregrounds(fg_dir)
+    assets.warnings += skipped + skipped_fg
+    for kind, folder in (("background", bg_dir), ("foreground", fg_dir)):
         if not found[kind]:
             raise BadInput(f"{folder}: no {kind} images found (looked for {', '.join(IMAGE_SUFFIXES)})")
     for path, _ in found["background"]:

@@ -2,8 +2,9 @@
 
 A ``--fg`` folder whose images sit in sub-folders (``people/``, ``animals/`` ...) gives one
 category per sub-folder, in sorted order, with ids from 1 (COCO's convention); a folder of
-images gives one category named after it (its sub-folders ignored, as before: ``fgbg cutout``
-writes ``masks/`` beside its cut-outs). A category's fgs are named ``SUBFOLDER/FILE`` in the
+images gives one category named after it (``fgbg cutout``'s ``masks/`` beside its cut-outs, and
+sub-folders without images, ignored). Images beside category sub-folders are in no category:
+refused, or left out with ``--on-bad skip`` (:func:`fgbg.make.assets.find_foregrounds`). A category's fgs are named ``SUBFOLDER/FILE`` in the
 store's sources, so category ids follow from the sources and a store's identity holds them.
 """
 

@@ -25,7 +25,7 @@ from fgbg.depth.network import network_on_gpu, prepare_network_depth
 from fgbg.engine import DEFAULT_RAY_ADDRESS, check_engine, map_shards
 from fgbg.engine.local import worker_count
 from fgbg.errors import UserError
-from fgbg.make.assets import Assets, load_assets
+from fgbg.make.assets import Assets, BadInput, load_assets, loose_fg_text
 from fgbg.make.prepared import write_assets
 from fgbg.make.render import Prepared, render_shard
 from fgbg.store.dataset import finalize, record_path, write_record
@@ -108,14 +108,19 @@ def load_inputs(bg_dir: Path, fg_dir: Path, config: GenerateConfig, on_bad: str,
         BadInput: a folder is missing or empty, or (with --on-bad fail) files are bad.
     """
     assets = load_assets(Path(bg_dir), Path(fg_dir), config.size, config.fg_size, config.bg_fit)
-    report_bad_input(assets, on_bad, warn)
+    report_bad_input(assets, on_bad, warn, Path(fg_dir))
     for line in assets.warnings:
         warn(f"warning: {line}")
     return assets
 
 
-def report_bad_input(assets: Assets, on_bad: str, warn: Callable[[str], None]) -> None:
-    """--on-bad fail: raise with every bad file, one line each; skip: warn and carry on."""
+def report_bad_input(assets: Assets, on_bad: str, warn: Callable[[str], None], fg_dir: Path) -> None:
+    """--on-bad fail: raise with every bad file, one line each (images beside the category
+    folders: one line naming them all); skip: warn and carry on."""
+    if assets.loose_fg:
+        if on_bad == "fail":
+            raise BadInput(loose_fg_text(fg_dir, assets.loose_fg))
+        warn(f"warning: skipped {loose_fg_text(fg_dir, assets.loose_fg)}")
     lines = [str(b) for b in assets.bad]
     if lines and on_bad == "fail":
         raise UserError(
