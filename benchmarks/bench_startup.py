@@ -45,7 +45,10 @@ CHILD = "--child-train"
 def child_train(store: Path, out: Path, launched: float, report: Path) -> None:
     """In a fresh process: train until the first batch starts, then write the timings and exit."""
     lines = [("imports", 0.0)]
-    from fgbg.learn.train import TrainConfig, train  # first, as `fgbg train` imports it (fgbg.learn.lean_imports)
+    from fgbg.cli import own_the_process
+
+    own_the_process()  # as `fgbg train` does before its imports (fgbg.learn.lean_imports)
+    from fgbg.learn.train import TrainConfig, train
     from lightning.pytorch.callbacks import Callback
 
     lines[0] = ("imports done", time.time() - launched)

@@ -2,16 +2,17 @@
 
 The package reads like the data flows:
 
-- ``make/``     assets (read and prepare bg/fg folders; categories from sub-folders) -> plan (keys,
-                shards; split) -> compose (placement and blending, pure numpy) and objects (several
+- ``make/``     assets (read and prepare bg/fg folders; categories from sub-folders) -> split (of
+                the store's plan) -> compose (placement and blending, pure numpy) and objects (several
                 objects ordered by depth, pure numpy) -> render (one sample) -> generate (the job);
                 prepared (the store's assets/), cutout (foregrounds from photos)
 - ``depth/``    depth sources: layered (bg map + fg layer at its foot), sidecars, estimator
                 networks (ONNX, transformers), network (their once-per-run preparation)
-- ``store/``    layout and durable writes, writers and the one reader (``StoreReader``) per
-                format, identity of a run, dataset.json and manifest, the write lock
+- ``store/``    the plan (keys and shards: the store's key space), layout and durable writes,
+                writers and the one reader (``StoreReader``) per format, identity of a run,
+                dataset.json and manifest, the write lock, what fgbg may replace (``owned``)
 - ``inspect/``  stats (exact histograms), verify, preview, card
-- ``exports/``  a store as COCO or YOLO files (streamed over its shards)
+- ``exports/``  a store as COCO or YOLO files (streamed over its shards; the job in ``run``)
 - ``learn/``    data, model, losses, metrics, train (with its schedule, callbacks and resume),
                 evaluate, predict, export
 - ``engine/``   where work fans out (``local``: spawned worker processes) and devices (the one

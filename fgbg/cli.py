@@ -532,13 +532,23 @@ def cmd_generate(args: argparse.Namespace) -> None:
         print(summary.how_to_read())  # the store's own brace pattern
 
 
+def own_the_process() -> None:
+    """The verbs that import Lightning own their whole process (and the DDP children that rerun
+    their command line): torchmetrics may leave out what fgbg never uses (fgbg.learn.lean_imports)."""
+    from fgbg.learn.lean_imports import install
+
+    install()
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
+    own_the_process()
     from fgbg.demo import run_demo
 
     run_demo(args.out, workers=args.workers, train_minutes=args.train_minutes, progress=args.progress)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    own_the_process()
     from fgbg.learn.losses import LossConfig
     from fgbg.learn.model import ModelConfig
     from fgbg.learn.train import TrainConfig, train
@@ -551,6 +561,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    own_the_process()
     from fgbg.learn.evaluate import evaluate
 
     batch = {} if args.batch_size is None else {"batch_size": args.batch_size}  # else the library's default

@@ -2,11 +2,13 @@
 imports transformers (for BERTScore) and scipy.signal (audio metrics) wherever they are installed,
 about 1.5 s of a 4.4 s start-up on 2 cores. fgbg uses neither; while torchmetrics' own modules run,
 those two count as not installed, so torchmetrics leaves them out (its conditional imports all ask
-lightning_utilities: RequirementCache, package_available). In a process that imported fgbg.learn before torchmetrics,
-torchmetrics' BERTScore and audio metrics then say that they need those packages.
+lightning_utilities: RequirementCache, package_available). In such a process torchmetrics' BERTScore
+and audio metrics say that they need those packages, so only a process fgbg owns may install it.
 
-Installed by ``fgbg/learn/__init__.py``; costs nothing until torchmetrics is imported, and does
-nothing where it already is.
+Installed by the command line (:func:`fgbg.cli.own_the_process`) for the verbs that train or
+evaluate, before they import Lightning; Lightning's DDP children run that command line again
+(its ``popen`` launcher) and install it the same way. Importing fgbg, fgbg.learn or any of its
+modules does not. Costs nothing until torchmetrics is imported, and does nothing where it already is.
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""Making a store: assets -> plan -> compose (pure numpy) -> render -> generate; and cut-outs."""
+"""Making a store: assets -> compose (pure numpy) -> render -> generate, over the store's plan (fgbg.store.plan); and cut-outs."""

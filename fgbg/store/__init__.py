@@ -1,4 +1,4 @@
-"""The store: shards in one of three formats, prepared assets, manifest and dataset.json.
+"""The store: its plan (every key, by shard), shards in one of three formats, prepared assets, manifest and dataset.json.
 
 Every format holds the same members per sample (WebDataset naming):
 ``KEY.fg_bg.jpg``, ``KEY.mask.png``, ``KEY.depth.png``, ``KEY.json``, and ``KEY.instances.png``
