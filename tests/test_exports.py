@@ -28,7 +28,7 @@ from fgbg.cli import main
 from fgbg.exports import VAL_BY, VAL_FRACTION, VAL_SEED, export_store
 from fgbg.exports.coco import coco_annotation, join_coco
 from fgbg.exports.objects import several_instances, single_instance
-from fgbg.exports.yolo import join_parts, outline
+from fgbg.masks import join_parts, outline
 from fgbg.make.plan import Plan
 from fgbg.make.split import split_indices
 from fgbg.store.layout import MEMBERS

@@ -15,7 +15,8 @@ from fgbg.inspect.drawing import (
     draw_instances,
     edges,
 )
-from fgbg.inspect.objects import ObjectCounts, check_objects, count_objects, rle_decode, tight_box, visible_bin
+from fgbg.inspect.objects import ObjectCounts, check_objects, count_objects, visible_bin
+from fgbg.masks import box as tight_box, rle_decode
 
 S = 32
 

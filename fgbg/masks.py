@@ -1,0 +1,185 @@
+"""Masks: the one module that turns bool masks into what annotations hold, and back. Pure numpy.
+
+- :func:`box`: the tight box [x, y, w, h] of a mask, to pixel edges;
+- :func:`rle_encode`: COCO compressed RLE, by pycocotools' encoder (the reference);
+- :func:`rle_decode`: COCO compressed RLE read on its own, without pycocotools, so that a damaged
+  string is a ``ValueError`` (pycocotools' decoder would write past its buffer). The tests check
+  it against pycocotools;
+- :func:`outline`: one closed polygon per object (YOLO segmentation labels), parts joined by
+  zero-width bridges as Ultralytics' ``merge_multi_segment`` joins them.
+
+Used by ``make`` (annotations), ``exports`` (COCO, YOLO) and ``inspect`` (verify, pictures).
+Shapes: a mask is bool or uint8 (H, W), nonzero = in; (x, y) is the column and row of a pixel.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from pycocotools import mask as coco_mask
+
+MIN_POINTS = 3  # Ultralytics reads a row of fewer points as a box, not a polygon
+
+
+def box(mask: np.ndarray, x: int = 0, y: int = 0) -> list[int]:
+    """[x, y, w, h] of the tight box around a bool mask whose top-left is at (x, y), to pixel edges;
+    [0, 0, 0, 0] if empty."""
+    cols, rows = np.flatnonzero(mask.any(axis=0)), np.flatnonzero(mask.any(axis=1))
+    if not len(cols):
+        return [0, 0, 0, 0]
+    return [x + int(cols[0]), y + int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)]
+
+
+def rle_encode(mask: np.ndarray, size: int | None = None, x: int = 0, y: int = 0) -> dict:
+    """A bool mask as COCO compressed RLE of the (size, size) frame with the mask's top-left at (x, y)
+    (default: the mask is the frame): ``{"size": [H, W], "counts": str}``, pycocotools' encoder."""
+    if size is None:
+        frame = np.asfortranarray(mask, dtype=np.uint8)
+    else:
+        frame = np.zeros((size, size), np.uint8, order="F")
+        h, w = mask.shape
+        frame[y : y + h, x : x + w] = mask
+    encoded = coco_mask.encode(frame)
+    return {"size": [int(v) for v in encoded["size"]], "counts": encoded["counts"].decode("ascii")}
+
+
+def rle_counts(counts: str) -> np.ndarray:
+    """The run lengths of a COCO compressed RLE string: int64 (m,), zeros first, column-major.
+
+    Each count is written as 5-bit groups (low first) in the characters 48..111, the 0x20 bit
+    meaning "more groups follow" and 0x10 of the last group the sign; from the third count on,
+    the value stored is the difference to the count two places before (pycocotools'
+    ``rleToString``).
+
+    Raises:
+        ValueError: a character outside 48..111, or a number cut short.
+
+    Examples:
+        >>> rle_counts("32320").tolist()  # stored 3, 2, 3, 4 - 2, 3 - 3
+        [3, 2, 3, 4, 3]
+    """
+    codes = np.frombuffer(counts.encode("ascii", errors="replace"), np.uint8).astype(np.int64) - 48
+    if codes.size == 0:
+        return np.zeros(0, np.int64)
+    if codes.min() < 0 or codes.max() > 63:
+        raise ValueError("counts hold a character outside the RLE alphabet")
+    last = (codes & 0x20) == 0  # the last 5-bit group of a number
+    if not last[-1]:
+        raise ValueError("counts end in the middle of a number")
+    ends = np.flatnonzero(last)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    if (ends - starts).max() >= 12:  # 60 bits: a run longer than any image
+        raise ValueError("counts hold a number too large for an image")
+    group = np.repeat(np.arange(len(ends)), ends - starts + 1)
+    shift = 5 * (np.arange(codes.size) - starts[group])
+    values = np.add.reduceat((codes & 0x1F) << shift, starts)
+    negative = (codes[ends] & 0x10) != 0
+    values = values - negative * (np.int64(1) << (5 * (ends - starts + 1)))
+    out = values.copy()
+    out[3::2] = np.cumsum(values[1::2])[1:]  # count m (m > 2) = stored + count m - 2
+    out[4::2] = np.cumsum(values[2::2])[1:]
+    return out
+
+
+def rle_decode(rle: dict) -> np.ndarray:
+    """A COCO compressed RLE ``{"size": [H, W], "counts": str}`` -> bool (H, W).
+
+    Raises:
+        ValueError: not such a dict, a damaged string, a negative run, or runs that do not add
+            up to H * W.
+
+    Examples:
+        >>> rle_decode({"size": [3, 5], "counts": "32320"}).astype(int).tolist()
+        [[0, 1, 0, 1, 0], [0, 1, 0, 1, 0], [0, 0, 1, 1, 0]]
+    """
+    if not isinstance(rle, dict) or not isinstance(rle.get("counts"), str):
+        raise ValueError("not a compressed RLE ({size, counts: str})")
+    size = rle.get("size")
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v >= 0 for v in size)):
+        raise ValueError(f"size {size!r} is not [H, W]")
+    h, w = size
+    runs = rle_counts(rle["counts"])
+    if len(runs) and runs.min() < 0:
+        raise ValueError("a negative run length")
+    if int(runs.sum()) != h * w:
+        raise ValueError(f"runs cover {int(runs.sum())} pixels, not {h}x{w}")
+    flat = np.repeat(np.arange(len(runs)) % 2 == 1, runs)
+    return flat.reshape(w, h).T
+
+
+def outline(mask: np.ndarray, offset: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """int32 (N, 2) (x, y) pixel indices: one closed outline around every part of a mask.
+
+    Args:
+        mask: uint8/bool (h, w), nonzero = the object (not empty): the frame, or a box of it.
+        offset: (x, y) of the mask's top-left pixel in the frame, added to the outline.
+
+    A mask in one part gives its outer contour; several parts are joined (:func:`join_parts`).
+    An outline of fewer than 3 points (a part one pixel wide) is replaced by its box's 4
+    corners, the same pixels.
+    """
+    binary = mask if mask.dtype == np.uint8 else (mask != 0).astype(np.uint8)  # OpenCV: nonzero is in
+    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=offset)
+    parts = [c.reshape(-1, 2) for c in contours]
+    path = parts[0] if len(parts) == 1 else join_parts(parts)
+    if len(path) < MIN_POINTS:
+        (x0, y0), (x1, y1) = path.min(axis=0), path.max(axis=0)
+        path = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], path.dtype)
+    return path
+
+
+def join_parts(parts: list[np.ndarray]) -> np.ndarray:
+    """Closed outlines (N_k, 2) as one closed path (M, 2) that visits every vertex of every part.
+
+    As Ultralytics' ``merge_multi_segment`` joins the polygons of a COCO object: a chain of
+    parts, each joined to the next at their closest pair of vertices, every bridge walked out
+    and back, so the filled path is the parts plus lines of zero width. Filled, a bridge is a
+    line of pixels, so the chain here starts at the longest outline and goes on each time to
+    the part whose box is nearest (Ultralytics keeps the order it was given).
+
+    >>> square = lambda x: np.array([[x, 0], [x + 1, 0], [x + 1, 1], [x, 1]])
+    >>> join_parts([square(0), square(3)]).tolist()
+    [[0, 0], [1, 0], [3, 0], [4, 0], [4, 1], [3, 1], [3, 0], [1, 0], [1, 1], [0, 1], [0, 0]]
+    """
+    order = chain_order([cv2.boundingRect(p) for p in parts], [len(p) for p in parts])
+    children: dict[int, list[tuple[int, int, int]]] = {k: [] for k in order}
+    for a, b in zip(order, order[1:]):
+        i, j = closest_vertices(parts[a], parts[b])
+        children[a].append((i, b, j))
+    return np.concatenate(_walk(parts, children, order[0], 0))
+
+
+def chain_order(boxes: list[tuple[int, int, int, int]], lengths: list[int]) -> list[int]:
+    """Part indices from the longest outline on, each next the part whose box (x, y, w, h) is nearest the last one's."""
+    rest = sorted(range(len(boxes)), key=lambda k: -lengths[k])
+    order = [rest.pop(0)]
+    while rest:
+        x, y, w, h = boxes[order[-1]]
+        gaps = [max(bx - (x + w), x - (bx + bw), 0) ** 2 + max(by - (y + h), y - (by + bh), 0) ** 2
+                for bx, by, bw, bh in (boxes[k] for k in rest)]  # fmt: skip
+        order.append(rest.pop(gaps.index(min(gaps))))
+    return order
+
+
+def closest_vertices(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
+    """Indices (i, j) of the closest pair of vertices a[i], b[j] of two int (N, 2) and (M, 2) outlines."""
+    dx, dy = a[:, 0, None] - b[:, 0], a[:, 1, None] - b[:, 1]  # int32 (N, M): OpenCV's points
+    d = dx * dx + dy * dy
+    i, j = divmod(int(d.argmin()), d.shape[1])
+    return i, j
+
+
+def _walk(parts: list[np.ndarray], children: dict, k: int, start: int) -> list[np.ndarray]:
+    """Pieces of the path round part ``k`` from vertex ``start`` back to it, with a detour into
+    each child at the vertex its bridge leaves from (out along the bridge, round the child, back)."""
+    ring = parts[k]
+    n = len(ring)
+    closed = np.concatenate([ring[start:], ring[: start + 1]])  # from start round to it again
+    pieces, done = [], 0
+    for offset, child, j in sorted(((i - start) % n, child, j) for i, child, j in children[k]):
+        pieces.append(closed[done : offset + 1])
+        pieces += _walk(parts, children, child, j)
+        pieces.append(closed[offset : offset + 1])  # back across the bridge
+        done = offset + 1
+    pieces.append(closed[done:])
+    return pieces
