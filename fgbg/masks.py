@@ -5,14 +5,17 @@
 - :func:`rle_decode`: COCO compressed RLE read on its own, without pycocotools, so that a damaged
   string is a ``ValueError`` (pycocotools' decoder would write past its buffer). The tests check
   it against pycocotools;
-- :func:`outline`: one closed polygon per object (YOLO segmentation labels), parts joined by
-  zero-width bridges as Ultralytics' ``merge_multi_segment`` joins them.
+- :func:`outline`: one closed polygon per object (YOLO segmentation labels) whose even-odd fill
+  (``cv2.fillPoly``, as Ultralytics fills it) is the mask: the outer contours of its parts and
+  the contours of its holes, joined along their shortest tree by bridges walked out and back.
 
 Used by ``make`` (annotations), ``exports`` (COCO, YOLO) and ``inspect`` (verify, pictures).
 Shapes: a mask is bool or uint8 (H, W), nonzero = in; (x, y) is the column and row of a pixel.
 """
 
 from __future__ import annotations
+
+import heapq
 
 import cv2
 import numpy as np
@@ -108,57 +111,94 @@ def rle_decode(rle: dict) -> np.ndarray:
 
 
 def outline(mask: np.ndarray, offset: tuple[int, int] = (0, 0)) -> np.ndarray:
-    """int32 (N, 2) (x, y) pixel indices: one closed outline around every part of a mask.
+    """int32 (N, 2), N >= 3: one closed polygon of (x, y) pixel indices whose even-odd fill is the mask.
 
     Args:
         mask: uint8/bool (h, w), nonzero = the object (not empty): the frame, or a box of it.
         offset: (x, y) of the mask's top-left pixel in the frame, added to the outline.
 
-    A mask in one part gives its outer contour; several parts are joined (:func:`join_parts`).
-    An outline of fewer than 3 points (a part one pixel wide) is replaced by its box's 4
-    corners, the same pixels.
+    The rings are OpenCV's contours through the mask's boundary pixels (``RETR_CCOMP``): the
+    outer contour of every part and the contour of every hole. A mask in one part without holes
+    gives its outer contour; otherwise the rings are joined into one path by bridges walked out
+    and back (:func:`join_rings`). Filled by ``cv2.fillPoly`` (Ultralytics' ``polygon2mask``),
+    whose even-odd rule counts a hole's pixels twice, holes stay empty and a part standing in a
+    hole is filled again. A path of fewer than 3 points (a part one pixel wide, along a line) is
+    walked there and back, so that it fills the line's pixels and no more.
+
+    >>> sliver = np.eye(3, dtype=np.uint8)  # 3 pixels on a diagonal
+    >>> outline(sliver).tolist()
+    [[0, 0], [2, 2], [0, 0]]
     """
     binary = mask if mask.dtype == np.uint8 else (mask != 0).astype(np.uint8)  # OpenCV: nonzero is in
-    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=offset)
-    parts = [c.reshape(-1, 2) for c in contours]
-    path = parts[0] if len(parts) == 1 else join_parts(parts)
+    contours, _ = cv2.findContours(binary, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE, offset=offset)
+    rings = [c.reshape(-1, 2) for c in contours]
+    path = rings[0] if len(rings) == 1 else join_rings(rings)
     if len(path) < MIN_POINTS:
-        (x0, y0), (x1, y1) = path.min(axis=0), path.max(axis=0)
-        path = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], path.dtype)
+        path = np.resize(path, (MIN_POINTS, 2))  # [a, b] -> [a, b, a]; [a] -> [a, a, a]
     return path
 
 
-def join_parts(parts: list[np.ndarray]) -> np.ndarray:
-    """Closed outlines (N_k, 2) as one closed path (M, 2) that visits every vertex of every part.
+def join_rings(rings: list[np.ndarray]) -> np.ndarray:
+    """Closed rings (N_k, 2) as one closed path (M, 2) that visits every vertex of every ring.
 
-    As Ultralytics' ``merge_multi_segment`` joins the polygons of a COCO object: a chain of
-    parts, each joined to the next at their closest pair of vertices, every bridge walked out
-    and back, so the filled path is the parts plus lines of zero width. Filled, a bridge is a
-    line of pixels, so the chain here starts at the longest outline and goes on each time to
-    the part whose box is nearest (Ultralytics keeps the order it was given).
+    The rings are joined along a minimum spanning tree of their closest-vertex distances
+    (:func:`spanning_tree`), every bridge walked out and back, so the filled path is the rings
+    plus lines of zero width (one pixel wide, filled). Ultralytics' ``merge_multi_segment``
+    joins the polygons of a COCO object the same way, but along a chain in the order given.
+    The path starts at the first vertex of the longest ring.
 
     >>> square = lambda x: np.array([[x, 0], [x + 1, 0], [x + 1, 1], [x, 1]])
-    >>> join_parts([square(0), square(3)]).tolist()
+    >>> join_rings([square(0), square(3)]).tolist()
     [[0, 0], [1, 0], [3, 0], [4, 0], [4, 1], [3, 1], [3, 0], [1, 0], [1, 1], [0, 1], [0, 0]]
     """
-    order = chain_order([cv2.boundingRect(p) for p in parts], [len(p) for p in parts])
-    children: dict[int, list[tuple[int, int, int]]] = {k: [] for k in order}
-    for a, b in zip(order, order[1:]):
-        i, j = closest_vertices(parts[a], parts[b])
-        children[a].append((i, b, j))
-    return np.concatenate(_walk(parts, children, order[0], 0))
+    root = max(range(len(rings)), key=lambda k: len(rings[k]))
+    return np.concatenate(_walk(rings, _children(spanning_tree(rings), root), root, 0))
 
 
-def chain_order(boxes: list[tuple[int, int, int, int]], lengths: list[int]) -> list[int]:
-    """Part indices from the longest outline on, each next the part whose box (x, y, w, h) is nearest the last one's."""
-    rest = sorted(range(len(boxes)), key=lambda k: -lengths[k])
-    order = [rest.pop(0)]
-    while rest:
-        x, y, w, h = boxes[order[-1]]
-        gaps = [max(bx - (x + w), x - (bx + bw), 0) ** 2 + max(by - (y + h), y - (by + bh), 0) ** 2
-                for bx, by, bw, bh in (boxes[k] for k in rest)]  # fmt: skip
-        order.append(rest.pop(gaps.index(min(gaps))))
-    return order
+def spanning_tree(rings: list[np.ndarray]) -> list[tuple[int, int, int, int]]:
+    """The bridges (a, i, b, j), from vertex i of ring a to vertex j of ring b, of a minimum
+    spanning tree over rings of int (N_k, 2) vertices, a ring's distance to another that of
+    their closest vertices.
+
+    Kruskal's algorithm with lazy distances: every pair of rings starts with the gap between
+    their boxes, a lower bound; a pair taken from the heap with its bound is measured
+    (:func:`closest_vertices`) and put back, and a pair of rings already joined is never
+    measured. Far apart rings, and most pairs once the tree is nearly whole, cost nothing.
+
+    >>> dot = lambda x, y: np.array([[x, y]])
+    >>> spanning_tree([dot(0, 0), dot(9, 0), dot(3, 0), dot(3, 2)])
+    [(2, 0, 3, 0), (0, 0, 2, 0), (1, 0, 2, 0)]
+    """
+    boxes = [cv2.boundingRect(r) for r in rings]  # (x, y, w, h)
+    heap = [(box_gap(boxes[a], boxes[b]), False, a, b) for a in range(len(rings)) for b in range(a + 1, len(rings))]
+    heapq.heapify(heap)
+    group = list(range(len(rings)))  # union-find: a ring's representative
+
+    def find(k: int) -> int:
+        while group[k] != k:
+            group[k] = k = group[group[k]]
+        return k
+
+    bridges = []
+    while len(bridges) < len(rings) - 1:
+        distance, measured, a, b, *at = heapq.heappop(heap)
+        if find(a) == find(b):
+            continue
+        if not measured:
+            i, j = closest_vertices(rings[a], rings[b])
+            dx, dy = (int(v) for v in rings[a][i] - rings[b][j])
+            heapq.heappush(heap, (dx * dx + dy * dy, True, a, b, i, j))
+            continue
+        group[find(a)] = find(b)
+        bridges.append((a, at[0], b, at[1]))
+    return bridges
+
+
+def box_gap(p: tuple[int, int, int, int], q: tuple[int, int, int, int]) -> int:
+    """Squared distance between the nearest pixels of two boxes (x, y, w, h); 0 if they overlap."""
+    gx = max(q[0] - (p[0] + p[2] - 1), p[0] - (q[0] + q[2] - 1), 0)
+    gy = max(q[1] - (p[1] + p[3] - 1), p[1] - (q[1] + q[3] - 1), 0)
+    return gx * gx + gy * gy
 
 
 def closest_vertices(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
@@ -169,16 +209,32 @@ def closest_vertices(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
     return i, j
 
 
-def _walk(parts: list[np.ndarray], children: dict, k: int, start: int) -> list[np.ndarray]:
-    """Pieces of the path round part ``k`` from vertex ``start`` back to it, with a detour into
+def _children(bridges: list[tuple[int, int, int, int]], root: int) -> dict[int, list[tuple[int, int, int]]]:
+    """The tree of :func:`spanning_tree`'s bridges hung from ring ``root``: {ring: [(vertex, child ring, child's vertex)]}."""
+    around: dict[int, list[tuple[int, int, int]]] = {}
+    for a, i, b, j in bridges:
+        around.setdefault(a, []).append((i, b, j))
+        around.setdefault(b, []).append((j, a, i))
+    children, todo, seen = {}, [root], {root}
+    while todo:
+        k = todo.pop()
+        children[k] = [(i, c, j) for i, c, j in around.get(k, []) if c not in seen]
+        for _, c, _ in children[k]:
+            seen.add(c)
+            todo.append(c)
+    return children
+
+
+def _walk(rings: list[np.ndarray], children: dict, k: int, start: int) -> list[np.ndarray]:
+    """Pieces of the path round ring ``k`` from vertex ``start`` back to it, with a detour into
     each child at the vertex its bridge leaves from (out along the bridge, round the child, back)."""
-    ring = parts[k]
+    ring = rings[k]
     n = len(ring)
     closed = np.concatenate([ring[start:], ring[: start + 1]])  # from start round to it again
     pieces, done = [], 0
     for offset, child, j in sorted(((i - start) % n, child, j) for i, child, j in children[k]):
         pieces.append(closed[done : offset + 1])
-        pieces += _walk(parts, children, child, j)
+        pieces += _walk(rings, children, child, j)
         pieces.append(closed[offset : offset + 1])  # back across the bridge
         done = offset + 1
     pieces.append(closed[done:])
