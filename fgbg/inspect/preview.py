@@ -20,8 +20,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from fgbg import codecs
 from fgbg.errors import ConfigError
+from fgbg.inspect.annotations import sample_objects
 from fgbg.inspect.drawing import bar_chart, display_scale, draw_hidden, draw_instances, enlarge
-from fgbg.inspect.objects import sample_objects
 from fgbg.masks import box, rle_decode
 from fgbg.inspect.stats import manifest_counts
 from fgbg.make.categories import store_categories

@@ -1,4 +1,4 @@
-"""Several objects per composite, as inspected: the checks verify runs, and counts.
+"""The objects of samples' annotations, as inspected: the checks `fgbg verify` runs on one sample, and the counts of `fgbg stats`.
 
 Pure functions on arrays and annotations (the json member's dict, a manifest line); masks are
 read from their RLE by :mod:`fgbg.masks`:
