@@ -169,6 +169,9 @@ def spanning_tree(rings: list[np.ndarray]) -> list[tuple[int, int, int, int]]:
     >>> spanning_tree([dot(0, 0), dot(9, 0), dot(3, 0), dot(3, 2)])
     [(2, 0, 3, 0), (0, 0, 2, 0), (1, 0, 2, 0)]
     """
+    if len(rings) == 2:
+        _, i, j = closest_vertices(*rings)
+        return [(0, i, 1, j)]
     boxes = [cv2.boundingRect(r) for r in rings]  # (x, y, w, h)
     heap = [(box_gap(boxes[a], boxes[b]), False, a, b) for a in range(len(rings)) for b in range(a + 1, len(rings))]
     heapq.heapify(heap)
@@ -185,9 +188,8 @@ def spanning_tree(rings: list[np.ndarray]) -> list[tuple[int, int, int, int]]:
         if find(a) == find(b):
             continue
         if not measured:
-            i, j = closest_vertices(rings[a], rings[b])
-            dx, dy = (int(v) for v in rings[a][i] - rings[b][j])
-            heapq.heappush(heap, (dx * dx + dy * dy, True, a, b, i, j))
+            distance, i, j = closest_vertices(rings[a], rings[b])
+            heapq.heappush(heap, (distance, True, a, b, i, j))
             continue
         group[find(a)] = find(b)
         bridges.append((a, at[0], b, at[1]))
@@ -201,12 +203,12 @@ def box_gap(p: tuple[int, int, int, int], q: tuple[int, int, int, int]) -> int:
     return gx * gx + gy * gy
 
 
-def closest_vertices(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
-    """Indices (i, j) of the closest pair of vertices a[i], b[j] of two int (N, 2) and (M, 2) outlines."""
+def closest_vertices(a: np.ndarray, b: np.ndarray) -> tuple[int, int, int]:
+    """(squared distance, i, j) of the closest pair of vertices a[i], b[j] of two int32 (N, 2) and (M, 2) rings."""
     dx, dy = a[:, 0, None] - b[:, 0], a[:, 1, None] - b[:, 1]  # int32 (N, M): OpenCV's points
     d = dx * dx + dy * dy
-    i, j = divmod(int(d.argmin()), d.shape[1])
-    return i, j
+    k = int(d.argmin())
+    return (int(d.flat[k]), *divmod(k, d.shape[1]))
 
 
 def _children(bridges: list[tuple[int, int, int, int]], root: int) -> dict[int, list[tuple[int, int, int]]]:

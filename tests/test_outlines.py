@@ -27,7 +27,7 @@ from .test_exports import held_out_keys, instance_ids, raw_samples
 GOAL_MEAN_IOU, GOAL_MIN_IOU, GOAL_MIN_PIXELS = 0.985, 0.93, 64  # issue 25, item 5
 
 
-def fill_row(row: str, size: int, rounded: bool = True) -> np.ndarray:
+def fill_row(row: str | bytes, size: int, rounded: bool = True) -> np.ndarray:
     """bool (size, size): a YOLO row ``class x1 y1 ...`` filled as Ultralytics does: the text read
     as float32, scaled back by the size, (rounded, or not), cast to int32, one polygon, cv2.fillPoly."""
     scaled = np.array(row.split()[1:], np.float32).reshape(-1, 2) * size

@@ -167,5 +167,5 @@ class YoloShard:
                 x, y, w, h = o.box
                 seen = (ids[y : y + h, x : x + w] == o.id).view(np.uint8)  # 0/1 in the object's box
                 rows.append(self.rows.row(o.category - 1, outline(seen, (x, y))))
-        write_file(f"{self.out}/labels/{split}/{key}.txt", "".join(r + "\n" for r in rows).encode())
+        write_file(f"{self.out}/labels/{split}/{key}.txt", b"".join(rows))
         return len(rows)
