@@ -151,49 +151,51 @@ def join_rings(rings: list[np.ndarray]) -> np.ndarray:
     >>> join_rings([square(0), square(3)]).tolist()
     [[0, 0], [1, 0], [3, 0], [4, 0], [4, 1], [3, 1], [3, 0], [1, 0], [1, 1], [0, 1], [0, 0]]
     """
-    root = max(range(len(rings)), key=lambda k: len(rings[k]))
-    return np.concatenate(_walk(rings, _children(spanning_tree(rings), root), root, 0))
+    children: dict[int, list[tuple[int, int, int]]] = {k: [] for k in range(len(rings))}
+    bridges = spanning_tree(rings)
+    for a, i, b, j in bridges:
+        children[a].append((i, b, j))
+    return np.concatenate(_walk(rings, children, bridges[0][0], 0))
 
 
 def spanning_tree(rings: list[np.ndarray]) -> list[tuple[int, int, int, int]]:
     """The bridges (a, i, b, j), from vertex i of ring a to vertex j of ring b, of a minimum
-    spanning tree over rings of int (N_k, 2) vertices, a ring's distance to another that of
-    their closest vertices.
+    spanning tree over two or more rings of int32 (N_k, 2) vertices, a ring's distance to
+    another that of their closest vertices. It grows from the longest ring (the first bridge's
+    a); each bridge leads from a ring already in the tree to a new one.
 
-    Kruskal's algorithm with lazy distances: every pair of rings starts with the gap between
-    their boxes, a lower bound; a pair taken from the heap with its bound is measured
-    (:func:`closest_vertices`) and put back, and a pair of rings already joined is never
-    measured. Far apart rings, and most pairs once the tree is nearly whole, cost nothing.
+    Prim's algorithm with lazy distances: a ring that joins the tree offers every ring outside
+    it the gap between their boxes, a lower bound; an offer taken from the heap with its bound
+    is measured (:func:`closest_vertices`) and put back, and an offer to a ring already in the
+    tree is dropped unmeasured. Far apart rings cost nothing.
 
     >>> dot = lambda x, y: np.array([[x, y]])
     >>> spanning_tree([dot(0, 0), dot(9, 0), dot(3, 0), dot(3, 2)])
-    [(2, 0, 3, 0), (0, 0, 2, 0), (1, 0, 2, 0)]
+    [(0, 0, 2, 0), (2, 0, 3, 0), (2, 0, 1, 0)]
     """
-    if len(rings) == 2:
-        _, i, j = closest_vertices(*rings)
-        return [(0, i, 1, j)]
+    root = max(range(len(rings)), key=lambda k: len(rings[k]))
+    if len(rings) == 2:  # the one bridge
+        _, i, j = closest_vertices(rings[root], rings[1 - root])
+        return [(root, i, 1 - root, j)]
     boxes = [cv2.boundingRect(r) for r in rings]  # (x, y, w, h)
-    heap = [(box_gap(boxes[a], boxes[b]), False, a, b) for a in range(len(rings)) for b in range(a + 1, len(rings))]
-    heapq.heapify(heap)
-    group = list(range(len(rings)))  # union-find: a ring's representative
-
-    def find(k: int) -> int:
-        while group[k] != k:
-            group[k] = k = group[group[k]]
-        return k
-
-    bridges = []
-    while len(bridges) < len(rings) - 1:
-        distance, measured, a, b, *at = heapq.heappop(heap)
-        if find(a) == find(b):
-            continue
-        if not measured:
+    outside, heap, bridges = set(range(len(rings))), [], []
+    a = root
+    while True:
+        outside.discard(a)
+        if not outside:
+            return bridges
+        for b in outside:
+            heapq.heappush(heap, (box_gap(boxes[a], boxes[b]), False, a, b))
+        while True:
+            distance, measured, a, b, *at = heapq.heappop(heap)
+            if b not in outside:
+                continue
+            if measured:
+                break
             distance, i, j = closest_vertices(rings[a], rings[b])
             heapq.heappush(heap, (distance, True, a, b, i, j))
-            continue
-        group[find(a)] = find(b)
         bridges.append((a, at[0], b, at[1]))
-    return bridges
+        a = b
 
 
 def box_gap(p: tuple[int, int, int, int], q: tuple[int, int, int, int]) -> int:
@@ -209,22 +211,6 @@ def closest_vertices(a: np.ndarray, b: np.ndarray) -> tuple[int, int, int]:
     d = dx * dx + dy * dy
     k = int(d.argmin())
     return (int(d.flat[k]), *divmod(k, d.shape[1]))
-
-
-def _children(bridges: list[tuple[int, int, int, int]], root: int) -> dict[int, list[tuple[int, int, int]]]:
-    """The tree of :func:`spanning_tree`'s bridges hung from ring ``root``: {ring: [(vertex, child ring, child's vertex)]}."""
-    around: dict[int, list[tuple[int, int, int]]] = {}
-    for a, i, b, j in bridges:
-        around.setdefault(a, []).append((i, b, j))
-        around.setdefault(b, []).append((j, a, i))
-    children, todo, seen = {}, [root], {root}
-    while todo:
-        k = todo.pop()
-        children[k] = [(i, c, j) for i, c, j in around.get(k, []) if c not in seen]
-        for _, c, _ in children[k]:
-            seen.add(c)
-            todo.append(c)
-    return children
 
 
 def _walk(rings: list[np.ndarray], children: dict, k: int, start: int) -> list[np.ndarray]:
