@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as coco_mask
 
+from fgbg.inspect.annotations import ObjectCounts, check_objects, count_objects, visible_bin
 from fgbg.inspect.drawing import (
     FILL_ALPHA,
     PALETTE,
@@ -15,7 +16,7 @@ from fgbg.inspect.drawing import (
     draw_instances,
     edges,
 )
-from fgbg.inspect.objects import ObjectCounts, check_objects, count_objects, rle_decode, tight_box, visible_bin
+from fgbg.masks import box as tight_box, rle_decode
 
 S = 32
 

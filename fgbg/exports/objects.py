@@ -16,7 +16,7 @@ import numpy as np
 
 from fgbg.make.assets import fg_mask
 from fgbg.make.compose import flip_fg, paste_mask, resize_fg
-from fgbg.make.objects import box as mask_box, rle as encode_rle
+from fgbg.masks import box as mask_box, rle_encode as encode_rle
 
 Rle = dict  # {"size": [H, W], "counts": str}: COCO compressed RLE, counts a str
 

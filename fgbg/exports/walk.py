@@ -20,7 +20,8 @@ import numpy as np
 from fgbg import codecs
 from fgbg.exports.coco import coco_annotation, coco_image, json_line
 from fgbg.exports.objects import Instance, placed_fg_mask, several_instances, single_instance
-from fgbg.exports.yolo import RowWriter, outline
+from fgbg.exports.yolo import RowWriter
+from fgbg.masks import outline
 from fgbg.store.read import StoreReader, decoding
 
 SPLITS = ("train", "val")
@@ -166,5 +167,5 @@ class YoloShard:
                 x, y, w, h = o.box
                 seen = (ids[y : y + h, x : x + w] == o.id).view(np.uint8)  # 0/1 in the object's box
                 rows.append(self.rows.row(o.category - 1, outline(seen, (x, y))))
-        write_file(f"{self.out}/labels/{split}/{key}.txt", "".join(r + "\n" for r in rows).encode())
+        write_file(f"{self.out}/labels/{split}/{key}.txt", b"".join(rows))
         return len(rows)

@@ -20,8 +20,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from fgbg import codecs
 from fgbg.errors import ConfigError
+from fgbg.inspect.annotations import sample_objects
 from fgbg.inspect.drawing import bar_chart, display_scale, draw_hidden, draw_instances, enlarge
-from fgbg.inspect.objects import rle_decode, sample_objects, tight_box
+from fgbg.masks import box, rle_decode
 from fgbg.inspect.stats import manifest_counts
 from fgbg.make.categories import store_categories
 from fgbg.store.layout import INSTANCES, MANIFEST
@@ -312,7 +313,7 @@ def sample_instances(reader: StoreReader, i: int) -> tuple[np.ndarray, np.ndarra
         return rgb, reader.decode(i, INSTANCES, m[INSTANCES]), ann["objects"]
     ids = (reader.decode(i, "mask.png", m["mask.png"]) > 0).astype(np.uint8)
     objects = sample_objects(ann, store_categories(reader.meta).of_fg)
-    return rgb, ids, [{**objects[0], "box": tight_box(ids > 0)}]
+    return rgb, ids, [{**objects[0], "box": box(ids > 0)}]
 
 
 def instance_cell(reader: StoreReader, i: int, names: list[str]) -> np.ndarray:

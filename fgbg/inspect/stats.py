@@ -39,7 +39,7 @@ from PIL import Image
 from fgbg import __version__, codecs
 from fgbg.errors import NotFound
 from fgbg.engine import DEFAULT_RAY_ADDRESS, map_shards, visible_store
-from fgbg.inspect.objects import ObjectCounts, count_objects
+from fgbg.inspect.annotations import ObjectCounts, count_objects
 from fgbg.make.categories import store_categories
 from fgbg.store.layout import DATASET_JSON, MANIFEST, atomic_write_bytes, atomic_write_json, read_dataset_json
 from fgbg.store.lock import store_lock

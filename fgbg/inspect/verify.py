@@ -13,7 +13,7 @@ Checks, for all three formats (wds, folder, zip):
 - with several objects per composite: instances.png is 8-bit grey (16-bit above 255 objects)
   and agrees with the union mask.png and with each object's RLE masks in the json; areas
   equal pixel counts, boxes are the tight boxes of their masks, each visible mask lies inside
-  its full mask (:func:`fgbg.inspect.objects.check_objects`);
+  its full mask (:func:`fgbg.inspect.annotations.check_objects`);
 - ``manifest.jsonl`` lists the planned keys in order; the prepared assets decode;
 - no stray or temporary files (``*.tmp``, ``.work/``, anything generate did not write).
 
@@ -38,7 +38,7 @@ from fgbg import codecs
 from fgbg.config import GenerateConfig
 from fgbg.engine import DEFAULT_RAY_ADDRESS, map_shards, visible_store
 from fgbg.errors import UserError
-from fgbg.inspect.objects import check_objects
+from fgbg.inspect.annotations import check_objects
 from fgbg.make.categories import store_categories
 from fgbg.store.layout import (
     ASSETS_DIR, DATASET_JSON, INSTANCES, MANIFEST, MEMBERS, SHARDS_DIR, TMP_SUFFIX, WORK_DIR, asset_paths, sha256_file,
@@ -119,7 +119,7 @@ def check_member(suffix: str, data: bytes, key: str, size: int, depth_bits: int,
 
 def check_sample_objects(members: dict[str, bytes], n_categories: int) -> list[tuple[str, str]]:
     """(suffix, problem) of a several-object sample whose members each decode: its json objects
-    against its instances.png and mask.png (see :func:`fgbg.inspect.objects.check_objects`)."""
+    against its instances.png and mask.png (see :func:`fgbg.inspect.annotations.check_objects`)."""
     try:
         ann = json.loads(members["json"])
         ids = codecs.decode_png_gray(members[INSTANCES])

@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from pycocotools import mask as coco_mask
+
+from fgbg.masks import box, rle_encode
 
 BACKGROUND = 0  # the id of the bg in the id map and in an object's ``hidden_by``
 
@@ -96,28 +97,6 @@ def painting_order(values: list[float]) -> list[int]:
     return sorted(range(len(values)), key=lambda i: (values[i], -i))
 
 
-def box(mask: np.ndarray, x: int = 0, y: int = 0) -> list[int]:
-    """[x, y, w, h] of the tight box around a bool mask whose top-left is at (x, y), to pixel edges;
-    [0, 0, 0, 0] if empty."""
-    cols, rows = np.flatnonzero(mask.any(axis=0)), np.flatnonzero(mask.any(axis=1))
-    if not len(cols):
-        return [0, 0, 0, 0]
-    return [x + int(cols[0]), y + int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)]
-
-
-def rle(mask: np.ndarray, size: int | None = None, x: int = 0, y: int = 0) -> dict:
-    """A bool mask as COCO compressed RLE of the (size, size) frame with the mask's top-left at (x, y)
-    (default: the mask is the frame): ``{"size": [H, W], "counts": str}``, pycocotools' encoder."""
-    if size is None:
-        frame = np.asfortranarray(mask, dtype=np.uint8)
-    else:
-        frame = np.zeros((size, size), np.uint8, order="F")
-        h, w = mask.shape
-        frame[y : y + h, x : x + w] = mask
-    encoded = coco_mask.encode(frame)
-    return {"size": [int(v) for v in encoded["size"]], "counts": encoded["counts"].decode("ascii")}
-
-
 def object_geometry(ids: np.ndarray, own: int, x: int, y: int, mask: np.ndarray, tight: list[int] | None = None) -> dict:
     """What the annotation says of one object's pixels: visible and full boxes, areas, fractions,
     what hides it (sorted ids, 0 = the bg), and both masks as COCO RLE.
@@ -138,7 +117,7 @@ def object_geometry(ids: np.ndarray, own: int, x: int, y: int, mask: np.ndarray,
     area, full_area, whole_area = int(np.count_nonzero(visible)), int(np.count_nonzero(full)), int(np.count_nonzero(mask))
     inside = full.shape == mask.shape
     full_box = [x + tight[0], y + tight[1], *tight[2:]] if tight is not None and inside and tight[2] else box(full, x0, y0)
-    mask_rle = rle(visible, size, x0, y0)
+    mask_rle = rle_encode(visible, size, x0, y0)
     whole = area == full_area  # nothing hidden: the visible mask is the full one
     return {
         "box": full_box if whole else box(visible, x0, y0),
@@ -149,7 +128,7 @@ def object_geometry(ids: np.ndarray, own: int, x: int, y: int, mask: np.ndarray,
         "in_frame": round(full_area / whole_area, 6) if whole_area else 1.0,
         "hidden_by": [] if whole else np.flatnonzero(np.bincount(region[full & ~visible], minlength=1)).tolist(),
         "mask": mask_rle,
-        "full_mask": mask_rle if whole else rle(full, size, x0, y0),
+        "full_mask": mask_rle if whole else rle_encode(full, size, x0, y0),
     }
 
 

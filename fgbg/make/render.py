@@ -40,7 +40,8 @@ from fgbg.depth.pipeline import pipeline, pipeline_threads
 from fgbg.engine import visible_store
 from fgbg.errors import CorruptStore
 from fgbg.make.categories import store_categories
-from fgbg.make.objects import IdMap, Layer, box, id_dtype, instance_ids, object_geometry, painting_order, without_masks
+from fgbg.make.objects import IdMap, Layer, id_dtype, instance_ids, object_geometry, painting_order, without_masks
+from fgbg.masks import box
 from fgbg.store.plan import Plan, SampleRef, Shard
 from fgbg.store.identity import PRIOR_ORIGIN as PRIOR, STATE_JSON
 from fgbg.store.layout import DATASET_JSON, WORK_DIR, asset_paths

@@ -1,10 +1,8 @@
-"""Several objects per composite, as inspected: masks from RLE, the checks verify runs, and counts.
+"""The objects of samples' annotations, as inspected: the checks `fgbg verify` runs on one sample, and the counts of `fgbg stats`.
 
-Pure functions on arrays and annotations (the json member's dict, a manifest line):
+Pure functions on arrays and annotations (the json member's dict, a manifest line); masks are
+read from their RLE by :mod:`fgbg.masks`:
 
-- :func:`rle_decode` reads a COCO compressed RLE (``{"size": [H, W], "counts": str}``) on its
-  own, without pycocotools: a damaged string is a ``ValueError`` here, where pycocotools'
-  decoder would write past its buffer. The tests check it against pycocotools.
 - :func:`check_objects` lists what disagrees between a sample's ``json`` objects, its
   ``instances.png`` and its union ``mask.png``, as (member suffix, problem) pairs.
 - :class:`ObjectCounts` counts objects per image, instances per category, visible fractions
@@ -21,85 +19,11 @@ from typing import Iterable
 
 import numpy as np
 
+from fgbg.masks import box, rle_decode
+
 VISIBLE_BINS = 10  # visible fractions in [0, 0.1), ..., [0.9, 1), and a last bin for exactly 1
 VISIBLE_TOLERANCE = 1e-5  # `visible` is written rounded to 6 digits
 OBJECT_KEYS = ("id", "category", "box", "full_box", "area", "full_area", "visible", "hidden_by", "mask", "full_mask")
-
-
-# ---------------------------------------------------------------- COCO compressed RLE
-
-
-def rle_counts(counts: str) -> np.ndarray:
-    """The run lengths of a COCO compressed RLE string: int64 (m,), zeros first, column-major.
-
-    Each count is written as 5-bit groups (low first) in the characters 48..111, the 0x20 bit
-    meaning "more groups follow" and 0x10 of the last group the sign; from the third count on,
-    the value stored is the difference to the count two places before (pycocotools'
-    ``rleToString``).
-
-    Raises:
-        ValueError: a character outside 48..111, or a number cut short.
-
-    Examples:
-        >>> rle_counts("32320").tolist()  # stored 3, 2, 3, 4 - 2, 3 - 3
-        [3, 2, 3, 4, 3]
-    """
-    codes = np.frombuffer(counts.encode("ascii", errors="replace"), np.uint8).astype(np.int64) - 48
-    if codes.size == 0:
-        return np.zeros(0, np.int64)
-    if codes.min() < 0 or codes.max() > 63:
-        raise ValueError("counts hold a character outside the RLE alphabet")
-    last = (codes & 0x20) == 0  # the last 5-bit group of a number
-    if not last[-1]:
-        raise ValueError("counts end in the middle of a number")
-    ends = np.flatnonzero(last)
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    if (ends - starts).max() >= 12:  # 60 bits: a run longer than any image
-        raise ValueError("counts hold a number too large for an image")
-    group = np.repeat(np.arange(len(ends)), ends - starts + 1)
-    shift = 5 * (np.arange(codes.size) - starts[group])
-    values = np.add.reduceat((codes & 0x1F) << shift, starts)
-    negative = (codes[ends] & 0x10) != 0
-    values = values - negative * (np.int64(1) << (5 * (ends - starts + 1)))
-    out = values.copy()
-    out[3::2] = np.cumsum(values[1::2])[1:]  # count m (m > 2) = stored + count m - 2
-    out[4::2] = np.cumsum(values[2::2])[1:]
-    return out
-
-
-def rle_decode(rle: dict) -> np.ndarray:
-    """A COCO compressed RLE ``{"size": [H, W], "counts": str}`` -> bool (H, W).
-
-    Raises:
-        ValueError: not such a dict, a damaged string, a negative run, or runs that do not add
-            up to H * W.
-
-    Examples:
-        >>> rle_decode({"size": [3, 5], "counts": "32320"}).astype(int).tolist()
-        [[0, 1, 0, 1, 0], [0, 1, 0, 1, 0], [0, 0, 1, 1, 0]]
-    """
-    if not isinstance(rle, dict) or not isinstance(rle.get("counts"), str):
-        raise ValueError("not a compressed RLE ({size, counts: str})")
-    size = rle.get("size")
-    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v >= 0 for v in size)):
-        raise ValueError(f"size {size!r} is not [H, W]")
-    h, w = size
-    runs = rle_counts(rle["counts"])
-    if len(runs) and runs.min() < 0:
-        raise ValueError("a negative run length")
-    if int(runs.sum()) != h * w:
-        raise ValueError(f"runs cover {int(runs.sum())} pixels, not {h}x{w}")
-    flat = np.repeat(np.arange(len(runs)) % 2 == 1, runs)
-    return flat.reshape(w, h).T
-
-
-def tight_box(mask: np.ndarray) -> list[int]:
-    """[x, y, w, h] of the smallest box holding every True pixel of bool (H, W), to pixel edges;
-    [0, 0, 0, 0] for an empty mask."""
-    cols, rows = np.flatnonzero(mask.any(axis=0)), np.flatnonzero(mask.any(axis=1))
-    if cols.size == 0:
-        return [0, 0, 0, 0]
-    return [int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)]
 
 
 # ---------------------------------------------------------------- verify: one sample
@@ -196,9 +120,9 @@ def _area_and_box(obj: dict, pixels: np.ndarray, area_key: str, box_key: str, wh
     count = int(np.count_nonzero(pixels))
     if obj[area_key] != count:
         problems.append(f"{area_key} {obj[area_key]!r}, its {what} has {count} pixel(s)")
-    box = tight_box(pixels)
-    if obj[box_key] != box:
-        problems.append(f"{box_key} {obj[box_key]!r} is not the tight box of its {what} {box}")
+    tight = box(pixels)
+    if obj[box_key] != tight:
+        problems.append(f"{box_key} {obj[box_key]!r} is not the tight box of its {what} {tight}")
     return problems
 
 
