@@ -36,7 +36,7 @@ from fgbg.make.assets import DEPTH_SIDECAR, BadInput, list_images, read_image
 from fgbg.progress import progress as progress_bar
 from fgbg.store.layout import atomic_write_bytes, atomic_write_json
 from fgbg.store.lock import check_free, store_lock
-from fgbg.store.owned import check_files_ours, is_fgbg_json
+from fgbg.store.owned import FGBG_VERSION, check_files_ours, is_fgbg_json
 
 SIDECAR_BITS = 16
 SIDECAR_RECORD = ".fgbg-depth-maps.json"  # beside the images: the sidecars depth-maps wrote, the only ones --overwrite replaces
@@ -93,7 +93,7 @@ def write_depth_sidecars(
     estimator = sidecar_estimator(model, preset, device, warn, engine, ray_address, depth_workers, gpus_per_worker)
     with store_lock(folder, "depth-maps"), progress_bar(len(images), "depth-maps", "image", enabled=progress) as bar:
         names = written_before | {sidecar_path(p).name for p in todo}
-        atomic_write_json(Path(folder) / SIDECAR_RECORD, {"fgbg_version": __version__, "sidecars": sorted(names)})
+        atomic_write_json(Path(folder) / SIDECAR_RECORD, {FGBG_VERSION: __version__, "sidecars": sorted(names)})
         bar.update(len(images) - len(todo))
         for path, png in sidecar_pngs(estimator, todo, batch_size):
             atomic_write_bytes(sidecar_path(path), png)

@@ -27,7 +27,7 @@ from fgbg.exports.yolo import data_yaml
 from fgbg.make.categories import store_categories
 from fgbg.make.split import Split, split_indices
 from fgbg.store.layout import atomic_write_json, fsync_dir, fsync_file, temporary
-from fgbg.store.owned import check_ours, has_mark
+from fgbg.store.owned import FGBG_VERSION, check_ours, has_mark
 from fgbg.store.read import StoreReader
 
 FORMATS = ("coco", "yolo")
@@ -97,7 +97,7 @@ def export_store(
         else:
             val = "images/val" if images["val"] else "images/train"  # one bg: nothing held out
             (tmp / "data.yaml").write_text(data_yaml(categories.names, val))
-        atomic_write_json(tmp / EXPORT_MARK, {"fgbg_version": __version__, "to": to, "store": store.name})
+        atomic_write_json(tmp / EXPORT_MARK, {FGBG_VERSION: __version__, "to": to, "store": store.name})
         put_in_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

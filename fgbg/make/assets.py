@@ -161,8 +161,7 @@ def is_cutout_masks(sub: Path, cutouts: list[Path]) -> bool:
 def loose_fg_text(fg_dir: Path, loose: list[Path]) -> str:
     """One line naming the images beside ``fg_dir``'s category folders."""
     names = ", ".join(p.name for p in loose[:5]) + (f" and {len(loose) - 5} more" if len(loose) > 5 else "")
-    return (f"{fg_dir}: {names}: {'an image' if len(loose) == 1 else 'images'} beside the category sub-folders, in no"
-            " category; move them into a category folder (or a folder of their own), or pass --on-bad skip to leave them out")
+    return f"{fg_dir}: {names}: {'an image' if len(loose) == 1 else 'images'} beside the category sub-folders, in no category"
 
 
 def broken_link(link: Path, folder: Path) -> str | None:

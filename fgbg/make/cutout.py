@@ -26,7 +26,7 @@ from fgbg.make.assets import BadInput, fg_mask, list_images, read_image
 from fgbg.progress import progress as progress_bar
 from fgbg.store.layout import atomic_write_bytes, atomic_write_json, make_dirs
 from fgbg.store.lock import check_free, store_lock
-from fgbg.store.owned import check_files_ours, has_mark
+from fgbg.store.owned import FGBG_VERSION, check_files_ours, has_mark
 
 U2NET_SIDE = 320
 CUTOUT_MARK = ".fgbg-cutout.json"  # in OUT: a folder of fgbg's cut-outs, whose files a rerun may replace
@@ -114,7 +114,7 @@ def cutout_folder(
     written = []
     make_dirs(out / "masks")
     with store_lock(out, "cutout"), progress_bar(len(paths), "cutout", "photo", enabled=progress) as bar:
-        atomic_write_json(out / CUTOUT_MARK, {"fgbg_version": __version__, "model": str(net.path)})
+        atomic_write_json(out / CUTOUT_MARK, {FGBG_VERSION: __version__, "model": str(net.path)})
         for path in paths:
             rgba = cut_out(net, path)
             target = out / f"{path.stem}.png"

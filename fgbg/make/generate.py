@@ -119,7 +119,8 @@ def report_bad_input(assets: Assets, on_bad: str, warn: Callable[[str], None], f
     folders: one line naming them all); skip: warn and carry on."""
     if assets.loose_fg:
         if on_bad == "fail":
-            raise BadInput(loose_fg_text(fg_dir, assets.loose_fg))
+            raise BadInput(f"{loose_fg_text(fg_dir, assets.loose_fg)}; move them into a category folder (or one of"
+                           " their own), or pass --on-bad skip to leave them out")  # fmt: skip
         warn(f"warning: skipped {loose_fg_text(fg_dir, assets.loose_fg)}")
     lines = [str(b) for b in assets.bad]
     if lines and on_bad == "fail":

@@ -31,7 +31,7 @@ from fgbg.rooms.settings import DEPTH_SCALE_M, RENDERERS, ROOMS_JSON, read_set
 from fgbg.rooms.textures import TextureBank, load_photos, texture_bank
 from fgbg.store.layout import atomic_write_bytes, atomic_write_json
 from fgbg.store.lock import check_free, store_lock
-from fgbg.store.owned import check_files_ours
+from fgbg.store.owned import FGBG_VERSION, check_files_ours
 
 DEPTH_BITS = 16
 JPEG_QUALITY = 95
@@ -125,7 +125,7 @@ def _identity_value(description: dict, key: str):
 def files_not_ours(out: Path, recorded: dict | None, count: int) -> list[Path]:
     """The files a run would write that are there already and are not fgbg's rooms: all of them
     when ``out``'s rooms.json (``recorded``) is missing or is not fgbg's."""
-    if recorded is not None and "fgbg_version" in recorded:
+    if recorded is not None and FGBG_VERSION in recorded:
         return []
     names = [ROOMS_JSON] + [f"{room_name(i)}{ext}" for i in range(count) for ext in (".jpg", DEPTH_SIDECAR)]
     return [out / n for n in names if (out / n).exists()]

@@ -32,10 +32,9 @@ from fgbg.store.layout import (
     temporary,
 )
 from fgbg.store.lock import LOCK_FILE
-from fgbg.store.owned import check_files_ours, check_ours, has_mark, is_card, is_fgbg_json, theirs_among
+from fgbg.store.owned import FGBG_VERSION, check_files_ours, check_ours, has_mark, is_card, is_fgbg_json, theirs_among
 
 STATE_JSON = "state.json"  # in .work/: the identity of the run in progress
-FGBG_VERSION = "fgbg_version"  # in every dataset.json fgbg writes: how a store is told from another tool's folder
 IDENTITY = ("config", "sources", "depth_model", "depth_scales")
 PRIOR_ORIGIN = "ground-plane prior"  # the bg depth origin with nothing standing up in it: no occlusion
 REAL_DEPTH_FIELDS = ("min_visible", "stand_on")  # config fields that change only bgs with real depth

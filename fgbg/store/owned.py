@@ -16,6 +16,9 @@ from fgbg.errors import UserError
 from fgbg.store.layout import CARD_MARK
 
 
+FGBG_VERSION = "fgbg_version"  # in every record fgbg writes (dataset.json, stats.json, rooms.json, its marks)
+
+
 class NotOurs(UserError):
     """A folder or file that fgbg would delete or overwrite holds what fgbg did not write."""
 
@@ -29,13 +32,13 @@ def has_mark(folder: Path, marks: Iterable[str]) -> bool:
     return any((folder / mark).exists() for mark in marks)
 
 
-def is_fgbg_json(path: Path, key: str = "fgbg_version") -> bool:
-    """``path`` is a JSON object fgbg wrote: it has ``key`` (fgbg writes its version into every record)."""
+def is_fgbg_json(path: Path) -> bool:
+    """``path`` is a JSON object fgbg wrote: it has :data:`FGBG_VERSION`."""
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError, UnicodeDecodeError):
         return False
-    return isinstance(record, dict) and key in record
+    return isinstance(record, dict) and FGBG_VERSION in record
 
 
 def check_ours(folder: Path, ours: bool, what: str, flag: str = "--out") -> None:
@@ -52,7 +55,7 @@ def check_ours(folder: Path, ours: bool, what: str, flag: str = "--out") -> None
 
 def is_card(path: Path) -> bool:
     """``path`` is a dataset card `fgbg card` wrote (it ends with :data:`~fgbg.store.layout.CARD_MARK`)."""
-    return CARD_MARK in path.read_text(errors="replace")
+    return path.is_file() and CARD_MARK in path.read_text(errors="replace")
 
 
 def theirs_among(paths: Iterable[Path], is_ours: Callable[[Path], bool]) -> list[Path]:
