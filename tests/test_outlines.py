@@ -112,6 +112,13 @@ def test_every_bridge_is_walked_out_and_back():
     assert sorted(bridges) == [((2, 0), (10, 0)), ((10, 0), (2, 0)), ((12, 0), (20, 0)), ((20, 0), (12, 0))]
 
 
+def test_a_tree_deeper_than_the_recursion_limit_is_walked():
+    mask = np.zeros((3, 2200), np.uint8)
+    mask[1, ::2] = 1  # 1,100 specks in a row: their tree is a path
+    path = outline(mask)
+    assert {tuple(p) for p in path.tolist()} == {(x, 1) for x in range(0, 2200, 2)}
+
+
 def test_outlines_of_a_224_px_store_fill_back_to_the_visible_masks(tmp_path):
     """Issue 25's goal over the objects of >= 64 visible pixels of a 224 px store of 2-5 objects
     each (170 composites of the demo images): IoU of the filled rows with the visible masks."""
