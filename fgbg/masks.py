@@ -225,7 +225,10 @@ def _walk(rings: list[np.ndarray], children: dict, root: int) -> list[np.ndarray
             offset, child, j = detours.pop()
             pieces.append(closed[done : offset + 1])
             stack[-1][2] = offset + 1
-            stack.append(_frame(rings[child], children[child], j))
+            if children[child]:
+                stack.append(_frame(rings[child], children[child], j))
+                continue
+            pieces += [rings[child][j:], rings[child][: j + 1], closed[offset : offset + 1]]  # a leaf: round it, and back
             continue
         pieces.append(closed[done:])
         stack.pop()
