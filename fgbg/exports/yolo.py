@@ -4,8 +4,8 @@ The class is the category id - 1. The polygon is the visible mask's outline
 (:func:`fgbg.masks.outline`: outer contours and holes, joined by bridges walked out and back).
 
 Vertex convention: a vertex is the (column, row) index of a boundary pixel divided by the image
-size S, six decimals (pixel 100 of 224: 0.446429), as Ultralytics' own converters write pixel
-coordinates. Scaled back by S and rounded, the vertices are those pixel indices, and
+size S, six decimals (pixel 100 of 224: 0.446429), as Ultralytics' mask converter
+(``convert_segment_masks_to_yolo_seg``) writes OpenCV's contours. Scaled back by S and rounded, the vertices are those pixel indices, and
 ``cv2.fillPoly`` of them (Ultralytics' ``polygon2mask``) fills the mask's pixels back. Read in
 Ultralytics' continuous coordinates, where pixel i spans [i, i + 1), the vertices are the
 boundary pixels' top-left corners, so the box Ultralytics takes from a row (``segments2boxes``:
