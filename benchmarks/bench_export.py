@@ -14,7 +14,10 @@ three category folders (animals, people, things): 10 bgs x 17 fgs x 2 flips x 11
   sizes beside the export, its sys ms an image (a busy disk makes it vary several-fold);
 - peak RSS: the sum over the export's processes (sampled every 20 ms; shared pages counted in
   each, so an upper bound) and the largest single process;
-- COCO: the annotation files' bytes per annotation (two RLE masks, boxes and fractions each).
+- COCO: the annotation files' bytes per annotation (two RLE masks, boxes and fractions each);
+- with ``--profile``: where a YOLO export's CPU goes, from cProfile on the CPU clock over one
+  export in this process (no workers): decoding the instance ids, OpenCV's contours, joining
+  parts and holes, the rows' text, creating the files, and the rest.
 Goals: >= 3,000 images/s for each format on 2 cores, peak RSS < 500 MB (issue 19); YOLO
 <= 0.5 ms of CPU an image over a 6,000-image store (issue 25: ``--placements 18`` gives 6,120).
 """
@@ -22,7 +25,9 @@ Goals: >= 3,000 images/s for each format on 2 cores, peak RSS < 500 MB (issue 19
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import pstats
 import os
 import re
 import resource
@@ -121,6 +126,31 @@ def file_floor(export: Path, scratch: Path) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_stime - before
 
 
+STAGES = {  # where a YOLO export's CPU goes: (file, function) names of cProfile's entries
+    "decoding the instance ids (cv2.imdecode)": ("~", "<imdecode>"),
+    "OpenCV's contours (cv2.findContours)": ("~", "<findContours>"),
+    "joining parts and holes (masks.join_rings)": ("masks.py", "join_rings"),
+    "the rows' text (yolo.RowWriter.row)": ("yolo.py", "row"),
+    "creating and writing the files (walk.write_file)": ("walk.py", "write_file"),
+    "reading the json (json.loads)": ("json/__init__.py", "loads"),
+}
+
+
+def profile_yolo(store: Path, out: Path, n: int) -> None:
+    """Print the CPU ms an image of each stage of one YOLO export run in this process (cProfile on the CPU clock)."""
+    from fgbg.exports import export_store
+
+    profiler = cProfile.Profile(time.process_time)
+    profiler.runcall(export_store, store, out, "yolo", workers=0, progress=False)
+    stats = pstats.Stats(profiler).stats  # {(file, line, function): (calls, _, own, cumulative, _)}
+    total = sum(own for _, _, own, _, _ in stats.values())
+    print(f"yolo, profiled in one process: {total / n * 1e3:.3f} CPU ms/image (start-up and cProfile's overhead included)")
+    for stage, (file_end, name) in STAGES.items():
+        cumulative = sum(v[3] for (file, _, function), v in stats.items() if file.endswith(file_end) and function == name)
+        print(f"  {cumulative / n * 1e3:.3f} ms  {stage}")
+    shutil.rmtree(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--placements", type=int, default=118, help="placements per (bg, fg, flip): 118 = 40,120 samples")
@@ -130,6 +160,7 @@ def main() -> None:
     ap.add_argument("--store", type=Path, default=None, help="make the store here, or reuse the one there (default: a temporary folder)")
     ap.add_argument("--to", default="coco,yolo", help="the formats to export, in order (default: coco,yolo)")
     ap.add_argument("--runs", type=int, default=1, help="exports of each format, one after the other")
+    ap.add_argument("--profile", action="store_true", help="also profile a YOLO export in this process: CPU ms/image by stage")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_export_"))
@@ -162,6 +193,8 @@ def main() -> None:
                 print(f"coco: annotation files {size / 1e6:.1f} MB, {size / objects:,.0f} bytes per annotation")
             shutil.rmtree(out)
             shutil.rmtree(tmp / "floor")
+        if args.profile:
+            profile_yolo(store, tmp / "export-profiled", n)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

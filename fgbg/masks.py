@@ -155,7 +155,7 @@ def join_rings(rings: list[np.ndarray]) -> np.ndarray:
     bridges = spanning_tree(rings)
     for a, i, b, j in bridges:
         children[a].append((i, b, j))
-    return np.concatenate(_walk(rings, children, bridges[0][0], 0))
+    return np.concatenate(_walk(rings, children, bridges[0][0]))
 
 
 def spanning_tree(rings: list[np.ndarray]) -> list[tuple[int, int, int, int]]:
@@ -213,17 +213,34 @@ def closest_vertices(a: np.ndarray, b: np.ndarray) -> tuple[int, int, int]:
     return (int(d.flat[k]), *divmod(k, d.shape[1]))
 
 
-def _walk(rings: list[np.ndarray], children: dict, k: int, start: int) -> list[np.ndarray]:
-    """Pieces of the path round ring ``k`` from vertex ``start`` back to it, with a detour into
-    each child at the vertex its bridge leaves from (out along the bridge, round the child, back)."""
-    ring = rings[k]
-    n = len(ring)
-    closed = np.concatenate([ring[start:], ring[: start + 1]])  # from start round to it again
-    pieces, done = [], 0
-    for offset, child, j in sorted(((i - start) % n, child, j) for i, child, j in children[k]):
-        pieces.append(closed[done : offset + 1])
-        pieces += _walk(rings, children, child, j)
-        pieces.append(closed[offset : offset + 1])  # back across the bridge
-        done = offset + 1
-    pieces.append(closed[done:])
+def _walk(rings: list[np.ndarray], children: dict, root: int) -> list[np.ndarray]:
+    """Pieces of the path round ring ``root`` from its vertex 0 back to it, with a detour into each
+    child at the vertex its bridge leaves from: out along the bridge, round the child (and its
+    children) from the vertex the bridge reaches, back. A stack, not recursion: a tree may be
+    deeper than Python's recursion limit (a row of a thousand specks)."""
+    pieces, stack = [], [_frame(rings[root], children[root], 0)]
+    while stack:
+        closed, detours, done = stack[-1]
+        if detours:
+            offset, child, j = detours.pop()
+            pieces.append(closed[done : offset + 1])
+            stack[-1][2] = offset + 1
+            if children[child]:
+                stack.append(_frame(rings[child], children[child], j))
+                continue
+            pieces += [rings[child][j:], rings[child][: j + 1], closed[offset : offset + 1]]  # a leaf: round it, and back
+            continue
+        pieces.append(closed[done:])
+        stack.pop()
+        if stack:
+            closed, _, done = stack[-1]
+            pieces.append(closed[done - 1 : done])  # back across the bridge
     return pieces
+
+
+def _frame(ring: np.ndarray, detours: list[tuple[int, int, int]], start: int) -> list:
+    """[ring closed from vertex ``start`` round to it again, its detours (offset from start, child,
+    child's vertex) last first, pieces done so far]."""
+    n = len(ring)
+    closed = np.concatenate([ring[start:], ring[: start + 1]])
+    return [closed, sorted((((i - start) % n, child, j) for i, child, j in detours), reverse=True), 0]

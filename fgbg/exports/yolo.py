@@ -4,16 +4,17 @@ The class is the category id - 1. The polygon is the visible mask's outline
 (:func:`fgbg.masks.outline`: outer contours and holes, joined by bridges walked out and back).
 
 Vertex convention: a vertex is the (column, row) index of a boundary pixel divided by the image
-size S, six decimals (pixel 100 of 224: 0.446429), as Ultralytics' own converters write pixel
-coordinates. Scaled back by S and rounded, the vertices are those pixel indices, and
-``cv2.fillPoly`` of them (Ultralytics' ``polygon2mask``) fills the mask's pixels back. Read in
-Ultralytics' continuous coordinates, where pixel i spans [i, i + 1), the vertices are the
-boundary pixels' top-left corners, so the box Ultralytics takes from a row (``segments2boxes``:
-the vertices' min and max) is 1 px narrower and 1 px shorter than the COCO box of the same mask
-(w = x_max - x_min, not x_max - x_min + 1), its centre half a pixel up and left.
-``polygon2mask`` truncates the scaled vertices to int32 rather than rounding them: at the
-default training size 640 that costs less than a pixel of a 224 px image; trained at the
-image's own size, 96 of the 224 coordinates come back as i - 1e-4 and land a pixel up or left.
+size S, six decimals (pixel 100 of 224: 0.446429), as Ultralytics' mask converter
+(``convert_segment_masks_to_yolo_seg``) writes OpenCV's contours. Scaled back by S and rounded,
+the vertices are those pixel indices, and ``cv2.fillPoly`` of them (Ultralytics'
+``polygon2mask``) fills the mask's pixels back. Read in Ultralytics' continuous coordinates,
+where pixel i spans [i, i + 1), the vertices are the boundary pixels' top-left corners, so the
+box Ultralytics takes from a row (``segments2boxes``: the vertices' min and max) is 1 px
+narrower and 1 px shorter than the COCO box of the same mask (w = x_max - x_min, not x_max -
+x_min + 1), its centre half a pixel up and left. ``polygon2mask`` truncates the scaled vertices
+to int32 rather than rounding them: at the default training size 640 that costs less than a
+pixel of a 224 px image; trained at the image's own size, 96 of the 224 coordinates come back as
+i - 1e-4 and land a pixel up or left.
 """
 
 from __future__ import annotations
