@@ -113,8 +113,17 @@ def resize_fg(fg: np.ndarray, w: int, h: int) -> np.ndarray:
     """(h0, w0, 4) -> (h, w, 4), resampled with premultiplied alpha (no dark fringes)."""
     if fg.shape[1] == w and fg.shape[0] == h:
         return fg
-    img = Image.fromarray(fg, "RGBA").convert("RGBa").resize((w, h), Image.LANCZOS)
-    return np.asarray(img.convert("RGBA"))
+    return resize_premultiplied(premultiplied_image(fg), w, h)
+
+
+def premultiplied_image(fg: np.ndarray) -> Image.Image:
+    """An RGBA fg (uint8 (h0, w0, 4)) as a Pillow "RGBa" image (colours premultiplied by alpha), ready to resize."""
+    return Image.fromarray(fg, "RGBA").convert("RGBa")
+
+
+def resize_premultiplied(image: Image.Image, w: int, h: int) -> np.ndarray:
+    """A :func:`premultiplied_image` resized to (w, h) with Lanczos: uint8 (h, w, 4) RGBA."""
+    return np.asarray(image.resize((w, h), Image.LANCZOS).convert("RGBA"))
 
 
 def premultiply(fg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -39,7 +39,10 @@ if TYPE_CHECKING:
     from fgbg.make.assets import Assets
 
 STATE_JSON = "state.json"  # in .work/: the identity of the run in progress
-IDENTITY = ("config", "sources", "depth_model", "depth_scales")
+IDENTITY = ("config", "sources", "depth_model", "depth_scales", "objects_version")
+# The layout of several-object samples (absent: 1). 2: each object records its `order` from the front.
+# A store of another version is another run (its resume would mix layouts); one-object samples never change.
+OBJECTS_VERSION = 2
 PRIOR_ORIGIN = "ground-plane prior"  # the bg depth origin with nothing standing up in it: no occlusion
 REAL_DEPTH_FIELDS = ("min_visible", "stand_on")  # config fields that change only bgs with real depth
 KIND_DIRS = sorted({kind for kind, _ in MEMBERS.values()})  # folder/zip formats: KIND/bNNN...
@@ -69,6 +72,8 @@ def make_state(config: GenerateConfig, assets: "Assets", network: dict | None = 
     ]
     fg = [{"index": i, "file": s.file, "sha256": s.sha256} for i, s in enumerate(assets.fg_sources)]
     state = {"config": config.to_dict(), "sources": {"bg": bg, "fg": fg}}
+    if config.several:
+        state["objects_version"] = OBJECTS_VERSION
     if assets.bg_depth_set is not None:  # a record, not identity: same_run compares IDENTITY only
         state["bg_depth_set"] = assets.bg_depth_set
     state.update(assets.categories.record())  # a record too: the ids follow from the fg file names (SUB/FILE)
@@ -159,7 +164,7 @@ def out_status(out: Path, state: dict, overwrite: bool) -> str:
     if overwrite:
         return "replace"
     raise UserError(
-        f"--out {out}: holds a store made with a different config or different source images{device_hint(recorded, state)};"
+        f"--out {out}: holds a store made with a different config or different source images{device_hint(recorded, state)}{version_hint(recorded, state)};"
         " use another --out, or --overwrite to replace it"
     )
 
@@ -179,6 +184,14 @@ def device_hint(recorded: dict, state: dict) -> str:
         f" (its depth network ran on {where_computed(was)}, {was['precision']}: resume it there, with the same --device,"
         f" or with --engine ray on depth actors of that kind (--gpus-per-worker); this run's would run on {where_computed(now)})"
     )
+
+
+def version_hint(recorded: dict, state: dict) -> str:
+    """" (its several-object samples are of an older layout ...)" when only that differs, else ""."""
+    was, now = recorded.get("objects_version"), state.get("objects_version")
+    if was == now or now is None or recorded.get("config", {}).get("objects_max", 1) <= 1:
+        return ""
+    return f" (its several-object samples are of layout {was or 1}, made by an older fgbg; this one writes layout {now}, with each object's order)"
 
 
 def where_computed(compute: dict) -> str:
