@@ -1,8 +1,9 @@
 """Masks: the one module that turns bool masks into what annotations hold, and back. Pure numpy.
 
 - :func:`box`: the tight box [x, y, w, h] of a mask, to pixel edges;
-- :func:`rle_encode`, :func:`rle_encode_ids`: COCO compressed RLE: run lengths in numpy (every
-  object of an id map in one pass), strings by pycocotools, tested byte for byte against its encoder;
+- :func:`rle_encode`: COCO compressed RLE: run lengths in numpy, strings by pycocotools, tested
+  byte for byte against its encoder; :func:`id_masks`: every object of an id map (RLE, box, area)
+  from one pass over it;
 - :func:`rle_decode`: COCO compressed RLE read on its own, without pycocotools, so that a damaged
   string is a ``ValueError`` (pycocotools' decoder would write past its buffer). The tests check
   it against pycocotools;
@@ -14,6 +15,8 @@ Shapes: a mask is bool or uint8 (H, W), nonzero = in; (x, y) is the column and r
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -48,9 +51,17 @@ def rle_encode(mask: np.ndarray, size: int | None = None, x: int = 0, y: int = 0
     return rle_strings([run_lengths(np.flatnonzero(edges) + x * height, height * width)], height, width)[0]
 
 
-def rle_encode_ids(ids: np.ndarray, count: int) -> list[dict]:
-    """The COCO compressed RLE of every object's pixels in an id map, from one pass over it in
-    column order: ``[rle_encode(ids == i) for i in 1..count]``, the same dicts.
+class IdMasks(NamedTuple):
+    """Every object's visible mask in an id map: COCO RLE, tight box and area, object i at index i - 1."""
+
+    rles: list[dict]  # {"size": [H, W], "counts": str}
+    boxes: np.ndarray  # int64 (count, 4): [x, y, w, h] to pixel edges, zeros where nothing is seen
+    areas: np.ndarray  # int64 (count,): pixels
+
+
+def id_masks(ids: np.ndarray, count: int) -> IdMasks:
+    """The masks ``ids == i`` of an id map for i in 1..count, from one pass over it in column order:
+    RLEs equal to ``rle_encode(ids == i)``, boxes to ``box(ids == i)`` (both tested), areas.
 
     Args:
         ids: uint (H, W), 0 = background, i = object i.
@@ -63,8 +74,21 @@ def rle_encode_ids(ids: np.ndarray, count: int) -> list[dict]:
     values = flat[starts]
     order = np.argsort(values, kind="stable")  # the runs of each id together, in pixel order
     bounds = np.searchsorted(values[order], np.arange(1, count + 2))
-    changes = [np.stack([starts[mine], ends[mine]], axis=1).ravel() for mine in np.split(order, bounds)[1:-1]]
-    return rle_strings([run_lengths(c, flat.size) for c in changes], height, width)
+    first, last = bounds[:-1], bounds[1:]  # object i's runs: order[first[i - 1]:last[i - 1]]
+    s, e = starts[order[bounds[0] : bounds[-1]]], ends[order[bounds[0] : bounds[-1]]]
+    changes = np.stack([s, e], axis=1).ravel()
+    rles = rle_strings([run_lengths(changes[2 * (a - bounds[0]) : 2 * (b - bounds[0])], flat.size) for a, b in zip(first, last)], height, width)
+    boxes, areas = np.zeros((count, 4), np.int64), np.zeros(count, np.int64)
+    seen = last > first
+    if seen.any():
+        at = (first - bounds[0])[seen]  # each seen object's first run in s, e
+        wraps = (e - 1) // height > s // height  # a run down the end of one column and on into the next
+        top = np.minimum.reduceat(np.where(wraps, 0, s % height), at)
+        bottom = np.maximum.reduceat(np.where(wraps, height - 1, (e - 1) % height), at)
+        left, right = s[at] // height, (e[np.append(at[1:], len(e)) - 1] - 1) // height  # runs are in pixel order
+        boxes[seen] = np.stack([left, top, right - left + 1, bottom - top + 1], axis=1)
+        areas[seen] = np.add.reduceat(e - s, at)
+    return IdMasks(rles, boxes, areas)
 
 
 def run_lengths(changes: np.ndarray, total: int) -> np.ndarray:

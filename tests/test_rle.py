@@ -1,4 +1,4 @@
-"""COCO compressed RLE written by fgbg.masks: byte for byte what pycocotools' encoder writes."""
+"""COCO compressed RLE written by fgbg.masks: byte for byte what pycocotools' encoder writes; an id map's boxes and areas."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as coco_mask
 
-from fgbg.masks import rle_decode, rle_encode, rle_encode_ids
+from fgbg.masks import box, id_masks, rle_decode, rle_encode
 
 
 def reference(frame: np.ndarray) -> dict:
@@ -52,7 +52,7 @@ def test_a_mask_placed_in_a_frame_is_encoded_as_the_whole_frame():
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
-def test_every_object_of_an_id_map_is_encoded_in_one_pass_as_its_own_mask(dtype):
+def test_every_object_of_an_id_map_is_encoded_boxed_and_counted_in_one_pass_as_its_own_mask(dtype):
     rng = np.random.default_rng(2)
     for i in range(200):
         h, w = (int(v) for v in rng.integers(1, 40, 2))
@@ -62,4 +62,7 @@ def test_every_object_of_an_id_map_is_encoded_in_one_pass_as_its_own_mask(dtype)
             ids = np.kron(ids, np.ones((3, 5), dtype))[:h, :w]  # runs across columns
         if i % 5 == 0:
             ids[ids == count] = 0  # an object nothing of which is seen
-        assert rle_encode_ids(ids, count) == [reference(ids == k) for k in range(1, count + 1)]
+        got = id_masks(ids, count)
+        assert got.rles == [reference(ids == k) for k in range(1, count + 1)]
+        assert got.boxes.tolist() == [box(ids == k) for k in range(1, count + 1)]
+        assert got.areas.tolist() == [int((ids == k).sum()) for k in range(1, count + 1)]

@@ -127,12 +127,12 @@ def resize_premultiplied(image: Image.Image, w: int, h: int) -> np.ndarray:
 
 
 def premultiply(fg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 (h, w, 4) -> (a*rgb + 127, 255 - a), both uint16 (h, w, 3).
+    """uint8 (h, w, 4) -> (a*rgb + 127 uint16 (h, w, 3), 255 - a uint8 (h, w, 1)).
 
     The part of the blend that depends only on the fg, computed once per placed fg.
     """
-    a = np.repeat(fg[..., 3:4].astype(np.uint16), 3, axis=2)
-    return a * fg[..., :3] + 127, 255 - a
+    a = fg[..., 3:4]
+    return a.astype(np.uint16) * fg[..., :3] + 127, 255 - a
 
 
 def blend_premultiplied(bg: np.ndarray, premultiplied: np.ndarray, inverse_alpha: np.ndarray, x: int, y: int) -> np.ndarray:
@@ -175,7 +175,7 @@ def hide(premultiplied: np.ndarray, inverse_alpha: np.ndarray, mask: np.ndarray,
     Where ``hidden``, alpha becomes 0: the blend gives the bg there exactly, and the mask 0.
 
     Args:
-        premultiplied, inverse_alpha: uint16 (h, w, 3); mask: uint8 (h, w) in {0, 255}.
+        premultiplied, inverse_alpha: :func:`premultiply`'s; mask: uint8 (h, w) in {0, 255}.
         hidden: bool (h, w).
 
     Returns:
@@ -186,7 +186,7 @@ def hide(premultiplied: np.ndarray, inverse_alpha: np.ndarray, mask: np.ndarray,
     h3 = hidden[..., None]
     return (
         np.where(h3, np.uint16(127), premultiplied),  # a*fg + 127 with a = 0
-        np.where(h3, np.uint16(255), inverse_alpha),
+        np.where(h3, np.uint8(255), inverse_alpha),
         np.where(hidden, np.uint8(0), mask),
     )
 

@@ -104,7 +104,7 @@ def front_ranks(values: list[float]) -> list[int]:
     return ranks
 
 
-def object_geometry(ids: np.ndarray, own: int, x: int, y: int, mask: np.ndarray, tight: list[int], visible_rle: dict) -> dict:
+def object_geometry(ids: np.ndarray, own: int, x: int, y: int, mask: np.ndarray, tight: list[int], pixels: int, seen: tuple[dict, list[int], int]) -> dict:
     """What the annotation says of one object's pixels: visible and full boxes, areas, fractions,
     what hides it (sorted ids, 0 = the bg), and both masks as COCO RLE.
 
@@ -113,30 +113,26 @@ def object_geometry(ids: np.ndarray, own: int, x: int, y: int, mask: np.ndarray,
         own: the object's id.
         x, y, mask: its whole mask (bool (h, w), hidden pixels included) with its top-left at (x, y),
             possibly reaching out of the frame.
-        tight: ``box(mask)``.
-        visible_rle: the COCO RLE of ``ids == own`` (:func:`fgbg.masks.rle_encode_ids`).
+        tight, pixels: ``box(mask)`` and its pixel count.
+        seen: the RLE, box and area of ``ids == own`` (:func:`fgbg.masks.id_masks`).
     """
     size = ids.shape[0]
     h, w = mask.shape
     x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, size), min(y + h, size)
-    full = mask[y0 - y : y1 - y, x0 - x : x1 - x]  # the part in the frame
-    region = ids[y0:y1, x0:x1]
-    visible = region == own
-    area, full_area, whole_area = int(np.count_nonzero(visible)), int(np.count_nonzero(full)), int(np.count_nonzero(mask))
-    inside = full.shape == mask.shape
+    inside = (x0, y0, x1, y1) == (x, y, x + w, y + h)
+    full = mask if inside else mask[y0 - y : y1 - y, x0 - x : x1 - x]  # the part in the frame
+    full_area = pixels if inside else int(np.count_nonzero(full))
     full_box = [x + tight[0], y + tight[1], *tight[2:]] if inside and tight[2] else box(full, x0, y0)
-    whole = area == full_area  # nothing hidden: the visible mask is the full one
-    return {
-        "box": full_box if whole else box(visible, x0, y0),
-        "full_box": full_box,
-        "area": area,
-        "full_area": full_area,
-        "visible": round(area / full_area, 6) if full_area else 1.0,
-        "in_frame": round(full_area / whole_area, 6) if whole_area else 1.0,
-        "hidden_by": [] if whole else np.flatnonzero(np.bincount(region[full & ~visible], minlength=1)).tolist(),
-        "mask": visible_rle,
-        "full_mask": visible_rle if whole else rle_encode(full, size, x0, y0),
-    }
+    rle, visible_box, area = seen
+    geometry = {"box": full_box, "full_box": full_box, "area": area, "full_area": full_area,
+                "visible": round(area / full_area, 6) if full_area else 1.0,
+                "in_frame": round(full_area / pixels, 6) if pixels else 1.0,
+                "hidden_by": [], "mask": rle, "full_mask": rle}  # fmt: skip
+    if area < full_area:  # something hides part of it (what is seen is always part of its mask)
+        behind = np.bincount(ids[y0:y1, x0:x1][full], minlength=own + 1)  # what is seen where it is
+        behind[own] = 0
+        geometry.update(box=list(visible_box), hidden_by=np.flatnonzero(behind).tolist(), full_mask=rle_encode(full, size, x0, y0))
+    return geometry
 
 
 def without_masks(annotation: dict) -> dict:

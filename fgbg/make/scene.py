@@ -16,7 +16,7 @@ import numpy as np
 from fgbg.make.compose import VISIBLE_TRIES, blend_into, hide, sample_rng
 from fgbg.make.occlusion import IdMap, front_ranks, id_dtype, instance_ids, object_geometry, painting_order
 from fgbg.make.plan import SampleRef
-from fgbg.masks import rle_encode_ids
+from fgbg.masks import id_masks
 
 if TYPE_CHECKING:
     from fgbg.make.render import Candidate, Renderer
@@ -132,11 +132,12 @@ def encode_scene(r: "Renderer", ref: SampleRef, scene: Scene, depth: np.ndarray,
     annotation = r.annotation(ref, first.p, scene.mask, fg_value)
     top = (1 << r.config.depth_bits) - 1
     ranks = front_ranks([o.value for o in scene.objects])
-    visible = rle_encode_ids(scene.ids, len(scene.objects))
+    seen = id_masks(scene.ids, len(scene.objects))
     objects = []
     for i, o in enumerate(scene.objects, start=1):
         fx, fy = o.p.foot
-        geometry = object_geometry(scene.ids, i, o.p.x, o.p.y, o.sprite.shown, o.sprite.box, visible[i - 1])
+        geometry = object_geometry(scene.ids, i, o.p.x, o.p.y, o.sprite.shown, o.sprite.box, o.sprite.pixels,
+                                   (seen.rles[i - 1], seen.boxes[i - 1].tolist(), int(seen.areas[i - 1])))  # fmt: skip
         objects.append({
             "id": i, "fg": o.fg, "fg_file": r.fg_files[o.fg], "category": r.fg_categories[o.fg],
             "flip": o.flip, "scale": round(o.p.scale, 6), "foot": [fx, fy],
