@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from fgbg.config import GenerateConfig
@@ -43,3 +45,18 @@ def test_the_cache_keeps_the_most_recent_sprites_within_its_bytes():
     cache.get(2, 1, 20, 20)  # over the limit: the least recent, (1, 0), goes
     assert list(cache.sprites) == [(2, 0, 20, 20), (0, 0, 20, 20), (2, 1, 20, 20)] and cache.used == 3 * one
     assert cache.get(0, 0, 20, 20) is first
+
+
+def test_threads_composing_at_once_share_the_cache_and_its_byte_count_stays_exact():
+    fgs = demo_fgs()[:4]
+    cache = SpriteCache(fgs, limit=40 * 30 * 30 * SPRITE_BYTES_PER_PIXEL)
+    keys = [(f, flip, 20 + s, 30 - s) for f in range(4) for flip in (0, 1) for s in range(10)]
+
+    def work(seed: int) -> None:
+        for k in np.random.default_rng(seed).integers(len(keys), size=400):
+            sprite = cache.get(*keys[k])
+            assert sprite.mask.shape == (keys[k][3], keys[k][2])
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(work, range(8)))
+    assert cache.used == sum(w * h * SPRITE_BYTES_PER_PIXEL for _, _, w, h in cache.sprites) <= cache.limit

@@ -1,6 +1,8 @@
 """Render planned samples: placement, composite, mask, depth, encoded members; the worker side.
 
-A :class:`Renderer` holds the decoded prepared assets of one store. It is built from a
+A :class:`Renderer` holds the decoded prepared assets of one store and its sprites (the fgs
+at their pasted sizes, :mod:`fgbg.make.sprites`); it composes a one-object sample itself and a
+several-object one through :mod:`fgbg.make.scene`. It is built from a
 :class:`Prepared` (the encoded bytes of ``assets/`` and the run's state), which the driver
 reads once and the engine hands to every worker process once (on Ray, through the object
 store), so workers never read the driver's disk. :func:`render_shard` renders and commits
@@ -87,7 +89,7 @@ def _read_assets(store: Path, kind: str, n: int) -> tuple[bytes, ...]:
 
 
 class Candidate(NamedTuple):
-    """One drawn object: its fg, placement, sized RGBA and mask, where the bg hides it, and how much is seen."""
+    """One drawn object: its fg, placement, sprite (mask; colours when kept), where the bg hides it, and how much is seen."""
 
     fg: int
     flip: int

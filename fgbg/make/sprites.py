@@ -15,6 +15,7 @@ Shapes: an fg is uint8 (h0, w0, 4) RGBA; a sprite is (h, w).
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -88,23 +89,30 @@ class Sprite:
 
 
 class SpriteCache:
-    """The most recently used sprites, keyed (fg, flip, w, h), up to ``limit`` bytes (least recent out first)."""
+    """The most recently used sprites, keyed (fg, flip, w, h), up to ``limit`` bytes (least recent out first).
+
+    Safe to share between the threads that compose samples (the labelling pipeline's)."""
 
     def __init__(self, fgs: list[np.ndarray], limit: int = CACHE_BYTES) -> None:
         self.sources = [(Source(fg), Source(flip_fg(fg))) for fg in fgs]
         self.limit, self.used = limit, 0
         self.sprites: OrderedDict[tuple[int, int, int, int], Sprite] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, fg: int, flip: int, w: int, h: int) -> Sprite:
         """Fg ``fg`` (mirrored if ``flip``) at (w, h)."""
         key = (fg, flip, w, h)
-        sprite = self.sprites.get(key)
-        if sprite is not None:
-            self.sprites.move_to_end(key)
+        with self._lock:
+            sprite = self.sprites.get(key)
+            if sprite is not None:
+                self.sprites.move_to_end(key)
+                return sprite
+        made = Sprite(self.sources[fg][flip], w, h)  # outside the lock: other threads go on meanwhile
+        with self._lock:
+            sprite = self.sprites.setdefault(key, made)
+            if sprite is made:
+                self.used += w * h * SPRITE_BYTES_PER_PIXEL
+                while self.used > self.limit and len(self.sprites) > 1:
+                    (_, _, old_w, old_h), _ = self.sprites.popitem(last=False)
+                    self.used -= old_w * old_h * SPRITE_BYTES_PER_PIXEL
             return sprite
-        sprite = self.sprites[key] = Sprite(self.sources[fg][flip], w, h)
-        self.used += w * h * SPRITE_BYTES_PER_PIXEL
-        while self.used > self.limit and len(self.sprites) > 1:
-            (_, _, old_w, old_h), _ = self.sprites.popitem(last=False)
-            self.used -= old_w * old_h * SPRITE_BYTES_PER_PIXEL
-        return sprite
