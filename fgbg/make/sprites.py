@@ -25,10 +25,10 @@ from fgbg.make.assets import ALPHA_THRESHOLD
 from fgbg.make.compose import flip_fg, premultiplied_image, premultiply, resize_premultiplied
 from fgbg.masks import box
 
-# Bytes a sprite holds per pixel: mask (uint8) and shown (bool), then premultiplied colour
-# (uint16 x 3) and inverse alpha (uint8) once the colour is asked for.
-SPRITE_BYTES_PER_PIXEL = 2 + 6 + 1
-CACHE_BYTES = 128 << 20  # per renderer (one per worker process): ~2,300 sprites of 80 x 80
+# Bytes a sprite holds per pixel: mask (uint8) and shown (bool), then premultiplied colour and
+# inverse alpha (uint16 x 3 each) once the colour is asked for.
+SPRITE_BYTES_PER_PIXEL = 2 + 12
+CACHE_BYTES = 128 << 20  # per renderer (one per worker process): ~1,500 sprites of 80 x 80
 
 
 class Source:
