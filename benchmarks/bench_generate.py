@@ -1,7 +1,7 @@
 """Generation throughput beside the codec limit, peak memory, and the Ray engine beside the local one.
 
     python benchmarks/bench_generate.py [--placements 120] [--workers 2] [--engine both|local|ray] [--repeat 1]
-    python benchmarks/bench_generate.py --objects 4 [--placements 30] [--repeat 2]
+    python benchmarks/bench_generate.py --objects 4 [--placements 30] [--repeat 2] [--scale 0.5:1 --perspective]
 
 Runs `fgbg generate` on the bundled demo assets (10 bgs x 17 fgs x 2 flips x placements;
 the default 120 placements = 40,800 samples, a tenth of the 400k job, same per-sample
@@ -19,12 +19,15 @@ inside a private network namespace, ``unshare -rnpf``, so Ray binds loopback onl
   driver's CPU seconds per shard.
 With ``--objects N`` (or MIN:MAX), the local engine only: the same job with several objects per
 composite against one object, interleaved in the same process, samples/s of each and their ratio
-(goal: >= 0.5 of the single-object rate and >= 1,500 samples/s at 224 px on 2 cores).
+(goal: >= 0.5 of the single-object rate and >= 1,500 samples/s at 224 px on 2 cores), and the CPU
+time of a sample (user + sys of the driver and its workers, over the samples): the ratio of those is
+what the load of a shared machine changes least. ``--scale`` and ``--perspective`` are generate's.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -65,8 +68,14 @@ def codec_seconds_per_sample(store: Path, n: int = 400) -> float:
     return best
 
 
+def cpu_seconds() -> float:
+    """User + sys CPU seconds of this process and of its children that have exited (the workers of a finished run)."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
 def timed_generate(out: Path, config: GenerateConfig, workers: int, engine: str) -> dict:
-    """Generate the demo job at ``out``: wall seconds, the driver's CPU seconds per shard between the
+    """Generate the demo job at ``out``: wall and CPU seconds (driver and local workers), the driver's CPU seconds per shard between the
     first and the last finished shard (the steady state: collecting results, recording shards,
     progress; Ray's threads in the driver included), samples, shards, and every shard's sha256."""
     bg, fg = demo_assets()
@@ -78,7 +87,7 @@ def timed_generate(out: Path, config: GenerateConfig, workers: int, engine: str)
 
     generate_module.write_record_unpatched = generate_module.write_record
     generate_module.write_record = timed_record
-    wall = time.perf_counter()
+    wall, cpu = time.perf_counter(), cpu_seconds()
     try:
         summary = generate(bg, fg, out, config, workers=workers, progress=False, engine=engine)
     finally:
@@ -86,6 +95,7 @@ def timed_generate(out: Path, config: GenerateConfig, workers: int, engine: str)
     meta = json.loads((out / "dataset.json").read_text())
     return {
         "seconds": time.perf_counter() - wall,
+        "cpu": cpu_seconds() - cpu,
         "driver_cpu_per_shard": (marks[-1] - marks[0]) / max(1, len(marks) - 1),
         "samples": summary.samples,
         "shards": summary.shards,
@@ -156,25 +166,32 @@ def print_costs(engine: str, run: dict, workers: int) -> None:
 def compare_objects(args: argparse.Namespace, tmp: Path) -> None:
     """--objects: several objects per composite against one, the same job, interleaved; best of --repeat."""
     lo, _, hi = args.objects.partition(":")
-    several = GenerateConfig(placements=args.placements, objects_min=int(lo), objects_max=int(hi or lo))
+    s_lo, _, s_hi = args.scale.partition(":")
+    one = GenerateConfig(placements=args.placements, scale_min=float(s_lo), scale_max=float(s_hi or s_lo), perspective=args.perspective)
+    several = dataclasses.replace(one, objects_min=int(lo), objects_max=int(hi or lo))
+    flags = f"--scale {args.scale}" + (" --perspective" if args.perspective else "")
     best: dict[str, dict] = {}
     for attempt in range(args.repeat):
-        for name, config in (("1 object", GenerateConfig(placements=args.placements)), (f"{args.objects} objects", several)):
+        for name, config in (("1 object", one), (f"{args.objects} objects", several)):
             run = timed_generate(tmp / f"{name.split()[0]}-{attempt}", config, args.workers, "local")
             best[name] = run if name not in best or run["seconds"] < best[name]["seconds"] else best[name]
     rates = {name: run["samples"] / run["seconds"] for name, run in best.items()}
     for name, rate in rates.items():
         run = best[name]
-        print(f"{name}: {rate:.0f} samples/s ({run['samples']} samples, {run['seconds']:.1f} s, {run['bytes'] / run['samples'] / 1e3:.1f} kB/sample,"
-              f" {args.workers} workers, {GenerateConfig().size} px)")
+        print(f"{name}: {rate:.0f} samples/s, {run['cpu'] / run['samples'] * 1e3:.2f} ms CPU/sample ({run['samples']} samples,"
+              f" {run['seconds']:.1f} s, {run['bytes'] / run['samples'] / 1e3:.1f} kB/sample, {args.workers} workers, {GenerateConfig().size} px, {flags})")
     one, many = rates.values()
-    print(f"ratio: {many / one:.2f} of the single-object rate (goal >= 0.5); {many:.0f} samples/s (goal >= 1500)")
+    cpu_one, cpu_many = (run["cpu"] / run["samples"] for run in best.values())
+    print(f"ratio: {many / one:.2f} of the single-object rate (goal >= 0.5); {many:.0f} samples/s (goal >= 1500);"
+          f" CPU per sample {cpu_one / cpu_many:.2f}; load average {os.getloadavg()[0]:.2f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--placements", type=int, default=None, help="placements per (bg, fg, flip) (default 120; 30 with --objects)")
     parser.add_argument("--objects", default=None, metavar="N|MIN:MAX", help="compare several objects per composite with one (local engine)")
+    parser.add_argument("--scale", default="1", metavar="S|MIN:MAX", help="fg scale, as generate's --scale (--objects)")
+    parser.add_argument("--perspective", action="store_true", help="as generate's --perspective (--objects)")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--engine", choices=["both", "local", "ray"], default="both")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each engine, interleaved; the best is reported")

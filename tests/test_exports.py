@@ -28,12 +28,17 @@ from fgbg import codecs
 from fgbg.cli import main
 from fgbg.exports import VAL_BY, VAL_FRACTION, VAL_SEED, export_store
 from fgbg.exports.coco import coco_annotation, join_coco
-from fgbg.exports.objects import several_instances, single_instance
+from fgbg.demo import demo_assets
+from fgbg.exports.instances import placed_fg_mask, several_instances, single_instance
+from fgbg.make.compose import paste_mask
+from fgbg.make.render import Renderer
 from fgbg.make.split import split_indices
 from fgbg.store.layout import MEMBERS
 from fgbg.store.plan import Plan
+from fgbg.store.read import StoreReader
 
 from .conftest import SMALL, copy_images, make_store
+from .test_objects import sidecar_bgs
 
 # pycocotools' decode passes copy=False to np.array, which numpy 2 warns about on every call
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
@@ -47,8 +52,6 @@ CATEGORIES = {"animals": ["cow.png", "dog.png", "horse.png"], "people": ["man_da
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory) -> tuple[Path, Path]:
     """(3 demo bgs, an fg folder with two category sub-folders); one bg has a depth sidecar with a near bar."""
-    from fgbg.demo import demo_assets
-
     root = tmp_path_factory.mktemp("in")
     bg_src, fg_src = demo_assets()
     bg = copy_images(bg_src, root / "bg", 3, "*.jpg")
@@ -327,6 +330,31 @@ def test_a_single_object_is_its_mask_and_its_whole_mask_is_rebuilt_only_when_hid
     whole[2:6, 3:6] = 255
     o = single_instance({"fg": 0, "visible": 0.5}, mask, 1, lambda: whole)
     assert np.array_equal(mask_utils.decode(o.full_mask), whole > 0) and o.full_box == (3, 2, 3, 4)
+
+
+def test_a_hidden_pixel_makes_the_whole_mask_differ_even_where_the_rounded_visible_fraction_is_one():
+    whole = np.zeros((8, 8), np.uint8)
+    whole[2:6, 3:6] = 255
+    mask = whole.copy()
+    mask[5, 5] = 0  # one pixel hidden: 11/12, as 1.0 rounds from a fg of millions of pixels
+    o = single_instance({"fg": 0, "visible": 1.0}, mask, 1, lambda: whole)
+    assert np.array_equal(mask_utils.decode(o.full_mask), whole > 0) and o.full_mask != o.mask
+    assert (o.area, o.visible) == (11, round(11 / 12, 6))
+
+
+def test_the_whole_mask_an_export_rebuilds_is_the_mask_the_renderer_pasted(tmp_path):
+    store = make_store((sidecar_bgs(tmp_path), demo_assets()[1]), tmp_path / "s", scale_min=0.5, scale_max=1.0, perspective=True)
+    r, reader = Renderer.from_store(store), StoreReader(store)
+    plan = Plan.from_config(len(r.bg), len(r.fg), r.config)
+    hidden = 0
+    for i, (key, m) in enumerate(reader.iter_samples()):
+        ref, annotation = plan[i], json.loads(m["json"])
+        p, _, _ = r.place(ref)
+        pasted = paste_mask(r.sprite(ref.fg, ref.flip, p.w, p.h).mask, p.x, p.y, r.config.size)
+        rebuilt = placed_fg_mask(r.fg[ref.fg], annotation, r.config.size)
+        assert ref.key == key and np.array_equal(rebuilt, pasted)
+        hidden += annotation["visible"] < 1
+    assert hidden > 0
 
 
 def test_joined_parts_number_the_annotations_from_one_in_order(tmp_path):

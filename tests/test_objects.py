@@ -23,8 +23,9 @@ from fgbg.config import GenerateConfig
 from fgbg.make.assets import demo_assets
 from fgbg.make.compose import Placement
 from fgbg.make.generate import generate
-from fgbg.make.objects import Layer, instance_ids
+from fgbg.make.occlusion import IdMap, Layer, instance_ids
 from fgbg.make.render import Renderer
+from fgbg.make.scene import compose_objects, encode_scene, layered_scene
 from fgbg.store.plan import SampleRef
 from fgbg.store.read import StoreReader
 
@@ -116,6 +117,18 @@ def test_the_nearest_layer_is_seen_and_ties_go_to_the_lower_id():
             assert ids[y, x] == (max(covering)[2] if covering else 0)
 
 
+def test_the_visible_areas_kept_while_objects_are_added_are_the_id_maps_pixel_counts():
+    rng = np.random.default_rng(1)
+    scene = IdMap(24)
+    for i in range(1, 30):
+        h, w = (int(v) for v in rng.integers(1, 12, 2))
+        layer = Layer(int(rng.integers(0, 24 - w + 1)), int(rng.integers(0, 24 - h + 1)), rng.random((h, w)) < 0.8, float(rng.integers(0, 5)) / 4)
+        wins = scene.wins(layer)
+        after = scene.areas_with(layer, wins)
+        scene.add(layer, wins, after)
+        assert after.tolist() == [int((scene.ids == k).sum()) for k in range(1, i + 1)]
+
+
 @pytest.fixture(scope="module")
 def renderer(tmp_path_factory) -> Renderer:
     """A renderer of a 2-object store on demo bgs (the ground-plane prior) with two category folders."""
@@ -135,9 +148,9 @@ def two_objects(r: Renderer, bg: int, rows: tuple[int, int]):
     for fg, (x, foot) in zip((0, 5), ((14, rows[0]), (22, rows[1]))):
         h, w = r.fg[fg].shape[:2]
         objects.append(r.candidate(bg, fg, 0, Placement(x, foot - h + 1, w, h, 1.0)))
-    scene = r.compose_objects(bg, objects)
+    scene = compose_objects(r, bg, objects)
     ref = SampleRef(bg, 0, 0, 0, "b000_f000_0_00")
-    members = r.encode_scene(ref, scene, *r.layered_scene(ref, scene))
+    members = encode_scene(r, ref, scene, *layered_scene(r, ref, scene))
     return objects, scene, members
 
 
@@ -178,7 +191,7 @@ def test_a_table_hides_objects_behind_it_and_objects_on_the_table_hide_the_wall(
     behind = r.candidate(0, 0, 0, Placement(0, 48 - r.fg[0].shape[0] + 1, *r.fg[0].shape[1::-1], 1.0))  # on the floor, foot at column 16
     on_top = r.candidate(0, 5, 0, Placement(32, 35 - r.fg[5].shape[0] + 1, *r.fg[5].shape[1::-1], 1.0))  # on the table top
     assert behind.p.foot[0] < 24 and 24 <= on_top.p.foot[0] < 56
-    scene = r.compose_objects(0, [behind, on_top])
+    scene = compose_objects(r, 0, [behind, on_top])
     table = np.zeros((64, 64), bool)
     table[33:51, 24:56] = True
     box = lambda o: (slice(o.p.y, o.p.y + o.p.h), slice(o.p.x, o.p.x + o.p.w))  # noqa: E731
@@ -191,11 +204,47 @@ def test_a_table_hides_objects_behind_it_and_objects_on_the_table_hide_the_wall(
     wall[32:] = False
     assert wall.sum() > 20 and (scene.ids[wall] == 2).all()  # it hides the wall
     ref = SampleRef(0, 0, 0, 0, "b000_f000_0_00")
-    members = r.encode_scene(ref, scene, *r.layered_scene(ref, scene))
+    members = encode_scene(r, ref, scene, *layered_scene(r, ref, scene))
     annotation = json.loads(members["json"])
     assert 0 in annotation["objects"][0]["hidden_by"] and annotation["objects"][1]["hidden_by"] == []
     stored = np.asarray(Image.open(io.BytesIO(members["depth.png"])))
     assert (stored[wall] > r.bg_depth_q[0][wall]).all()  # the composite's depth is the nearer surface: the object
+
+
+def test_objects_whose_depths_round_alike_record_the_order_that_decided_who_is_in_front(renderer):
+    """Two feet whose inverse depths differ by less than --depth-bits shows: the recorded depths tie,
+    yet the higher id is nearer and in front; its ``order`` says so."""
+    depth = np.full((64, 64), 0.5, np.float32)
+    depth[60] = 0.5 + 1 / 1024  # object 2's foot row: nearer by less than one 8-bit step
+    r = dataclasses.replace(renderer, bg_depth=[depth, renderer.bg_depth[1]])
+    objects, scene, members = two_objects(r, 0, (40, 60))
+    overlap = np.zeros((64, 64), bool)
+    for o in objects:
+        region = np.zeros((64, 64), bool)
+        region[o.p.y : o.p.y + o.p.h, o.p.x : o.p.x + o.p.w] = o.mask > 0
+        overlap = region if o is objects[0] else overlap & region
+    assert overlap.any() and (scene.ids[overlap] == 2).all()
+    first, second = json.loads(members["json"])["objects"]
+    assert first["depth"] == second["depth"] and first["hidden_by"] == [2]
+    assert (second["order"], first["order"]) == (1, 2)
+
+
+def test_a_several_object_store_of_the_layout_before_order_is_not_resumed(tmp_path, capsys):
+    bg = copy_images(demo_assets()[0], tmp_path / "bg", 1, "*.jpg")
+    fg = category_folder(tmp_path)
+    args = ["generate", "--bg", str(bg), "--fg", str(fg), "--out", str(tmp_path / "s"), "--size", "64", "--fg-size", "32",
+            "--placements", "1", "--objects", "2", "--workers", "0", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    path = tmp_path / "s" / "dataset.json"
+    meta = json.loads(path.read_text())
+    assert meta.pop("objects_version") == 2
+    path.write_text(json.dumps(meta))  # as fgbg wrote it before each object recorded its order
+    before = snapshot(tmp_path / "s")
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "layout 1" in err and "--overwrite" in err
+    assert snapshot(tmp_path / "s") == before
 
 
 # ---------------------------------------------------------------- whole stores
@@ -245,8 +294,9 @@ def test_every_object_has_masks_boxes_and_areas_that_agree_with_instances_mask_a
             assert (depth[visible] == round(o["depth"] * 255)).all()  # the depth map is the object's layer where it is seen
             if o["id"] > 1:  # extras meet the bars (object 1 keeps its best draw)
                 assert o["visible"] >= 0.5 and o["area"] >= 30
-            for other in o["hidden_by"]:
-                assert other == 0 or objects[other - 1]["depth"] >= o["depth"]
+            for other in o["hidden_by"]:  # the recorded order explains who is in front
+                assert other == 0 or objects[other - 1]["order"] < o["order"]
+        assert sorted(o["order"] for o in objects) == list(range(1, len(objects) + 1))
         counts.append(len(objects))
         dropped += a["dropped"]
     assert set(counts) >= {2, 3, 4} and max(counts) <= 5
@@ -257,6 +307,7 @@ def test_the_manifest_holds_each_objects_boxes_without_its_masks(store):
     lines = [json.loads(line) for line in (store / "manifest.jsonl").read_text().splitlines()]
     first = json.loads(StoreReader(store).read(0)["json"])
     assert lines[0]["objects"][0]["box"] == first["objects"][0]["box"]
+    assert [o["order"] for o in lines[0]["objects"]] == [o["order"] for o in first["objects"]]
     assert all("mask" not in o and "full_mask" not in o for line in lines for o in line["objects"])
 
 

@@ -119,7 +119,7 @@ def test_a_too_hidden_placement_is_redrawn_from_the_same_generator():
     for ref in refs(40):
         p, _, _, visible = strict.compose(ref)
         draws = plain_draws(strict, ref, VISIBLE_TRIES)
-        seen = [loose.hidden(0, q, loose.placed_fg(0, 0, q.w, q.h)[2])[1] for q in draws]
+        seen = [loose.hidden(0, q, loose.sprite(0, 0, q.w, q.h).mask)[1] for q in draws]
         first_ok = next(i for i, v in enumerate(seen) if v >= 0.9)  # the box leaves plenty of room
         assert p == draws[first_ok] and visible == seen[first_ok] >= 0.9
         redrawn += first_ok > 0
@@ -134,7 +134,7 @@ def test_when_no_draw_is_visible_enough_the_most_visible_is_kept():
     for ref in refs(5):
         p, _, _, visible = r.compose(ref)
         draws = plain_draws(r, ref, VISIBLE_TRIES)
-        seen = [r.hidden(0, q, r.placed_fg(0, 0, q.w, q.h)[2])[1] for q in draws]
+        seen = [r.hidden(0, q, r.sprite(0, 0, q.w, q.h).mask)[1] for q in draws]
         assert max(seen) < 0.5 and visible == max(seen) and p == draws[seen.index(max(seen))]
 
 

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import BinaryIO, Iterable
 
-from fgbg.exports.objects import Instance
+from fgbg.exports.instances import Instance
 
 ID_PREFIX = b'{"id":'  # every annotation line starts so once numbered
 

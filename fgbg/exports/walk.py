@@ -19,7 +19,7 @@ import numpy as np
 
 from fgbg import codecs
 from fgbg.exports.coco import coco_annotation, coco_image, json_line
-from fgbg.exports.objects import Instance, placed_fg_mask, several_instances, single_instance
+from fgbg.exports.instances import Instance, placed_fg_mask, several_instances, single_instance
 from fgbg.exports.yolo import RowWriter
 from fgbg.masks import outline
 from fgbg.store.read import StoreReader, decoding

@@ -186,7 +186,7 @@ def verify_shard(task: tuple[str, int]) -> tuple[int, int, list[str]]:
     if len(samples) != shard["count"] and not absent and not unplanned:
         problems.append(f"{where}: {len(samples)} samples, dataset.json says {shard['count']}")
     checked = 0
-    id_bits = 16 if reader.objects > 255 else 8  # instance ids: see fgbg.make.objects.id_dtype
+    id_bits = 16 if reader.objects > 255 else 8  # instance ids: see fgbg.make.occlusion.id_dtype
     n_categories = len(store_categories(meta).names)
     for key in keys:
         members = samples.get(key)

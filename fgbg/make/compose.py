@@ -113,14 +113,24 @@ def resize_fg(fg: np.ndarray, w: int, h: int) -> np.ndarray:
     """(h0, w0, 4) -> (h, w, 4), resampled with premultiplied alpha (no dark fringes)."""
     if fg.shape[1] == w and fg.shape[0] == h:
         return fg
-    img = Image.fromarray(fg, "RGBA").convert("RGBa").resize((w, h), Image.LANCZOS)
-    return np.asarray(img.convert("RGBA"))
+    return resize_premultiplied(premultiplied_image(fg), w, h)
+
+
+def premultiplied_image(fg: np.ndarray) -> Image.Image:
+    """An RGBA fg (uint8 (h0, w0, 4)) as a Pillow "RGBa" image (colours premultiplied by alpha), ready to resize."""
+    return Image.fromarray(fg, "RGBA").convert("RGBa")
+
+
+def resize_premultiplied(image: Image.Image, w: int, h: int) -> np.ndarray:
+    """A :func:`premultiplied_image` resized to (w, h) with Lanczos: uint8 (h, w, 4) RGBA."""
+    return np.asarray(image.resize((w, h), Image.LANCZOS).convert("RGBA"))
 
 
 def premultiply(fg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """uint8 (h, w, 4) -> (a*rgb + 127, 255 - a), both uint16 (h, w, 3).
 
-    The part of the blend that depends only on the fg, computed once per placed fg.
+    The part of the blend that depends only on the fg, computed once per placed fg. Both
+    have the blend's own shape and type: numpy multiplies them ~8x faster than a broadcast alpha.
     """
     a = np.repeat(fg[..., 3:4].astype(np.uint16), 3, axis=2)
     return a * fg[..., :3] + 127, 255 - a
@@ -166,7 +176,7 @@ def hide(premultiplied: np.ndarray, inverse_alpha: np.ndarray, mask: np.ndarray,
     Where ``hidden``, alpha becomes 0: the blend gives the bg there exactly, and the mask 0.
 
     Args:
-        premultiplied, inverse_alpha: uint16 (h, w, 3); mask: uint8 (h, w) in {0, 255}.
+        premultiplied, inverse_alpha: :func:`premultiply`'s; mask: uint8 (h, w) in {0, 255}.
         hidden: bool (h, w).
 
     Returns:

@@ -29,7 +29,7 @@ from fgbg.make.assets import Assets, BadInput, load_assets, loose_fg_text
 from fgbg.make.prepared import write_assets
 from fgbg.make.render import Prepared, render_shard
 from fgbg.store.dataset import finalize, record_path, write_record
-from fgbg.store.identity import PRIOR_ORIGIN, begin_work, check_out_folder, out_status, prepare_out, remove_temporaries
+from fgbg.store.identity import OBJECTS_VERSION, PRIOR_ORIGIN, begin_work, check_out_folder, out_status, prepare_out, remove_temporaries
 from fgbg.store.layout import DATASET_JSON, SHARDS_DIR, make_dirs
 from fgbg.store.lock import check_free, store_lock
 from fgbg.store.plan import Plan
@@ -57,6 +57,8 @@ def make_state(config: GenerateConfig, assets: Assets, network: dict | None = No
     ]
     fg = [{"index": i, "file": s.file, "sha256": s.sha256} for i, s in enumerate(assets.fg_sources)]
     state = {"config": config.to_dict(), "sources": {"bg": bg, "fg": fg}}
+    if config.several:
+        state["objects_version"] = OBJECTS_VERSION
     if assets.bg_depth_set is not None:  # a record, not identity: same_run compares IDENTITY only
         state["bg_depth_set"] = assets.bg_depth_set
     state.update(assets.categories.record())  # a record too: the ids follow from the fg file names (SUB/FILE)

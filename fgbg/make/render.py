@@ -1,6 +1,8 @@
 """Render planned samples: placement, composite, mask, depth, encoded members; the worker side.
 
-A :class:`Renderer` holds the decoded prepared assets of one store. It is built from a
+A :class:`Renderer` holds the decoded prepared assets of one store and its sprites (the fgs
+at their pasted sizes, :mod:`fgbg.make.sprites`); it composes a one-object sample itself and a
+several-object one through :mod:`fgbg.make.scene`. It is built from a
 :class:`Prepared` (the encoded bytes of ``assets/`` and the run's state), which the driver
 reads once and the engine hands to every worker process once (on Ray, through the object
 store), so workers never read the driver's disk. :func:`render_shard` renders and commits
@@ -17,17 +19,12 @@ from typing import Iterable, Iterator, NamedTuple
 import numpy as np
 
 from fgbg import codecs
-from fgbg.make.assets import fg_mask
 from fgbg.make.compose import (
     VISIBLE_TRIES,
     Placement,
-    blend_into,
     blend_premultiplied,
-    flip_fg,
     hide,
     paste_mask,
-    premultiply,
-    resize_fg,
     sample_perspective_placement,
     sample_placement,
     sample_rng,
@@ -40,8 +37,9 @@ from fgbg.depth.pipeline import pipeline, pipeline_threads
 from fgbg.engine import visible_store
 from fgbg.errors import CorruptStore
 from fgbg.make.categories import store_categories
-from fgbg.make.objects import IdMap, Layer, id_dtype, instance_ids, object_geometry, painting_order, without_masks
-from fgbg.masks import box
+from fgbg.make.occlusion import Layer, without_masks
+from fgbg.make.scene import Scene, compose_scene, encode_scene, layered_scene
+from fgbg.make.sprites import Sprite, SpriteCache
 from fgbg.store.plan import Plan, SampleRef, Shard
 from fgbg.store.identity import PRIOR_ORIGIN as PRIOR, STATE_JSON
 from fgbg.store.layout import DATASET_JSON, WORK_DIR, asset_paths
@@ -90,18 +88,8 @@ def _read_assets(store: Path, kind: str, n: int) -> tuple[bytes, ...]:
         raise CorruptStore(f"{e.filename}: a prepared asset cannot be read ({e.strerror}); rerun the same command to write it again") from None
 
 
-class Sprite(NamedTuple):
-    """An fg at the size it is pasted: RGBA and masks."""
-
-    rgba: np.ndarray  # uint8 (h, w, 4)
-    mask: np.ndarray  # uint8 (h, w) in {0, 255}: alpha >= 128
-    shown: np.ndarray  # bool (h, w): mask > 0
-    pixels: int  # pixels of the mask
-    box: list[int]  # [x, y, w, h] of the mask within the sprite
-
-
 class Candidate(NamedTuple):
-    """One drawn object: its fg, placement, sized RGBA and mask, where the bg hides it, and how much is seen."""
+    """One drawn object: its fg, placement, sprite (mask; colours when kept), where the bg hides it, and how much is seen."""
 
     fg: int
     flip: int
@@ -112,10 +100,6 @@ class Candidate(NamedTuple):
     seen: float  # fraction of its mask the bg leaves visible
     area: int  # pixels of its mask the bg leaves visible
     layer: Layer  # its pixels the bg leaves visible, at its depth
-
-    @property
-    def rgba(self) -> np.ndarray:
-        return self.sprite.rgba
 
     @property
     def mask(self) -> np.ndarray:
@@ -133,21 +117,6 @@ class OneObject(NamedTuple):
     @property
     def first_mask(self) -> np.ndarray:
         return self.mask
-
-
-class Scene(NamedTuple):
-    """A composite of several objects (:meth:`Renderer.compose_scene`)."""
-
-    fg_bg: np.ndarray  # uint8 (S, S, 3)
-    mask: np.ndarray  # uint8 (S, S) in {0, 255}: the union of the visible objects
-    objects: list[Candidate]  # object i + 1 at index i; object 1 is the key's fg
-    ids: np.ndarray  # uint8/uint16 (S, S): 0 = bg, i = object i, where it is seen
-    dropped: int  # extra objects drawn but not pasted
-
-    @property
-    def first_mask(self) -> np.ndarray:
-        """uint8 (S, S) in {0, 255}: where the key's fg is seen."""
-        return np.where(self.ids == 1, np.uint8(255), np.uint8(0))
 
 
 @dataclass
@@ -169,9 +138,7 @@ class Renderer:
         self.occluding = self.occluding or [False] * len(self.bg)
         self.fg_categories = self.fg_categories or [1] * len(self.fg)
         self.feet = [self.standable_feet(d) if o else None for d, o in zip(self.bg_depth, self.occluding)]
-        self.fg_flipped = [flip_fg(fg) for fg in self.fg]
-        self._unscaled: dict[tuple[int, int, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        self._sprites: dict[tuple[int, int, int, int], Sprite] = {}
+        self.sprites = SpriteCache(self.fg)  # the fgs at the sizes they were last drawn
 
     @classmethod
     def from_store(cls, store: Path, threads: int = 1) -> "Renderer":
@@ -221,16 +188,17 @@ class Renderer:
 
     def place(self, ref: SampleRef) -> tuple[Placement, tuple[np.ndarray, np.ndarray, np.ndarray], float | None]:
         """The sample's placement, its placed fg (premultiplied, inverse alpha, visible mask; see
-        :meth:`placed_fg`) and its visible fraction (None on a bg without real depth: nothing hides it).
+        :meth:`Sprite.colour`) and its visible fraction (None on a bg without real depth: nothing hides it).
 
         Depends only on (seed, key) and the assets (see :meth:`first_object`).
         """
         rng = sample_rng(self.config.seed, ref.key)
         if not self.redraws(ref.bg):  # one draw, as stores without real depth always had
             p = self.draw(ref.bg, ref.fg, rng)
-            return p, self.placed_fg(ref.fg, ref.flip, p.w, p.h), None
+            sprite = self.sprite(ref.fg, ref.flip, p.w, p.h)
+            return p, (*sprite.colour(), sprite.mask), None
         o = self.first_object(ref, rng)
-        return o.p, hide(*premultiply(o.rgba), o.mask, o.hidden), o.seen if self.occluding[ref.bg] else None
+        return o.p, hide(*o.sprite.colour(), o.mask, o.hidden), o.seen if self.occluding[ref.bg] else None
 
     def redraws(self, bg: int) -> bool:
         """Whether a draw on bg ``bg`` may fall short of a bar and be redrawn: the bg has real depth
@@ -243,7 +211,7 @@ class Renderer:
         VISIBLE_TRIES draws the most visible one (the first of equals) is kept, below the bar."""
         if not self.redraws(ref.bg):
             return self.candidate(ref.bg, ref.fg, ref.flip, self.draw(ref.bg, ref.fg, rng))
-        best = None  # only the kept draw is premultiplied
+        best = None  # draws are tested on their masks: only the kept one's colours are resized
         for _ in range(VISIBLE_TRIES):
             o = self.candidate(ref.bg, ref.fg, ref.flip, self.draw(ref.bg, ref.fg, rng))
             if best is None or o.seen > best.seen:
@@ -264,18 +232,9 @@ class Renderer:
         shown = sprite.shown & ~hidden
         return Candidate(fg, flip, p, sprite, hidden, value, seen, int(np.count_nonzero(shown)), Layer(p.x, p.y, shown, value))
 
-    def sprite(self, fg: int, flip: int, w: int, h: int) -> "Sprite":
-        """The fg (mirrored if ``flip``) at (w, h) with its masks; unscaled ones cached."""
-        key = (fg, flip, w, h)
-        if key in self._sprites:
-            return self._sprites[key]
-        rgba = self.sized_fg(fg, flip, w, h)
-        mask = fg_mask(rgba)
-        shown = mask > 0
-        sprite = Sprite(rgba, mask, shown, int(np.count_nonzero(mask)), box(shown))
-        if rgba.shape[:2] == self.fg[fg].shape[:2]:
-            self._sprites[key] = sprite
-        return sprite
+    def sprite(self, fg: int, flip: int, w: int, h: int) -> Sprite:
+        """The fg (mirrored if ``flip``) at (w, h): its mask, its colours when asked (:mod:`fgbg.make.sprites`)."""
+        return self.sprites.get(fg, flip, w, h)
 
     def hidden(self, bg: int, p: Placement, mask: np.ndarray) -> tuple[np.ndarray, float]:
         """Where nearer bg pixels hide the placed fg (bool (h, w)), and the fraction of its ``mask`` still seen.
@@ -293,21 +252,6 @@ class Renderer:
         p, (premultiplied, inverse_alpha, mask), visible = self.place(ref)
         fg_bg = blend_premultiplied(self.bg[ref.bg], premultiplied, inverse_alpha, p.x, p.y)
         return p, fg_bg, paste_mask(mask, p.x, p.y, self.config.size), visible
-
-    def placed_fg(self, fg: int, flip: int, w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The fg (flipped or not) at (w, h), premultiplied, and its binary mask; unscaled ones cached."""
-        key = (fg, flip, w, h)
-        if key in self._unscaled:
-            return self._unscaled[key]
-        rgba = self.sized_fg(fg, flip, w, h)
-        placed = (*premultiply(rgba), fg_mask(rgba))
-        if rgba.shape[:2] == self.fg[fg].shape[:2]:
-            self._unscaled[key] = placed
-        return placed
-
-    def sized_fg(self, fg: int, flip: int, w: int, h: int) -> np.ndarray:
-        """The fg (flipped or not) resized to (w, h): uint8 (h, w, 4)."""
-        return resize_fg((self.fg_flipped if flip else self.fg)[fg], w, h)
 
     def layered(self, ref: SampleRef, p: Placement, mask: np.ndarray) -> tuple[np.ndarray, int]:
         """Quantised depth by the layered rule (the visible ``mask`` pixels take the fg's foot value), and that value."""
@@ -357,120 +301,16 @@ class Renderer:
 
     def composite(self, ref: SampleRef) -> "OneObject | Scene":
         """The sample composed: one object, or several (``--objects``)."""
-        return self.compose_scene(ref) if self.config.several else OneObject(*self.compose(ref))
+        return compose_scene(self, ref) if self.config.several else OneObject(*self.compose(ref))
 
     def layered_composite(self, ref: SampleRef, c: "OneObject | Scene") -> tuple[np.ndarray, int]:
-        """Depth by the layered rule and the key's fg's value (see :meth:`layered`, :meth:`layered_scene`)."""
-        return self.layered_scene(ref, c) if isinstance(c, Scene) else self.layered(ref, c.p, c.mask)
+        """Depth by the layered rule and the key's fg's value (see :meth:`layered`, :func:`layered_scene`)."""
+        return layered_scene(self, ref, c) if isinstance(c, Scene) else self.layered(ref, c.p, c.mask)
 
     def encode_composite(self, ref: SampleRef, c: "OneObject | Scene", depth: np.ndarray, fg_value: int) -> dict[str, bytes]:
         if isinstance(c, Scene):
-            return self.encode_scene(ref, c, depth, fg_value)
+            return encode_scene(self, ref, c, depth, fg_value)
         return self.encode(ref, c.p, c.fg_bg, c.mask, depth, fg_value, c.visible)
-
-    # ------------------------------------------------------------ several objects (--objects)
-
-    def compose_scene(self, ref: SampleRef) -> "Scene":
-        """The sample's objects (:meth:`draw_objects`) composed by depth."""
-        return self.compose_objects(ref.bg, *self.draw_objects(ref))
-
-    def draw_objects(self, ref: SampleRef) -> tuple[list[Candidate], np.ndarray, int]:
-        """The key's fg (object 1) and the extra objects the sample's generator draws; their id map; how many were dropped.
-
-        After object 1 (drawn as a single fg is), the generator draws the number of objects in
-        [objects_min, objects_max], then each extra object's fg (one not yet in the composite while
-        the set allows), flip and placements: a placement is kept when every object, the new one
-        included, still meets the bars (``min_visible``, ``min_area``; an object already below them
-        keeps what it has); an extra without such a placement in VISIBLE_TRIES draws is dropped.
-        """
-        rng = sample_rng(self.config.seed, ref.key)
-        first = self.first_object(ref, rng)
-        scene = IdMap(self.config.size, id_dtype(self.config.objects_max))
-        scene.add(first.layer, first.layer.mask)
-        objects, dropped = [first], 0
-        for _ in range(int(rng.integers(self.config.objects_min, self.config.objects_max + 1)) - 1):
-            extra = self.extra_object(ref.bg, objects, scene, rng)
-            if extra is None:
-                dropped += 1
-            else:
-                objects.append(extra)
-        return objects, scene.ids, dropped
-
-    def compose_objects(self, bg: int, objects: list[Candidate], ids: np.ndarray | None = None, dropped: int = 0) -> "Scene":
-        """``objects`` pasted on bg ``bg``, from the farthest to the nearest (nearer colours over farther ones).
-
-        ``ids``: their id map, if known (else made from their layers, :func:`instance_ids`)."""
-        if ids is None:
-            ids = instance_ids(self.config.size, [o.layer for o in objects], id_dtype(self.config.objects_max))
-        fg_bg = self.bg[bg].copy()
-        for i in painting_order([o.value for o in objects]):
-            o = objects[i]
-            premultiplied, inverse_alpha, _ = hide(*self.premultiplied(o), o.mask, o.hidden)
-            blend_into(fg_bg, premultiplied, inverse_alpha, o.p.x, o.p.y)
-        return Scene(fg_bg, np.where(ids > 0, np.uint8(255), np.uint8(0)), objects, ids, dropped)
-
-    def extra_object(self, bg: int, objects: list[Candidate], scene: IdMap, rng: np.random.Generator) -> Candidate | None:
-        """One more object drawn from ``rng`` that keeps every object at its bars, added to ``scene``; or None (dropped)."""
-        c = self.config
-        fg = self.pick_fg(rng, {o.fg for o in objects})
-        flip = int(rng.integers(2)) if c.flip else 0
-        areas = np.asarray(scene.areas)
-        full = np.array([o.sprite.pixels for o in objects])
-        # what each object must keep: the bars, or what it has if already below them
-        keep_area, keep_seen = np.minimum(areas, c.min_area), np.minimum(areas / np.maximum(full, 1), c.min_visible)
-        for _ in range(VISIBLE_TRIES):
-            o = self.candidate(bg, fg, flip, self.draw(bg, fg, rng))
-            layer = o.layer
-            wins = scene.wins(layer)
-            after = scene.areas_with(layer, wins)
-            seen = after / np.maximum(np.append(full, o.sprite.pixels), 1)
-            if (
-                after[-1] > 0 and after[-1] >= c.min_area and seen[-1] >= c.min_visible
-                and (after[:-1] >= keep_area).all() and (seen[:-1] >= keep_seen).all()
-            ):  # fmt: skip
-                scene.add(layer, wins, after)
-                return o
-        return None
-
-    def premultiplied(self, o: Candidate) -> tuple[np.ndarray, np.ndarray]:
-        """An object's fg premultiplied and its inverse alpha (see :func:`premultiply`); cached for unscaled fgs."""
-        if o.rgba.shape[:2] == self.fg[o.fg].shape[:2]:
-            return self.placed_fg(o.fg, o.flip, o.p.w, o.p.h)[:2]
-        return premultiply(o.rgba)
-
-    def pick_fg(self, rng: np.random.Generator, used: set[int]) -> int:
-        """An fg drawn uniformly among those not yet in the composite (among all once every one is)."""
-        unused = [f for f in range(len(self.fg)) if f not in used]
-        pool = unused or range(len(self.fg))
-        return int(pool[int(rng.integers(len(pool)))])
-
-    def layered_scene(self, ref: SampleRef, scene: "Scene") -> tuple[np.ndarray, int]:
-        """Quantised depth of the nearest surface (each object's visible pixels take its foot's value), and object 1's value."""
-        bg_depth = self.bg_depth_q[ref.bg]
-        depth = bg_depth.copy()
-        for i, o in enumerate(scene.objects, start=1):
-            box = (slice(o.p.y, o.p.y + o.p.h), slice(o.p.x, o.p.x + o.p.w))  # an object is seen only inside its box
-            depth[box][scene.ids[box] == i] = bg_depth[o.p.foot[1], o.p.foot[0]]
-        first = scene.objects[0].p.foot
-        return depth, int(bg_depth[first[1], first[0]])
-
-    def encode_scene(self, ref: SampleRef, scene: "Scene", depth: np.ndarray, fg_value: int) -> dict[str, bytes]:
-        """The members of a several-object sample: :meth:`encode`'s, ``instances.png`` and ``objects`` in the json
-        (see :mod:`fgbg.make.objects`); the top-level fields describe object 1, ``mask_area`` the union."""
-        first = scene.objects[0]
-        annotation = self.annotation(ref, first.p, scene.mask, fg_value)
-        top = (1 << self.config.depth_bits) - 1
-        objects = []
-        for i, o in enumerate(scene.objects, start=1):
-            fx, fy = o.p.foot
-            geometry = object_geometry(scene.ids, i, o.p.x, o.p.y, o.sprite.shown, o.sprite.box)
-            objects.append({
-                "id": i, "fg": o.fg, "fg_file": self.fg_files[o.fg], "category": self.fg_categories[o.fg],
-                "flip": o.flip, "scale": round(o.p.scale, 6), "foot": [fx, fy],
-                "depth": round(int(self.bg_depth_q[ref.bg][fy, fx]) / top, 6), **geometry,
-            })  # fmt: skip
-        annotation.update(visible=objects[0]["visible"], objects=objects, dropped=scene.dropped)
-        return self.members(scene.fg_bg, scene.mask, depth, annotation, scene.ids)
 
     def render_batch(self, refs: list[SampleRef]) -> tuple[list[dict[str, bytes]], int]:
         """Members of each sample ({"fg_bg.jpg", "mask.png", "depth.png", "json": bytes}),

@@ -97,7 +97,7 @@ def dataset_json(config: GenerateConfig, plan: Plan, state: dict, shards: list[d
         "members": list(store_members(state["config"])),
         "depth": depth_description(config, state, clipped_fraction(shards, len(plan), config.size)),
         "sources": state["sources"],
-        **{k: state[k] for k in ("categories", "fg_categories") if k in state},
+        **{k: state[k] for k in ("categories", "fg_categories", "objects_version") if k in state},
         "shards": shards,
         "total_bytes": total_bytes,
         "versions": {

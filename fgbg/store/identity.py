@@ -35,7 +35,10 @@ from fgbg.store.lock import LOCK_FILE
 from fgbg.store.owned import FGBG_VERSION, check_files_ours, check_ours, has_mark, is_card, is_fgbg_json, theirs_among
 
 STATE_JSON = "state.json"  # in .work/: the identity of the run in progress
-IDENTITY = ("config", "sources", "depth_model", "depth_scales")
+IDENTITY = ("config", "sources", "depth_model", "depth_scales", "objects_version")
+# The layout of several-object samples (absent: 1). 2: each object records its `order` from the front.
+# A store of another version is another run (its resume would mix layouts); one-object samples never change.
+OBJECTS_VERSION = 2
 PRIOR_ORIGIN = "ground-plane prior"  # the bg depth origin with nothing standing up in it: no occlusion
 REAL_DEPTH_FIELDS = ("min_visible", "stand_on")  # config fields that change only bgs with real depth
 KIND_DIRS = sorted({kind for kind, _ in MEMBERS.values()})  # folder/zip formats: KIND/bNNN...
@@ -132,7 +135,7 @@ def out_status(out: Path, state: dict, overwrite: bool) -> str:
     if overwrite:
         return replacing(out)
     raise UserError(
-        f"--out {out}: holds a store made with a different config or different source images{device_hint(recorded, state)};"
+        f"--out {out}: holds a store made with a different config or different source images{device_hint(recorded, state)}{version_hint(recorded, state)};"
         " use another --out, or --overwrite to replace it"
     )
 
@@ -160,6 +163,14 @@ def device_hint(recorded: dict, state: dict) -> str:
         f" (its depth network ran on {where_computed(was)}, {was['precision']}: resume it there, with the same --device,"
         f" or with --engine ray on depth actors of that kind (--gpus-per-worker); this run's would run on {where_computed(now)})"
     )
+
+
+def version_hint(recorded: dict, state: dict) -> str:
+    """" (its several-object samples are of an older layout ...)" when only that differs, else ""."""
+    was, now = recorded.get("objects_version"), state.get("objects_version")
+    if was == now or now is None or recorded.get("config", {}).get("objects_max", 1) <= 1:
+        return ""
+    return f" (its several-object samples are of layout {was or 1}, made by an older fgbg; this one writes layout {now}, with each object's order)"
 
 
 def where_computed(compute: dict) -> str:

@@ -1,4 +1,5 @@
-"""Several objects in one composite: who is seen where, and each object's annotation. Pure numpy.
+"""Occlusion among several objects in one composite: who is seen where (the id map), the order of
+the layers, and what each object's annotation says of its pixels. Pure numpy.
 
 Every object is a flat layer at the inverse depth found at its foot (near = larger). At each
 pixel the nearest surface is seen: the nearest object whose mask covers the pixel, unless the
@@ -62,7 +63,6 @@ class IdMap:
         self.ids = np.zeros((size, size), dtype)  # (S, S): 0 = bg, i = object i
         self.values = np.array([-np.inf])  # inverse depth of the surface behind each id (the bg's is never in front)
         self.areas = np.zeros(0, np.int64)  # visible pixels of object i at index i - 1
-        self.boxes: list[tuple[int, int, int, int]] = []  # (x0, y0, x1, y1) of object i's layer at index i - 1
 
     def wins(self, layer: Layer) -> np.ndarray:
         """bool (h, w): where ``layer``, added now, would be seen (within its box)."""
@@ -71,17 +71,12 @@ class IdMap:
         return layer.mask & (self.values < layer.value).take(region)
 
     def areas_with(self, layer: Layer, wins: np.ndarray) -> np.ndarray:
-        """int64 (count + 1,): every object's visible pixels if ``layer`` were added where it ``wins``.
-
-        Only the objects whose boxes meet the layer's can lose pixels to it; each is counted on the overlap."""
+        """int64 (count + 1,): every object's visible pixels if ``layer`` were added where it ``wins``
+        (each object loses the pixels of it that the layer wins)."""
         h, w = layer.mask.shape
-        areas = self.areas.copy()
-        for i, (x0, y0, x1, y1) in enumerate(self.boxes):
-            x0, y0, x1, y1 = max(x0, layer.x), max(y0, layer.y), min(x1, layer.x + w), min(y1, layer.y + h)
-            if x0 < x1 and y0 < y1:
-                won = wins[y0 - layer.y : y1 - layer.y, x0 - layer.x : x1 - layer.x]
-                areas[i] -= np.count_nonzero(won & (self.ids[y0:y1, x0:x1] == i + 1))
-        return np.append(areas, np.count_nonzero(wins))
+        region = self.ids[layer.y : layer.y + h, layer.x : layer.x + w]
+        lost = np.bincount(region[wins], minlength=len(self.values))[1:]
+        return np.append(self.areas - lost, np.count_nonzero(wins))
 
     def add(self, layer: Layer, wins: np.ndarray, areas: np.ndarray | None = None) -> None:
         """Add ``layer`` as the next object, seen where it ``wins`` (``areas``: :meth:`areas_with`'s, if known)."""
@@ -89,7 +84,6 @@ class IdMap:
         h, w = layer.mask.shape
         self.ids[layer.y : layer.y + h, layer.x : layer.x + w][wins] = len(self.values)
         self.values = np.append(self.values, layer.value)
-        self.boxes.append((layer.x, layer.y, layer.x + w, layer.y + h))
 
 
 def painting_order(values: list[float]) -> list[int]:
@@ -97,7 +91,20 @@ def painting_order(values: list[float]) -> list[int]:
     return sorted(range(len(values)), key=lambda i: (values[i], -i))
 
 
-def object_geometry(ids: np.ndarray, own: int, x: int, y: int, mask: np.ndarray, tight: list[int] | None = None) -> dict:
+def front_ranks(values: list[float]) -> list[int]:
+    """Each layer's place counted from the front (1 = the nearest), the order the id map follows:
+    by inverse depth at full precision, equals by the lower index first.
+
+    >>> front_ranks([0.5, 0.8, 0.5])
+    [2, 1, 3]
+    """
+    ranks = [0] * len(values)
+    for place, i in enumerate(reversed(painting_order(values)), start=1):
+        ranks[i] = place
+    return ranks
+
+
+def object_geometry(ids: np.ndarray, own: int, x: int, y: int, mask: np.ndarray, tight: list[int], pixels: int, seen: tuple[dict, list[int], int]) -> dict:
     """What the annotation says of one object's pixels: visible and full boxes, areas, fractions,
     what hides it (sorted ids, 0 = the bg), and both masks as COCO RLE.
 
@@ -106,30 +113,26 @@ def object_geometry(ids: np.ndarray, own: int, x: int, y: int, mask: np.ndarray,
         own: the object's id.
         x, y, mask: its whole mask (bool (h, w), hidden pixels included) with its top-left at (x, y),
             possibly reaching out of the frame.
-        tight: ``box(mask)``, if known.
+        tight, pixels: ``box(mask)`` and its pixel count.
+        seen: the RLE, box and area of ``ids == own`` (:func:`fgbg.masks.id_masks`).
     """
     size = ids.shape[0]
     h, w = mask.shape
     x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, size), min(y + h, size)
-    full = mask[y0 - y : y1 - y, x0 - x : x1 - x]  # the part in the frame
-    region = ids[y0:y1, x0:x1]
-    visible = region == own
-    area, full_area, whole_area = int(np.count_nonzero(visible)), int(np.count_nonzero(full)), int(np.count_nonzero(mask))
-    inside = full.shape == mask.shape
-    full_box = [x + tight[0], y + tight[1], *tight[2:]] if tight is not None and inside and tight[2] else box(full, x0, y0)
-    mask_rle = rle_encode(visible, size, x0, y0)
-    whole = area == full_area  # nothing hidden: the visible mask is the full one
-    return {
-        "box": full_box if whole else box(visible, x0, y0),
-        "full_box": full_box,
-        "area": area,
-        "full_area": full_area,
-        "visible": round(area / full_area, 6) if full_area else 1.0,
-        "in_frame": round(full_area / whole_area, 6) if whole_area else 1.0,
-        "hidden_by": [] if whole else np.flatnonzero(np.bincount(region[full & ~visible], minlength=1)).tolist(),
-        "mask": mask_rle,
-        "full_mask": mask_rle if whole else rle_encode(full, size, x0, y0),
-    }
+    inside = (x0, y0, x1, y1) == (x, y, x + w, y + h)
+    full = mask if inside else mask[y0 - y : y1 - y, x0 - x : x1 - x]  # the part in the frame
+    full_area = pixels if inside else int(np.count_nonzero(full))
+    full_box = [x + tight[0], y + tight[1], *tight[2:]] if inside and tight[2] else box(full, x0, y0)
+    rle, visible_box, area = seen
+    geometry = {"box": full_box, "full_box": full_box, "area": area, "full_area": full_area,
+                "visible": round(area / full_area, 6) if full_area else 1.0,
+                "in_frame": round(full_area / pixels, 6) if pixels else 1.0,
+                "hidden_by": [], "mask": rle, "full_mask": rle}  # fmt: skip
+    if area < full_area:  # something hides part of it (what is seen is always part of its mask)
+        behind = np.bincount(ids[y0:y1, x0:x1][full], minlength=own + 1)  # what is seen where it is
+        behind[own] = 0
+        geometry.update(box=list(visible_box), hidden_by=np.flatnonzero(behind).tolist(), full_mask=rle_encode(full, size, x0, y0))
+    return geometry
 
 
 def without_masks(annotation: dict) -> dict:

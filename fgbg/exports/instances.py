@@ -1,11 +1,11 @@
-"""The objects of one sample, as every export sees them: pure functions of its annotation.
+"""The objects (instances) of one sample, as every export sees them: pure functions of its annotation.
 
 A several-object sample's json lists its ``objects`` (visible and full masks as COCO RLE,
 boxes, areas, fractions: see the store format). A single-object sample has one object,
-whose visible mask is ``mask.png``; its full mask is the same unless something nearer in the
-bg hid part of it (``visible`` < 1), and then it is the placed fg's own mask, rebuilt from the
-store's prepared fg exactly as the paste drew it. Either way an export gets a list of
-:class:`Instance`, in id order.
+whose visible mask is ``mask.png``; on a bg with real depth (its json has ``visible``) something
+nearer may have hidden part of it, and its full mask is the placed fg's own, from the store's
+prepared fg by the function the renderer pastes with (:func:`fgbg.make.sprites.placed_mask`).
+Either way an export gets a list of :class:`Instance`, in id order.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from fgbg.make.assets import fg_mask
-from fgbg.make.compose import flip_fg, paste_mask, resize_fg
+from fgbg.make.compose import paste_mask
+from fgbg.make.sprites import placed_mask
 from fgbg.masks import box as mask_box, rle_encode as encode_rle
 
 Rle = dict  # {"size": [H, W], "counts": str}: COCO compressed RLE, counts a str
@@ -51,26 +51,26 @@ def single_instance(annotation: dict, mask: np.ndarray, category: int, full_mask
         annotation: the sample's json (``visible`` present only on bgs with real depth).
         mask: uint8 (S, S), nonzero = the visible fg (mask.png).
         category: the category id of the sample's fg.
-        full_mask: gives the placed fg's whole mask, uint8 (S, S); called only when part of it is hidden.
+        full_mask: gives the placed fg's whole mask, uint8 (S, S); called only on bgs with real
+            depth, where something may hide part of it. Whether anything is hidden is decided by
+            pixel counts (the json's ``visible`` is rounded).
     """
-    visible = float(annotation.get("visible", 1.0))
     seen = mask > 0
     rle, box = encode_rle(seen), tuple(mask_box(seen))
     area = int(np.count_nonzero(seen))
-    if visible < 1.0:
-        full = full_mask() > 0
-        full_rle, full_box = encode_rle(full), tuple(mask_box(full))
-    else:
-        full_rle, full_box = rle, box
-    return Instance(1, category, rle, box, area, full_rle, full_box, visible, 1.0)  # placements keep the fg in frame
+    full = full_mask() > 0 if "visible" in annotation else seen
+    full_area = int(np.count_nonzero(full))
+    if full_area == area:
+        return Instance(1, category, rle, box, area, rle, box, 1.0, 1.0)  # placements keep the fg in frame
+    visible = round(area / full_area, 6)
+    return Instance(1, category, rle, box, area, encode_rle(full), tuple(mask_box(full)), visible, 1.0)
 
 
 def placed_fg_mask(fg_rgba: np.ndarray, annotation: dict, size: int) -> np.ndarray:
     """The whole mask of a single-object sample's fg as it was pasted, hidden parts too: uint8 (size, size) in {0, 255}.
 
-    The paste's own steps (:mod:`fgbg.make.compose`): the prepared fg (uint8 (h, w, 4), from
-    ``assets/fg``), mirrored if ``flip``, resized to (w, h), alpha >= 128, at (x, y).
+    The prepared fg (uint8 (h, w, 4), from ``assets/fg``) placed as the json says (``flip``,
+    ``w``, ``h``, ``x``, ``y``), by the renderer's own :func:`placed_mask`.
     """
     a = annotation
-    rgba = flip_fg(fg_rgba) if a["flip"] else fg_rgba
-    return paste_mask(fg_mask(resize_fg(rgba, a["w"], a["h"])), a["x"], a["y"], size)
+    return paste_mask(placed_mask(fg_rgba, a["flip"], a["w"], a["h"]), a["x"], a["y"], size)
