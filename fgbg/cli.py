@@ -236,6 +236,7 @@ def add_train_parser(sub) -> None:
     config_option(tr, "--val", TRAIN_CONFIG, choices=["bg", "fg", "random"], help="hold out backgrounds, foregrounds or random samples for validation (default %(default)s)")
     config_option(tr, "--val-fraction", TRAIN_CONFIG, type=float, help="share held out (default %(default)s)")
     config_option(tr, "--augment", TRAIN_CONFIG, action=argparse.BooleanOptionalAction, help="colour jitter and flips on the training split (default %(default)s)")
+    config_option(tr, "--bg-aug", TRAIN_CONFIG, choices=["real", "none"], help="real: train on a bg input perturbed apart from the composite, as a second photograph is (shifted, turned, re-exposed, blurred, noisy, re-encoded; the composite shadowed), so the model works on real captures; none: the composite's own bg, pixel for pixel (default %(default)s)")
     config_option(tr, "--workers", TRAIN_CONFIG, type=workers, help="DataLoader worker processes per training process; 0 = load in the training process (default: on the CPU 0 on 2 cores or fewer, where that is faster, else 1; on a GPU about the cores per GPU)")
     config_option(tr, "--seed", TRAIN_CONFIG, type=int, help="random seed (default %(default)s)")
     config_option(tr, "--threads", TRAIN_CONFIG, type=int, help=f"torch threads (default: the cores per training process, {os.cpu_count()} here for one)")
@@ -263,6 +264,8 @@ def add_model_parsers(sub) -> None:
     ev.add_argument("--split", default=None, choices=["val", "all"], help="val: the run's held-out split; all: every sample (default: val on the store the run trained on, all on any other)")
     ev.add_argument("--device", type=device_arg, default="auto", help="where the network runs: auto (the first CUDA GPU, else the CPU; default), cpu, cuda or cuda:N; bf16/fp16 autocast on a GPU, metrics in fp32")
     ev.add_argument("--batch-size", type=int, default=None, help="images per network call (default 64)")
+    ev.add_argument("--robustness", default="all", choices=["all", "none"], help="all: also score the model and differencing with the bg input shifted 1/2/4 px, rotated 1 degree, exposed x0.85/x1.15, noisy (sigma 0.03) and JPEG-50, as a second photograph would be (metrics.json's robustness, a table in report.md); none: skip it (default all)")
+    ev.add_argument("--bg-from", type=Path, default=None, metavar="DIR", help="take each sample's bg input from DIR, the image named as the store's bg (e.g. ROOMS/retake from `fgbg rooms --retake`: the room from a second camera pose), not from the store")
     add_progress_options(ev)
 
     pr = sub.add_parser("predict", help="predict mask and depth for (bg, fg_bg) images of any size", description="Writes NAME.mask.png (0/255), NAME.depth.png (near = bright) and NAME.side.png per composite.")
@@ -495,7 +498,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from fgbg.learn.evaluate import evaluate
 
     batch = {} if args.batch_size is None else {"batch_size": args.batch_size}  # else the library's default
-    evaluate(args.checkpoint, args.store, args.out, split=args.split, progress=args.progress, device=args.device, **batch)
+    evaluate(args.checkpoint, args.store, args.out, split=args.split, progress=args.progress, device=args.device,
+             robustness=args.robustness, bg_from=args.bg_from, **batch)  # fmt: skip
 
 
 def cmd_predict(args: argparse.Namespace) -> None:

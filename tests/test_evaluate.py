@@ -91,3 +91,25 @@ def test_titles_sit_above_their_columns_and_row_labels_follow_the_values():
     label = [grid[top + 2 + i * (READABLE + 2) : top + 2 + i * (READABLE + 2) + READABLE, :left] for i in range(3)]
     assert torch.equal(label[0], label[1]) and not torch.equal(label[0], label[2])  # the same value reads the same, another differs
     assert (label[2] < 0.5).any()
+
+
+def test_the_robustness_report_reproduces_and_its_aligned_row_is_the_plain_evaluation(run, tmp_path, capsys):
+    folder, store, _ = run
+    first = evaluate(folder / "best.ckpt", store, tmp_path / "a", log=print)
+    line = capsys.readouterr().out
+    second = evaluate(folder / "best.ckpt", store, tmp_path / "b", log=quiet, batch_size=5)  # other batches: the same draws
+    rows = first["robustness"]
+    assert rows == second["robustness"] == json.loads((tmp_path / "a" / "metrics.json").read_text())["robustness"]
+    assert [r["bg"] for r in rows] == ["aligned", "shift 1 px", "shift 2 px", "shift 4 px", "rotate 1 deg", "exposure x0.85", "exposure x1.15", "noise 0.03", "jpeg 50"]
+    assert (rows[0]["mask_iou"], rows[0]["baseline_mask_iou"], rows[0]["depth_delta1"]) == (first["mask_iou"], first["baseline_mask_iou"], first["depth_delta1"])
+    assert any(r["baseline_mask_iou"] != rows[0]["baseline_mask_iou"] for r in rows[1:])  # the bg input did change
+    assert "robustness (mask IoU model/differencing): aligned " in line
+    report = (tmp_path / "a" / "report.md").read_text()
+    assert "| bg input | model mask IoU | differencing mask IoU | model depth delta1 |" in report and "| shift 2 px | " in report
+
+
+def test_robustness_none_skips_the_report(run, tmp_path, capsys):
+    folder, store, _ = run
+    assert main(["evaluate", str(folder / "best.ckpt"), str(store), "--out", str(tmp_path / "e"), "--robustness", "none", "--quiet"]) == 0
+    assert "robustness" not in json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert "robustness (mask IoU" not in capsys.readouterr().out and "Robustness" not in (tmp_path / "e" / "report.md").read_text()

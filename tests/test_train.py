@@ -106,7 +106,7 @@ def test_a_run_writes_checkpoints_logs_and_summary_and_resumes_exactly(store, tm
     result = evaluate(run / "best.ckpt", store, out, log=quiet)
     saved = json.loads((out / "metrics.json").read_text())
     names = ["mask_iou", "mask_dice", "baseline_mask_iou", "depth_rmse", "depth_absrel", "depth_delta1", "depth_ssim"]
-    assert list(saved) == [*names, "n_images", "size", "split", "store"] == list(METRIC_KEYS) and saved["n_images"] == 12 and saved["size"] == 32
+    assert list(saved) == [*names, "n_images", "size", "split", "store", "robustness"] == [*METRIC_KEYS, "robustness"] and saved["n_images"] == 12 and saved["size"] == 32
     assert saved["split"] == "val" and saved["store"] == str(store.resolve())  # the run's own store: its held-out split
     assert set(names) <= set(straight["best"])  # validation logs the same names
     assert saved["mask_iou"] == pytest.approx(straight["best"]["mask_iou"], abs=1e-5)
@@ -186,7 +186,7 @@ def test_demo_trains_and_evaluates(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "differencing baseline" in printed and "tensorboard --logdir" in printed
     metrics = json.loads((tmp_path / "demo" / "run" / "eval" / "metrics.json").read_text())
-    assert set(metrics) == set(METRIC_KEYS)
+    assert set(metrics) == {*METRIC_KEYS, "robustness"}
 
 
 def test_the_demo_passes_progress_to_training_and_evaluation(tmp_path, monkeypatch):
