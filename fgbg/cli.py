@@ -394,6 +394,7 @@ def add_rooms_parser(sub) -> None:
     rooms.add_argument("--size", type=int, default=224, help="side of the square images in pixels (default 224)")
     rooms.add_argument("--textures", type=Path, default=None, metavar="DIR", help="a folder of photos (e.g. your bg folder) to cut floor, wall and furniture textures from (default: procedural tiles, wood, plaster, stripes)")
     rooms.add_argument("--seed", type=int, default=0, help="the set's seed: room i depends only on (seed, i) (default 0)")
+    rooms.add_argument("--retake", action="store_true", help="also render each room from a second camera pose 2-6 cm and under a degree away (a handheld retake, with parallax) into OUT/retake/NAME.jpg, a bg input photographed apart from the composite: `fgbg evaluate RUN/best.ckpt STORE --bg-from OUT/retake`")
     rooms.add_argument("--renderer", default="auto", choices=RENDERERS, help="egl: OpenGL in a headless EGL context (pip install 'fgbg[rooms]'); numpy: the ray-casting fallback; auto: egl when it can run, else numpy (default)")
     add_workers_option(rooms, "rendering processes, each with its own renderer; the files do not depend on it", "one per core")
     add_progress_options(rooms)
@@ -588,7 +589,7 @@ def cmd_rooms(args: argparse.Namespace) -> None:
     from fgbg.rooms.write import render_rooms
 
     report = render_rooms(args.out, args.count, args.size, args.textures, args.seed, args.renderer, progress=args.progress,
-                          warn=lambda m: print(f"fgbg rooms: {m}", file=sys.stderr), workers=args.workers)  # fmt: skip
+                          warn=lambda m: print(f"fgbg rooms: {m}", file=sys.stderr), workers=args.workers, retake=args.retake)  # fmt: skip
     kept = f" ({report.kept} already there)" if report.kept else ""
     print(f"wrote {report.written} rooms to {report.folder}{kept} with {report.renderer} ({report.detail})")
 

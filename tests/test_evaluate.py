@@ -113,3 +113,25 @@ def test_robustness_none_skips_the_report(run, tmp_path, capsys):
     assert main(["evaluate", str(folder / "best.ckpt"), str(store), "--out", str(tmp_path / "e"), "--robustness", "none", "--quiet"]) == 0
     assert "robustness" not in json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert "robustness (mask IoU" not in capsys.readouterr().out and "Robustness" not in (tmp_path / "e" / "report.md").read_text()
+
+
+def test_bg_from_a_retake_folder_feeds_the_second_view_as_the_bg_input(run, tmp_path, capsys):
+    folder, _, _ = run
+    rooms = tmp_path / "rooms"
+    assert main(["rooms", "--out", str(rooms), "--count", "2", "--size", "32", "--renderer", "numpy", "--retake", "--quiet"]) == 0
+    _, fg = demo_folders(tmp_path, n_bg=0, n_fg=2)
+    store = tmp_path / "store"
+    generate(rooms, fg, store, GenerateConfig(**TINY), workers=1, progress=False)
+    same = evaluate(folder / "best.ckpt", store, tmp_path / "same", log=quiet, robustness="none")
+    retake = evaluate(folder / "best.ckpt", store, tmp_path / "retake", log=quiet, bg_from=rooms / "retake")
+    assert retake["bg_from"] == str((rooms / "retake").resolve()) and "robustness" not in retake
+    assert retake["baseline_mask_iou"] != same["baseline_mask_iou"]  # another bg input, the same composites
+    assert retake["n_images"] == same["n_images"] and "its bg's image in" in (tmp_path / "retake" / "report.md").read_text()
+    # the first views given as the folder: exactly the store's own bg input, up to the store's JPEG of it
+    own = evaluate(folder / "best.ckpt", store, tmp_path / "own", log=quiet, bg_from=rooms)
+    assert abs(own["baseline_mask_iou"] - same["baseline_mask_iou"]) < 0.02
+    (rooms / "retake" / "room_000001.jpg").unlink()
+    capsys.readouterr()
+    assert main(["evaluate", str(folder / "best.ckpt"), str(store), "--out", str(tmp_path / "x"), "--bg-from", str(rooms / "retake"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--bg-from" in err[0] and "room_000001.jpg" in err[0] and not (tmp_path / "x").exists()
