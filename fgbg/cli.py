@@ -275,7 +275,8 @@ def add_model_parsers(sub) -> None:
     pr.add_argument("--out", type=out_folder, required=True, help="output folder")
     pr.add_argument("--onnx", action="store_true", help="MODEL is an ONNX file even without the .onnx suffix")
     pr.add_argument("--device", type=device_arg, default="auto", help="where the network runs: auto (the first CUDA GPU, else the CPU; default), cpu, cuda or cuda:N; an ONNX model gets ONNX Runtime's CUDA provider (pip install 'fgbg[gpu]') or the CPU")
-    pr.add_argument("--batch-size", type=int, default=None, help="images per network call (default 16)")
+    pr.add_argument("--batch-size", type=int, default=None, help="images (tiles) per network call (default 16)")
+    pr.add_argument("--scale", type=float, default=None, metavar="F", help="see the images at F times their size, the aspect kept, in tiles of the model's size overlapping by half: choose F so the objects are about as big as in training (a 70-px walker in a 768 x 576 frame and a 96-px model: 0.5); default: the longer side fits the model's size, the shorter one padded")
     add_progress_options(pr)
 
     ex = sub.add_parser("export", help="a checkpoint to ONNX, or a store to COCO or YOLO for detection and segmentation tools",
@@ -508,7 +509,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     onnx = args.onnx or args.model.suffix.lower() == ".onnx"
     batch = {} if args.batch_size is None else {"batch_size": args.batch_size}  # else the library's default
-    predict(args.model, args.bg, args.fg_bg, args.out, onnx=onnx, progress=args.progress, device=args.device, **batch)
+    predict(args.model, args.bg, args.fg_bg, args.out, onnx=onnx, progress=args.progress, device=args.device, scale=args.scale, **batch)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
