@@ -231,8 +231,8 @@ def test_the_autocast_path_gives_fp32_metrics_close_to_fp32(run, tmp_path):
 
     bf16 = Device("cpu", "CPU, bf16 autocast", "bf16")
     ckpt, store = run / "run" / "best.ckpt", run / "store"
-    fp32 = evaluate(ckpt, store, tmp_path / "fp32", split="all", log=quiet, progress=False, device="cpu")
-    mixed = evaluate(ckpt, store, tmp_path / "bf16", split="all", log=quiet, progress=False, device=bf16)
+    fp32 = evaluate(ckpt, store, tmp_path / "fp32", split="all", log=quiet, progress=False, device="cpu", robustness="none")
+    mixed = evaluate(ckpt, store, tmp_path / "bf16", split="all", log=quiet, progress=False, device=bf16, robustness="none")
     assert mixed == pytest.approx(fp32, abs=0.01) and mixed != fp32  # the network ran in bf16, and it barely shows
     assert json.loads((tmp_path / "bf16" / "evaluation.json").read_text())["precision"] == "bf16"
     net, meta = inference_net(ckpt)
