@@ -8,6 +8,8 @@ A sample is a dict of compact tensors at the training size S, as stored (a batch
 - ``depth``: uint8 or uint16 (1, S, S), the PNG's values (inverse depth, near = bright; / 255 or / 65535)
 - ``augment`` (augmented datasets only): the sample's paired augmentation, drawn in the loader
   (:func:`draw_augment`): flip bool (), gain float32 (3,), contrast float32 (), offset float32 ()
+- ``bg_aug`` (datasets with ``bg_augment``): the sample's perturbation of its bg input apart from
+  the composite (:func:`fgbg.learn.perturb.draw_bg_aug`); its JPEG re-encoding is done here, on ``bg``
 - ``index``: int, the sample's position in the store (plan order)
 
 The float work runs on the device, after the batch is copied there: :func:`prepare_batch` (called
@@ -184,8 +186,9 @@ def prepare_batch(batch: dict, stats: Stats | None = None) -> dict:
     """A collated compact batch (on any device) -> the float batch of a network, on the same device.
 
     bg, fg_bg: float32 (B, 3, S, S) on [0, 1], augmented by the batch's ``augment`` parameters when
-    it has them, the bg perturbed apart from the composite by its ``bg_aug`` ones
-    (:func:`~fgbg.learn.perturb.apply_bg_aug_`) when it has them, then normalised with ``stats`` when given; mask float32 (B, 1, S, S) in {0, 1};
+    it has them, the bg perturbed apart from the composite by its ``bg_aug`` ones when it has them
+    (:func:`~fgbg.learn.perturb.apply_bg_aug_`), then normalised with ``stats`` when given;
+    mask float32 (B, 1, S, S) in {0, 1};
     depth float32 (B, 1, S, S) on [0, 1]; other entries (``index``) as they are. A batch whose bg is
     already floating point was prepared (or made in float by its caller) and is returned unchanged.
     The float tensors are new, so every later step runs in place on them.
