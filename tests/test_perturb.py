@@ -143,3 +143,14 @@ def test_bg_aug_choices():
     assert bg_aug_config("real") == BgAugConfig() and bg_aug_config("none") is None
     with pytest.raises(ConfigError, match="--bg-aug"):
         bg_aug_config("some")
+
+
+def test_a_batch_draws_the_same_noise_from_its_seeds_or_from_their_int():
+    from fgbg.learn.perturb import batch_noise_seed
+
+    params = torch.utils.data.default_collate([draw_bg_aug(BgAugConfig(p_noise=1.0), torch.Generator().manual_seed(i), 16) for i in range(4)])
+    batch = {"bg": torch.rand(4, 3, 16, 16), "fg_bg": torch.rand(4, 3, 16, 16), "mask": torch.zeros(4, 1, 16, 16)}
+    a, b = ({k: v.clone() for k, v in batch.items()} for _ in range(2))
+    apply_bg_aug_(a, params)
+    apply_bg_aug_(b, {**params, "noise_seed": batch_noise_seed(params["noise_seed"])})  # as the module hands it to a GPU
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -206,10 +206,17 @@ def add_noise_(x: torch.Tensor, sigma: torch.Tensor, generator: torch.Generator)
     return x.add_(noise.mul_(sigma.view(-1, 1, 1, 1))).clamp_(0, 1)
 
 
-def noise_generator(seeds: torch.Tensor, device: torch.device) -> torch.Generator:
-    """A generator on ``device`` seeded by a batch's per-sample seeds: the same batch draws the same noise."""
-    seed = int(seeds.to("cpu", torch.int64).remainder(2**61 - 1).sum().item()) % (2**62)
-    return torch.Generator(device=device).manual_seed(seed)
+def batch_noise_seed(seeds: torch.Tensor | int) -> int:
+    """One seed for a batch's noise from its samples' ``noise_seed`` (B,) (an int already: itself): the same batch, the same noise."""
+    if isinstance(seeds, int):
+        return seeds
+    return int(seeds.to("cpu", torch.int64).remainder(2**61 - 1).sum().item()) % (2**62)
+
+
+def noise_generator(seeds: torch.Tensor | int, device: torch.device) -> torch.Generator:
+    """A generator on ``device`` seeded by :func:`batch_noise_seed`. The LightningModule turns the seeds into
+    the int before the batch goes to a GPU (``on_before_batch_transfer``), so no step waits to read them back."""
+    return torch.Generator(device=device).manual_seed(batch_noise_seed(seeds))
 
 
 def apply_bg_aug_(batch: dict[str, torch.Tensor], params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
