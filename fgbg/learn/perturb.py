@@ -38,11 +38,11 @@ class BgAugConfig:
     Shift is a fraction of the side (0.04 at 96 px: up to 3.8 px), rotation in degrees.
     """
 
-    p_affine: float = 0.8
+    p_affine: float = 0.5
     shift: float = 0.04
     rotate: float = 1.5
     scale: float = 0.02  # zoom factor in [1 - scale, 1 + scale]
-    p_color: float = 0.8
+    p_color: float = 0.5
     exposure: float = 0.25  # gain in [1 / (1 + e), 1 + e], log-uniform
     white_balance: float = 0.06  # per-channel gain in [1 - wb, 1 + wb] on top
     gamma: float = 0.15  # gamma in [1 / (1 + g), 1 + g], log-uniform
