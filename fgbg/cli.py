@@ -241,6 +241,7 @@ def add_train_parser(sub) -> None:
     config_option(tr, "--val", TRAIN_CONFIG, choices=["bg", "fg", "random"], help="hold out backgrounds, foregrounds or random samples for validation (default %(default)s)")
     config_option(tr, "--val-fraction", TRAIN_CONFIG, type=float, help="share held out (default %(default)s)")
     config_option(tr, "--augment", TRAIN_CONFIG, action=argparse.BooleanOptionalAction, help="colour jitter and flips on the training split (default %(default)s)")
+    config_option(tr, "--bg-aug", TRAIN_CONFIG, choices=["real", "none"], help="real: train on a bg input perturbed apart from the composite, as a second photograph is (shifted, turned, re-exposed, blurred, noisy, re-encoded; the composite shadowed), so the model works on real captures; none: the composite's own bg, pixel for pixel (default %(default)s)")
     config_option(tr, "--workers", TRAIN_CONFIG, type=workers, help="DataLoader worker processes per training process; 0 = load in the training process (default: on the CPU 0 on 2 cores or fewer, where that is faster, else 1; on a GPU about the cores per GPU)")
     config_option(tr, "--seed", TRAIN_CONFIG, type=int, help="random seed (default %(default)s)")
     config_option(tr, "--threads", TRAIN_CONFIG, type=int, help=f"torch threads (default: the cores per training process, {os.cpu_count()} here for one)")
@@ -268,6 +269,8 @@ def add_model_parsers(sub) -> None:
     ev.add_argument("--split", default=None, choices=["val", "all"], help="val: the run's held-out split; all: every sample (default: val on the store the run trained on, all on any other)")
     ev.add_argument("--device", type=device_arg, default="auto", help="where the network runs: auto (the first CUDA GPU, else the CPU; default), cpu, cuda or cuda:N; bf16/fp16 autocast on a GPU, metrics in fp32")
     ev.add_argument("--batch-size", type=int, default=None, help="images per network call (default 64)")
+    ev.add_argument("--robustness", default="all", choices=["all", "none"], help="all: also score the model and differencing with the bg input shifted 1/2/4 px, rotated 1 degree, exposed x0.85/x1.15, noisy (sigma 0.03) and JPEG-50, as a second photograph would be (metrics.json's robustness, a table in report.md); none: skip it (default all)")
+    ev.add_argument("--bg-from", type=Path, default=None, metavar="DIR", help="take each sample's bg input from DIR, the image named as the store's bg (e.g. ROOMS/retake from `fgbg rooms --retake`: the room from a second camera pose), not from the store")
     add_progress_options(ev)
 
     pr = sub.add_parser("predict", help="predict mask and depth for (bg, fg_bg) images of any size", description="Writes NAME.mask.png (0/255), NAME.depth.png (near = bright) and NAME.side.png per composite.")
@@ -277,7 +280,8 @@ def add_model_parsers(sub) -> None:
     pr.add_argument("--out", type=out_folder, required=True, help="output folder")
     pr.add_argument("--onnx", action="store_true", help="MODEL is an ONNX file even without the .onnx suffix")
     pr.add_argument("--device", type=device_arg, default="auto", help="where the network runs: auto (the first CUDA GPU, else the CPU; default), cpu, cuda or cuda:N; an ONNX model gets ONNX Runtime's CUDA provider (pip install 'fgbg[gpu]') or the CPU")
-    pr.add_argument("--batch-size", type=int, default=None, help="images per network call (default 16)")
+    pr.add_argument("--batch-size", type=int, default=None, help="images (tiles) per network call (default 16)")
+    pr.add_argument("--scale", type=float, default=None, metavar="F", help="see the images at F times their size, the aspect kept, in tiles of the model's size overlapping by half: choose F so the objects are about as big as in training (a 70-px walker in a 768 x 576 frame and a 96-px model: 0.5); default: the longer side fits the model's size, the shorter one padded")
     add_progress_options(pr)
 
     add_export_parser(sub)
@@ -450,6 +454,7 @@ def add_rooms_parser(sub) -> None:
     rooms.add_argument("--size", type=int, default=224, help="side of the square images in pixels (default 224)")
     rooms.add_argument("--textures", type=Path, default=None, metavar="DIR", help="a folder of photos (e.g. your bg folder) to cut floor, wall and furniture textures from (default: procedural tiles, wood, plaster, stripes)")
     rooms.add_argument("--seed", type=int, default=0, help="the set's seed: room i depends only on (seed, i) (default 0)")
+    rooms.add_argument("--retake", action="store_true", help="also render each room from a second camera pose 2-6 cm and under a degree away (a handheld retake, with parallax) into OUT/retake/NAME.jpg, a bg input photographed apart from the composite: `fgbg evaluate RUN/best.ckpt STORE --bg-from OUT/retake`")
     rooms.add_argument("--renderer", default="auto", choices=RENDERERS, help="egl: OpenGL in a headless EGL context (pip install 'fgbg[rooms]'); numpy: the ray-casting fallback; auto: egl when it can run, else numpy (default)")
     add_workers_option(rooms, "rendering processes, each with its own renderer; the files do not depend on it", "one per core")
     add_progress_options(rooms)
@@ -565,7 +570,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from fgbg.learn.evaluate import evaluate
 
     batch = {} if args.batch_size is None else {"batch_size": args.batch_size}  # else the library's default
-    evaluate(args.checkpoint, args.store, args.out, split=args.split, progress=args.progress, device=args.device, **batch)
+    evaluate(args.checkpoint, args.store, args.out, split=args.split, progress=args.progress, device=args.device,
+             robustness=args.robustness, bg_from=args.bg_from, **batch)  # fmt: skip
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -573,7 +579,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     onnx = args.onnx or args.model.suffix.lower() == ".onnx"
     batch = {} if args.batch_size is None else {"batch_size": args.batch_size}  # else the library's default
-    predict(args.model, args.bg, args.fg_bg, args.out, onnx=onnx, progress=args.progress, device=args.device, **batch)
+    predict(args.model, args.bg, args.fg_bg, args.out, onnx=onnx, progress=args.progress, device=args.device, scale=args.scale, **batch)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -653,7 +659,7 @@ def cmd_rooms(args: argparse.Namespace) -> None:
     from fgbg.rooms.write import render_rooms
 
     report = render_rooms(args.out, args.count, args.size, args.textures, args.seed, args.renderer, progress=args.progress,
-                          warn=lambda m: print(f"fgbg rooms: {m}", file=sys.stderr), workers=args.workers)  # fmt: skip
+                          warn=lambda m: print(f"fgbg rooms: {m}", file=sys.stderr), workers=args.workers, retake=args.retake)  # fmt: skip
     kept = f" ({report.kept} already there)" if report.kept else ""
     print(f"wrote {report.written} rooms to {report.folder}{kept} with {report.renderer} ({report.detail})")
 

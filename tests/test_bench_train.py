@@ -34,3 +34,7 @@ def test_held_out_bgs_and_fgs_are_only_evaluated_on_and_the_curve_is_printed(tmp
     assert len(curve) == len(report["curve"]) == 2, done.stdout  # the --at mark, then the end
     assert float(curve[0][0]) >= 0.04 and float(curve[-1][1]) == round(report["metrics"]["mask_iou"], 4)
     assert {c[2] for c in curve} == {f"{report['metrics']['baseline_mask_iou']:.4f}"}  # one baseline: the same images
+    # the robustness report of the same images, with the goals beside it
+    rows = report["metrics"]["robustness"]
+    assert [r["bg"] for r in rows][:3] == ["aligned", "shift 1 px", "shift 2 px"] and rows[0]["mask_iou"] == report["metrics"]["mask_iou"]
+    assert "robustness (--bg-aug real): bg input" in done.stdout and re.search(r"shift 2 px mask IoU [\d.]+  \[goal >= 0.92: (yes|NO)\]", done.stdout)

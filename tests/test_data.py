@@ -1,5 +1,6 @@
 """The torch dataset over a store: formats, workers, splits, compact batches, paired augmentation on the device, normalisation."""
 
+import io
 import json
 
 import numpy as np
@@ -411,3 +412,30 @@ def test_normalisation_builds_its_per_channel_constants_once_per_device(store, m
     torch.testing.assert_close(restored, plain["fg_bg"])
     assert first["bg"].shape == second["bg"].shape
     assert data.channel_constants((0.5,), torch.float32, torch.device("cpu")) is data.channel_constants((0.5,), torch.float32, torch.device("cpu"))
+
+
+def test_bg_perturbations_are_drawn_per_sample_and_epoch_whatever_the_workers_and_the_jpeg_is_pils(store):
+    from PIL import Image
+
+    from fgbg.learn.perturb import BgAugConfig
+
+    ds = StoreDataset(store, None, 32, augment=AugmentConfig(), seed=3, bg_augment=BgAugConfig(p_jpeg=0.5))
+    plain = StoreDataset(store, None, 32, augment=AugmentConfig(), seed=3)
+    first, second = loaded(ds, 0), loaded(ds, 0, workers=2)
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(first, second) for k in ("bg", "fg_bg", "mask", "index"))
+    assert all(torch.equal(a["bg_aug"][k], b["bg_aug"][k]) for a, b in zip(first, second) for k in a["bg_aug"])
+    later = loaded(ds, 1)
+    assert any(not torch.equal(a["bg_aug"]["theta"], b["bg_aug"]["theta"]) for a, b in zip(first, later))
+    # the paired augmentation is drawn as without the bg perturbation
+    assert all(torch.equal(a["augment"][k], b["augment"][k]) for a, b in zip(first, loaded(plain, 0)) for k in a["augment"])
+    samples = [ds[(p, 0)] for p in range(len(ds))]
+    quality = [int(s["bg_aug"]["jpeg"]) for s in samples]
+    assert 0 < sum(q > 0 for q in quality) < len(samples)
+    for p, (sample, q) in enumerate(zip(samples, quality)):
+        raw = plain.raw(p)["bg"]
+        if not q:
+            assert torch.equal(sample["bg"], raw)
+            continue
+        buffer = io.BytesIO()
+        Image.fromarray(raw.permute(1, 2, 0).numpy()).save(buffer, format="JPEG", quality=q)
+        assert np.array_equal(sample["bg"].permute(1, 2, 0).numpy(), np.asarray(Image.open(buffer).convert("RGB")))

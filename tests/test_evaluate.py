@@ -91,3 +91,47 @@ def test_titles_sit_above_their_columns_and_row_labels_follow_the_values():
     label = [grid[top + 2 + i * (READABLE + 2) : top + 2 + i * (READABLE + 2) + READABLE, :left] for i in range(3)]
     assert torch.equal(label[0], label[1]) and not torch.equal(label[0], label[2])  # the same value reads the same, another differs
     assert (label[2] < 0.5).any()
+
+
+def test_the_robustness_report_reproduces_and_its_aligned_row_is_the_plain_evaluation(run, tmp_path, capsys):
+    folder, store, _ = run
+    first = evaluate(folder / "best.ckpt", store, tmp_path / "a", log=print)
+    line = capsys.readouterr().out
+    second = evaluate(folder / "best.ckpt", store, tmp_path / "b", log=quiet, batch_size=5)  # other batches: the same draws
+    rows = first["robustness"]
+    assert rows == second["robustness"] == json.loads((tmp_path / "a" / "metrics.json").read_text())["robustness"]
+    assert [r["bg"] for r in rows] == ["aligned", "shift 1 px", "shift 2 px", "shift 4 px", "rotate 1 deg", "exposure x0.85", "exposure x1.15", "noise 0.03", "jpeg 50"]
+    assert (rows[0]["mask_iou"], rows[0]["baseline_mask_iou"], rows[0]["depth_delta1"]) == (first["mask_iou"], first["baseline_mask_iou"], first["depth_delta1"])
+    assert any(r["baseline_mask_iou"] != rows[0]["baseline_mask_iou"] for r in rows[1:])  # the bg input did change
+    assert "robustness (mask IoU model/differencing): aligned " in line
+    report = (tmp_path / "a" / "report.md").read_text()
+    assert "| bg input | model mask IoU | differencing mask IoU | model depth delta1 |" in report and "| shift 2 px | " in report
+
+
+def test_robustness_none_skips_the_report(run, tmp_path, capsys):
+    folder, store, _ = run
+    assert main(["evaluate", str(folder / "best.ckpt"), str(store), "--out", str(tmp_path / "e"), "--robustness", "none", "--quiet"]) == 0
+    assert "robustness" not in json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert "robustness (mask IoU" not in capsys.readouterr().out and "Robustness" not in (tmp_path / "e" / "report.md").read_text()
+
+
+def test_bg_from_a_retake_folder_feeds_the_second_view_as_the_bg_input(run, tmp_path, capsys):
+    folder, _, _ = run
+    rooms = tmp_path / "rooms"
+    assert main(["rooms", "--out", str(rooms), "--count", "2", "--size", "32", "--renderer", "numpy", "--retake", "--quiet"]) == 0
+    _, fg = demo_folders(tmp_path, n_bg=0, n_fg=2)
+    store = tmp_path / "store"
+    generate(rooms, fg, store, GenerateConfig(**TINY), workers=1, progress=False)
+    same = evaluate(folder / "best.ckpt", store, tmp_path / "same", log=quiet, robustness="none")
+    retake = evaluate(folder / "best.ckpt", store, tmp_path / "retake", log=quiet, bg_from=rooms / "retake")
+    assert retake["bg_from"] == str((rooms / "retake").resolve()) and "robustness" not in retake
+    assert retake["baseline_mask_iou"] != same["baseline_mask_iou"]  # another bg input, the same composites
+    assert retake["n_images"] == same["n_images"] and "its bg's image in" in (tmp_path / "retake" / "report.md").read_text()
+    # the first views given as the folder: exactly the store's own bg input, up to the store's JPEG of it
+    own = evaluate(folder / "best.ckpt", store, tmp_path / "own", log=quiet, bg_from=rooms)
+    assert abs(own["baseline_mask_iou"] - same["baseline_mask_iou"]) < 0.02
+    (rooms / "retake" / "room_000001.jpg").unlink()
+    capsys.readouterr()
+    assert main(["evaluate", str(folder / "best.ckpt"), str(store), "--out", str(tmp_path / "x"), "--bg-from", str(rooms / "retake"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--bg-from" in err[0] and "room_000001.jpg" in err[0] and not (tmp_path / "x").exists()

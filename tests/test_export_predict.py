@@ -218,7 +218,9 @@ def test_evaluate_says_where_it_ran_and_takes_the_batch_size(run, tmp_path, caps
     assert json.loads((tmp_path / "auto" / "evaluation.json").read_text())["batch_size"] == 64
     assert "`cpu`, fp32, batch 5" in (tmp_path / "b5" / "report.md").read_text()
     by_64, by_5 = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("auto", "b5"))
+    rows_64, rows_5 = by_64.pop("robustness"), by_5.pop("robustness")
     assert by_5 == pytest.approx(by_64, abs=1e-6) and by_5["n_images"] == 24
+    assert [r.pop("bg") for r in rows_5] == [r.pop("bg") for r in rows_64] and rows_5 == [pytest.approx(r, abs=1e-6) for r in rows_64]
     assert main(["evaluate", ckpt, store, "--out", str(tmp_path / "b0"), "--batch-size", "0"]) == 2
     assert "--batch-size must be at least 1" in capsys.readouterr().err
 
@@ -232,8 +234,8 @@ def test_the_autocast_path_gives_fp32_metrics_close_to_fp32(run, tmp_path):
 
     bf16 = Device("cpu", "CPU, bf16 autocast", "bf16")
     ckpt, store = run / "run" / "best.ckpt", run / "store"
-    fp32 = evaluate(ckpt, store, tmp_path / "fp32", split="all", log=quiet, progress=False, device="cpu")
-    mixed = evaluate(ckpt, store, tmp_path / "bf16", split="all", log=quiet, progress=False, device=bf16)
+    fp32 = evaluate(ckpt, store, tmp_path / "fp32", split="all", log=quiet, progress=False, device="cpu", robustness="none")
+    mixed = evaluate(ckpt, store, tmp_path / "bf16", split="all", log=quiet, progress=False, device=bf16, robustness="none")
     assert mixed == pytest.approx(fp32, abs=0.01) and mixed != fp32  # the network ran in bf16, and it barely shows
     assert json.loads((tmp_path / "bf16" / "evaluation.json").read_text())["precision"] == "bf16"
     net, meta = inference_net(ckpt)
@@ -285,3 +287,58 @@ def test_export_takes_a_checkpoint_saved_on_a_gpu_in_bf16(run, tmp_path, monkeyp
     assert export_onnx(gpu_ckpt, tmp_path / "gpu.onnx", log=quiet) < TOLERANCE
     net, _ = inference_net(gpu_ckpt)
     assert {p.dtype for p in net.parameters()} == {torch.float32} and {p.device.type for p in net.parameters()} == {"cpu"}
+
+
+class Differencing:
+    """A stand-in model of size S: the mask probability is 1 where |fg_bg - bg| summed over channels > 0.3, the depth fg_bg's red.
+    Pointwise, so tiling and padding must give exactly what it gives on the whole image."""
+
+    size = 16
+
+    def __init__(self):
+        self.shapes = []
+
+    def __call__(self, bg, fg_bg):
+        self.shapes.append(bg.shape)
+        return (np.abs(fg_bg - bg).sum(1) > 0.3).astype(np.float32), fg_bg[:, 0].copy()
+
+
+def test_predict_keeps_the_aspect_pads_the_short_side_and_tiles_what_is_larger():
+    from fgbg.learn.predict import predict_tiled, tile_starts
+
+    rng = np.random.default_rng(1)
+    bg = rng.random((3, 20, 53)).astype(np.float32)
+    fg_bg = bg.copy()
+    fg_bg[:, 5:15, 30:41] = 1 - fg_bg[:, 5:15, 30:41]  # an object
+    model = Differencing()
+    mask, depth = predict_tiled(model, bg, fg_bg, batch_size=4)
+    expected = (np.abs(fg_bg - bg).sum(0) > 0.3).astype(np.float32)
+    assert mask.shape == depth.shape == (20, 53)
+    np.testing.assert_allclose(mask, expected, atol=1e-6)
+    np.testing.assert_allclose(depth, fg_bg[0], atol=1e-6)
+    # 20 x 53 at S = 16: 3 rows and 6 columns of 16 x 16 tiles overlapping by half, 4 to a call
+    assert tile_starts(20, 16) == [0, 4] and tile_starts(53, 16) == [0, 8, 16, 24, 32, 37]
+    assert all(s[1:] == (3, 16, 16) for s in model.shapes) and sum(s[0] for s in model.shapes) == 12
+    # smaller than S: padded, the edge replicated (background to a model: no difference there)
+    small, _ = predict_tiled(model, bg[:, :9, :12], fg_bg[:, :9, :12])
+    assert small.shape == (9, 12) and model.shapes[-1] == (1, 3, 16, 16)
+
+
+def test_predict_default_scale_fits_the_longer_side_without_stretching(tmp_path, monkeypatch):
+    import fgbg.learn.predict as p
+
+    model = Differencing()
+    monkeypatch.setattr(p, "make_predictor", lambda *a, **k: (model, "a stand-in"))
+    bg = np.full((60, 160, 3), 60, np.uint8)
+    composite = bg.copy()
+    composite[20:40, 100:130] = 250
+    Image.fromarray(bg).save(tmp_path / "wide.png")
+    Image.fromarray(composite).save(tmp_path / "wide_obj.png")
+    p.predict("m.ckpt", tmp_path / "wide.png", tmp_path / "wide_obj.png", tmp_path / "out", log=quiet)
+    assert model.shapes == [(1, 3, 16, 16)]  # 160 x 60 seen at 16 x 6, padded to 16 x 16: one tile
+    mask = np.asarray(Image.open(tmp_path / "out" / "wide_obj.mask.png")) > 0
+    ys, xs = np.nonzero(mask)
+    assert mask.shape == (60, 160) and abs(ys.mean() - 30) < 6 and abs(xs.mean() - 115) < 12  # where the object is, not stretched
+    p.predict("m.ckpt", tmp_path / "wide.png", tmp_path / "wide_obj.png", tmp_path / "tiled", log=quiet, scale=0.5)
+    assert model.shapes[1:] == [(16, 3, 16, 16), (11, 3, 16, 16)]  # 80 x 30: 3 rows x 9 columns of tiles, 16 to a call
+    assert main(["predict", "m.ckpt", "--bg", str(tmp_path / "wide.png"), "--fg-bg", str(tmp_path / "wide_obj.png"), "--out", str(tmp_path / "x"), "--scale", "0"]) == 2

@@ -52,7 +52,7 @@ def empty_room(size_m, camera: Camera) -> Scene:
 
 
 def folder_bytes(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.name != ".lock"}
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.name != ".lock" and p.is_file()}
 
 
 @pytest.mark.parametrize("kind", ["egl", "numpy"])
@@ -273,3 +273,34 @@ def test_help_says_how_to_install_the_renderer(capsys):
     with pytest.raises(SystemExit):
         main(["rooms", "--help"])
     assert "pip install 'fgbg[rooms]'" in capsys.readouterr().out
+
+
+def test_retake_renders_each_room_again_from_a_second_pose_that_generate_does_not_take_as_a_bg(tmp_path):
+    from fgbg.config import GenerateConfig
+    from fgbg.make.generate import generate
+    from fgbg.rooms.scene import RETAKE_SHIFT_M, RETAKE_TURN_DEG, retake_scene
+
+    rooms = tmp_path / "rooms"
+    args = ["rooms", "--out", str(rooms), "--count", "3", "--size", "48", "--renderer", "numpy", "--quiet", "--seed", "3"]
+    assert main([*args, "--retake"]) == 0
+    first = {i: codecs.decode_jpeg((rooms / f"room_00000{i}.jpg").read_bytes()).astype(float) for i in range(3)}
+    again = {i: codecs.decode_jpeg((rooms / "retake" / f"room_00000{i}.jpg").read_bytes()).astype(float) for i in range(3)}
+    for i in range(3):  # the same room, moved a little: nearer the first view than any other room, yet not it
+        moved = np.abs(again[i] - first[i]).mean()
+        assert 0.5 < moved < min(np.abs(again[i] - first[j]).mean() for j in range(3) if j != i)
+        scene = sample_scene(3, i, BANK.picker)
+        retaken = retake_scene(scene, 3, i).camera
+        step = math.dist(retaken.position, scene.camera.position)
+        assert RETAKE_SHIFT_M[0] <= step <= RETAKE_SHIFT_M[1] + 1e-9
+        assert max(abs(retaken.yaw - scene.camera.yaw), abs(retaken.pitch - scene.camera.pitch)) <= math.radians(RETAKE_TURN_DEG)
+    assert json.loads((rooms / ROOMS_JSON).read_text())["retake"]["folder"] == "retake"
+    # without --retake the rooms are the same bytes; a rerun with it adds the missing retakes only
+    plain = tmp_path / "plain"
+    assert main([*args[:2], str(plain), *args[3:]]) == 0
+    assert {k: v for k, v in folder_bytes(plain).items() if k != ROOMS_JSON} == {k: v for k, v in folder_bytes(rooms).items() if k != ROOMS_JSON}
+    assert not (plain / "retake").exists()
+    assert main([*args[:2], str(plain), *args[3:], "--retake"]) == 0
+    assert folder_bytes(plain / "retake") == folder_bytes(rooms / "retake")
+    _, fg = demo_folders(tmp_path, n_bg=0, n_fg=1)
+    generate(rooms, fg, tmp_path / "store", GenerateConfig(**SMALL), workers=0, progress=False)
+    assert json.loads((tmp_path / "store" / "dataset.json").read_text())["counts"]["bg"] == 3

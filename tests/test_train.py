@@ -1,5 +1,6 @@
 """Training: the loss falls, a run writes what it promises, a resume is exact, evaluate and the demo."""
 
+import dataclasses
 import json
 import re
 import time
@@ -18,6 +19,7 @@ from fgbg.learn.losses import MaskDepthLoss
 from fgbg.learn.model import ModelConfig, TwoHeadUNet, load_checkpoint
 from fgbg.learn.callbacks import StopAfterEpochs
 from fgbg.learn.module import one_cycle
+from fgbg.learn.perturb import BgAugConfig
 from fgbg.learn.train import TrainConfig, TrainError, plan_loading, train
 
 from .conftest import make_store
@@ -96,6 +98,9 @@ def test_a_run_writes_checkpoints_logs_and_summary_and_resumes_exactly(store, tm
     assert meta["split"]["by"] == "bg" and len(meta["split"]["held_out"]) == 1 and meta["split"]["n_val"] == 12
     assert meta["schedule"]["total_steps"] == 6 and meta["parameters"] < 1_000_000
     assert 0 < meta["baseline"]["threshold"]
+    # the bg input perturbed apart from the composite by default, its settings in run.json and the checkpoint
+    assert meta["train"]["bg_aug"] == "real" and meta["bg_augment"] == json.loads(json.dumps(dataclasses.asdict(BgAugConfig())))
+    assert BgAugConfig.from_dict(torch.load(run / "best.ckpt", weights_only=True)["hyper_parameters"]["meta"]["bg_augment"]) == BgAugConfig()
     summary = json.loads((run / "summary.json").read_text())
     assert summary["best_epoch"] in (1, 2) and summary["train_samples_per_s"] > 0
     net, ckpt_meta = load_checkpoint(run / "best.ckpt")
@@ -106,7 +111,7 @@ def test_a_run_writes_checkpoints_logs_and_summary_and_resumes_exactly(store, tm
     result = evaluate(run / "best.ckpt", store, out, log=quiet)
     saved = json.loads((out / "metrics.json").read_text())
     names = ["mask_iou", "mask_dice", "baseline_mask_iou", "depth_rmse", "depth_absrel", "depth_delta1", "depth_ssim"]
-    assert list(saved) == [*names, "n_images", "size", "split", "store"] == list(METRIC_KEYS) and saved["n_images"] == 12 and saved["size"] == 32
+    assert list(saved) == [*names, "n_images", "size", "split", "store", "robustness"] == [*METRIC_KEYS, "robustness"] and saved["n_images"] == 12 and saved["size"] == 32
     assert saved["split"] == "val" and saved["store"] == str(store.resolve())  # the run's own store: its held-out split
     assert set(names) <= set(straight["best"])  # validation logs the same names
     assert saved["mask_iou"] == pytest.approx(straight["best"]["mask_iou"], abs=1e-5)
@@ -137,6 +142,10 @@ def test_cli_train_and_budget(store, tmp_path, capsys):
     assert main(args) == 2  # a UserError
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"fgbg train {store} --out {run} --resume" in err[0]
+    # --bg-aug none trains on the composite's own bg, as before
+    assert main([*args[:2], "--out", str(tmp_path / "none"), *args[4:], "--epochs", "1", "--bg-aug", "none"]) == 0
+    meta = json.loads((tmp_path / "none" / "run.json").read_text())
+    assert meta["train"]["bg_aug"] == "none" and meta["bg_augment"] is None
 
 
 @pytest.mark.parametrize("flags, named", [(["--epochs", "0"], "--epochs"), (["--val-fraction", "1.5"], "--val-fraction"),
@@ -186,7 +195,7 @@ def test_demo_trains_and_evaluates(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "differencing baseline" in printed and "tensorboard --logdir" in printed
     metrics = json.loads((tmp_path / "demo" / "run" / "eval" / "metrics.json").read_text())
-    assert set(metrics) == set(METRIC_KEYS)
+    assert set(metrics) == {*METRIC_KEYS, "robustness"}
 
 
 def test_the_demo_passes_progress_to_training_and_evaluation(tmp_path, monkeypatch):

@@ -8,6 +8,8 @@ A sample is a dict of compact tensors at the training size S, as stored (a batch
 - ``depth``: uint8 or uint16 (1, S, S), the PNG's values (inverse depth, near = bright; / 255 or / 65535)
 - ``augment`` (augmented datasets only): the sample's paired augmentation, drawn in the loader
   (:func:`draw_augment`): flip bool (), gain float32 (3,), contrast float32 (), offset float32 ()
+- ``bg_aug`` (datasets with ``bg_augment``): the sample's perturbation of its bg input apart from
+  the composite (:func:`fgbg.learn.perturb.draw_bg_aug`); its JPEG re-encoding is done here, on ``bg``
 - ``index``: int, the sample's position in the store (plan order)
 
 The float work runs on the device, after the batch is copied there: :func:`prepare_batch` (called
@@ -40,12 +42,15 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fgbg import codecs
-from fgbg.store.plan import Plan
+from fgbg.errors import UserError
+from fgbg.learn.perturb import BgAugConfig, apply_bg_aug_, draw_bg_aug, jpeg_chw
 from fgbg.make.split import VAL_BY, Split, ValBy, entry_column, split_indices  # noqa: F401 (torch-free; re-exported)
+from fgbg.store.plan import Plan
 from fgbg.store.read import StoreReader, decoding
 
 DEFAULT_MEAN, DEFAULT_STD = 0.5, 0.25  # without stats.json: [0, 1] -> about [-2, 2]
 STATS_JSON = "stats.json"
+BG_AUG_STREAM = 1 << 62  # offsets the bg perturbation's seeds from the paired augmentation's
 SHM = Path("/dev/shm")  # where DataLoader workers hand their batches over (torch's shared memory)
 SHM_SHARE = 0.5  # of /dev/shm's free space that the loaders' batches in flight may fill: the batch being handed over, other processes
 
@@ -181,17 +186,21 @@ def prepare_batch(batch: dict, stats: Stats | None = None) -> dict:
     """A collated compact batch (on any device) -> the float batch of a network, on the same device.
 
     bg, fg_bg: float32 (B, 3, S, S) on [0, 1], augmented by the batch's ``augment`` parameters when
-    it has them, then normalised with ``stats`` when given; mask float32 (B, 1, S, S) in {0, 1};
+    it has them, the bg perturbed apart from the composite by its ``bg_aug`` ones when it has them
+    (:func:`~fgbg.learn.perturb.apply_bg_aug_`), then normalised with ``stats`` when given;
+    mask float32 (B, 1, S, S) in {0, 1};
     depth float32 (B, 1, S, S) on [0, 1]; other entries (``index``) as they are. A batch whose bg is
     already floating point was prepared (or made in float by its caller) and is returned unchanged.
     The float tensors are new, so every later step runs in place on them.
     """
     if batch["bg"].is_floating_point():
         return batch
-    out = {k: v for k, v in batch.items() if k != "augment"}
+    out = {k: v for k, v in batch.items() if k not in ("augment", "bg_aug")}
     out.update(bg=to_unit(batch["bg"]), fg_bg=to_unit(batch["fg_bg"]), mask=batch["mask"].float(), depth=to_unit(batch["depth"]))
     if "augment" in batch:
         augment_batch_(out, batch["augment"])
+    if "bg_aug" in batch:
+        apply_bg_aug_(out, batch["bg_aug"])
     if stats is not None:
         for name, channels in (("bg", slice(0, 3)), ("fg_bg", slice(3, 6))):
             normalize_(out[name], stats.mean[channels], stats.std[channels])
@@ -236,12 +245,16 @@ class StoreDataset(Dataset):
         augment: AugmentConfig | None = None,
         seed: int = 0,
         normalized: bool = True,
+        bg_augment: BgAugConfig | None = None,
+        bg_folder: Path | None = None,
     ) -> None:
         self.reader = StoreReader(store)
         self.indices = list(range(len(self.reader))) if indices is None else list(indices)
         self.size = size or self.reader.config.size
         self.stats = stats or load_stats(store)
         self.augment = augment
+        self.bg_augment = bg_augment
+        self.bg_folder = None if bg_folder is None else Path(bg_folder)
         self.seed = seed
         self.normalized = normalized
         self._bg_cache: dict[int, torch.Tensor] = {}
@@ -251,10 +264,39 @@ class StoreDataset(Dataset):
 
     def _bg(self, bg: int) -> torch.Tensor:
         if bg not in self._bg_cache:
-            data = self.reader.read_asset("bg", bg)
-            with decoding(str(self.reader.asset_path("bg", bg)), self.reader.store):
-                self._bg_cache[bg] = resized(codecs.decode_jpeg(data), self.size)
+            if self.bg_folder is not None:
+                self._bg_cache[bg] = resized(self._folder_bg(bg), self.size)
+            else:
+                data = self.reader.read_asset("bg", bg)
+                with decoding(str(self.reader.asset_path("bg", bg)), self.reader.store):
+                    self._bg_cache[bg] = resized(codecs.decode_jpeg(data), self.size)
         return self._bg_cache[bg]
+
+    def bg_folder_path(self, bg: int) -> Path:
+        """The image of bg ``bg`` in ``bg_folder``: the file name the store recorded for it."""
+        return self.bg_folder / self.reader.meta["sources"]["bg"][bg]["file"]
+
+    def _folder_bg(self, bg: int) -> np.ndarray:
+        """uint8 (S, S, 3): bg ``bg``'s image in ``bg_folder``, fitted to the store's size as the store fitted its own."""
+        from fgbg.make.assets import BadInput, prepare_bg, read_image  # PIL work, needed with a bg folder only
+
+        path = self.bg_folder_path(bg)
+        try:
+            img, _ = read_image(path)
+        except BadInput as e:
+            raise UserError(f"--bg-from: {path}: {e}") from None
+        config = self.reader.config
+        return prepare_bg(img, config.size, config.bg_fit)
+
+    def check_bg_folder(self) -> None:
+        """Raises UserError (one line) when ``bg_folder`` lacks the image of a bg these samples use."""
+        if self.bg_folder is None:
+            return
+        if not self.bg_folder.is_dir():
+            raise UserError(f"--bg-from {self.bg_folder}: not a folder")
+        for bg in sorted({self.reader.plan[i].bg for i in self.indices}):
+            if not self.bg_folder_path(bg).is_file():
+                raise UserError(f"--bg-from {self.bg_folder}: no {self.bg_folder_path(bg).name}, the image of the store's bg {bg}")
 
     def raw(self, position: int) -> dict[str, torch.Tensor]:
         """Sample at ``position``, decoded and resized, compact, not augmented.
@@ -274,14 +316,25 @@ class StoreDataset(Dataset):
 
     def augmentation(self, position: int, epoch: int) -> dict:
         """The :func:`draw_augment` parameters of the sample at ``position`` in ``epoch``: seeded by (seed, epoch, index)."""
-        g = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 100_000_007 + self.indices[position])
-        return draw_augment(self.augment, g)
+        return draw_augment(self.augment, self._generator(position, epoch))
+
+    def bg_augmentation(self, position: int, epoch: int) -> dict[str, torch.Tensor]:
+        """The :func:`~fgbg.learn.perturb.draw_bg_aug` parameters of the sample at ``position`` in ``epoch``:
+        seeded by (seed, epoch, index), apart from the paired augmentation's draws."""
+        return draw_bg_aug(self.bg_augment, self._generator(position, epoch, BG_AUG_STREAM), self.size)
+
+    def _generator(self, position: int, epoch: int, stream: int = 0) -> torch.Generator:
+        return torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 100_000_007 + self.indices[position] + stream)
 
     def __getitem__(self, item) -> dict[str, torch.Tensor]:
         position, epoch = item if isinstance(item, tuple) else (item, 0)
         sample = self.raw(position)
         if self.augment is not None:
             sample["augment"] = augment_tensors(self.augmentation(position, epoch))
+        if self.bg_augment is not None:
+            sample["bg_aug"] = self.bg_augmentation(position, epoch)
+            if sample["bg_aug"]["jpeg"]:  # a real codec, here in the loader (per image on the CPU): see README's "Real captures"
+                sample["bg"] = jpeg_chw(sample["bg"], int(sample["bg_aug"]["jpeg"]))
         sample["index"] = torch.tensor(self.indices[position])
         return sample
 

@@ -26,6 +26,7 @@ from fgbg.errors import ConfigError
 from fgbg.learn import metrics
 from fgbg.learn.data import StoreDataset, load_stats, make_loader, read_entries, split_indices
 from fgbg.learn.model import Prediction, inference_net
+from fgbg.learn.perturb import ROBUSTNESS, ROBUSTNESS_CHOICES, Perturbation, perturb_bg
 from fgbg.store.layout import atomic_write_json
 from fgbg.learn.viz import TITLES, labelled_grid, prediction_rows, save_png
 from fgbg.progress import progress as progress_reporter
@@ -80,11 +81,13 @@ def infer(net, bg: torch.Tensor, fg_bg: torch.Tensor, device: Device) -> Predict
 @torch.inference_mode()
 def predict_dataset(
     net, dataset: StoreDataset, threshold: float, batch: int = EVALUATE_BATCH, progress: bool | None = False,
-    device: Device | None = None, workers: int = 0,
+    device: Device | None = None, workers: int = 0, perturbation: Perturbation | None = None,
 ) -> dict[str, torch.Tensor]:
     """Per-image metrics (N,), float32 on the CPU, of ``net`` (a NormalizedNet on ``device``) and of the baseline at ``threshold``, over a dataset made with ``normalized=False``.
 
-    The loader's compact batches become float on ``device``, after the copy (:meth:`StoreDataset.prepare`).
+    The loader's compact batches become float on ``device``, after the copy (:meth:`StoreDataset.prepare`);
+    with a ``perturbation``, the bg input of the network and of the baseline is changed by it
+    (:func:`~fgbg.learn.perturb.perturb_bg`, seeded by each image's store index).
 
     ``device``: where ``net`` is (default the CPU); ``workers``: loader processes;
     ``progress`` as in :func:`fgbg.progress.progress` (default silent).
@@ -94,9 +97,39 @@ def predict_dataset(
     with progress_reporter(len(dataset), "evaluate", "sample", enabled=progress) as bar:
         for b in make_loader(dataset, batch, shuffle=False, workers=workers, pin_memory=device.is_cuda):
             on_device = dataset.prepare({k: device.move(b[k]) for k in ("bg", "fg_bg", "mask", "depth")})  # float on the device
+            if perturbation is not None:
+                on_device["bg"] = perturb_bg(on_device["bg"], b["index"], perturbation)
             add_batch_metrics(per_image, infer(net, on_device["bg"], on_device["fg_bg"], device), {**b, **on_device}, threshold)
             bar.update(len(b["index"]))
     return {k: torch.cat(v).cpu() for k, v in per_image.items()}
+
+
+ROBUSTNESS_KEYS = ("mask_iou", metrics.BASELINE_MASK_IOU, "depth_delta1")  # each row of metrics.json's "robustness"
+
+
+def robustness_rows(net, dataset: StoreDataset, threshold: float, plain: dict[str, torch.Tensor], batch: int = EVALUATE_BATCH,
+               device: Device | None = None, workers: int = 0) -> list[dict]:  # fmt: skip
+    """The model and the baseline on the same images with the bg input perturbed as a second photograph
+    would be (:data:`~fgbg.learn.perturb.ROBUSTNESS`): one row per perturbation, {"bg": name, mask_iou,
+    baseline_mask_iou, depth_delta1} averaged over images. The aligned row is ``plain``, the per-image
+    metrics of the plain evaluation (the same images, the same bg input)."""
+    rows = []
+    for p in ROBUSTNESS:
+        per_image = plain if p == Perturbation(p.name) else predict_dataset(net, dataset, threshold, batch, False, device, workers, p)
+        rows.append({"bg": p.name, **{k: per_image[k].double().mean().item() for k in ROBUSTNESS_KEYS}})
+    return rows
+
+
+def format_robustness(rows: list[dict]) -> str:
+    """One line: ``robustness (mask IoU model/baseline): aligned 0.95/0.94, shift 1 px 0.93/0.60, ...``."""
+    return "robustness (mask IoU model/differencing): " + ", ".join(f"{r['bg']} {r['mask_iou']:.3f}/{r[metrics.BASELINE_MASK_IOU]:.3f}" for r in rows)
+
+
+def robustness_table(rows: list[dict]) -> str:
+    """The markdown table of :func:`robustness`'s rows."""
+    lines = ["| bg input | model mask IoU | differencing mask IoU | model depth delta1 |", "| --- | --- | --- | --- |"]
+    lines += [f"| {r['bg']} | {r['mask_iou']:.4f} | {r[metrics.BASELINE_MASK_IOU]:.4f} | {r['depth_delta1']:.4f} |" for r in rows]
+    return "\n".join(lines)
 
 
 def add_batch_metrics(per_image: dict[str, list[torch.Tensor]], pred, b: dict, threshold: float) -> None:
@@ -134,6 +167,8 @@ def evaluate(
     batch_size: int = EVALUATE_BATCH,
     workers: int | None = None,
     warn: Callable[[str], None] | None = None,
+    robustness: str = "all",
+    bg_from: Path | None = None,
 ) -> dict:
     """Write ``out/metrics.json``, ``out/report.md``, ``out/evaluation.json``, ``out/random.png``, ``out/worst.png``; return the metrics.
 
@@ -146,13 +181,23 @@ def evaluate(
     ``split``: "val" (the run's held-out split), "all" (every sample) or None: "val" on the store the run
     trained on (or a copy of it), "all" on any other.
 
+    ``robustness``: "all" (the default) also scores the model and the baseline with the bg input shifted,
+    turned, re-exposed, noisy and re-encoded (:func:`robustness_rows`; metrics.json's ``robustness``, a
+    table in report.md, one line logged); "none" skips it. ``bg_from``: a folder of bg images named as
+    the store's sources (e.g. ``fgbg rooms --retake``'s OUT/retake): each sample's bg input is its
+    bg's image there, prepared as the store prepared its own; the robustness report is then skipped
+    (its perturbations are of the store's own bg).
+
     Raises:
         UserError: ``checkpoint`` is not a training checkpoint, ``split`` is not val or all,
-            ``batch_size`` < 1, ``device`` is not here (DeviceError).
+            ``batch_size`` < 1, ``robustness`` is not all or none, ``bg_from`` lacks a bg's image,
+            ``device`` is not here (DeviceError).
     """
     started = time.perf_counter()
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    if robustness not in ROBUSTNESS_CHOICES:
+        raise ConfigError(f"--robustness must be one of {', '.join(ROBUSTNESS_CHOICES)}, got {robustness!r}")
     device = as_device(device)  # before any work: `--device cuda` without a GPU stops here
     torch.set_num_threads(threads or os.cpu_count() or 1)
     store, out = Path(store), Path(out)
@@ -161,7 +206,8 @@ def evaluate(
     split = evaluation_split(store, meta, split, read_entries(store))
     indices = evaluation_indices(store, meta, split)
     stats = load_stats(store)
-    dataset = StoreDataset(store, indices, size, stats, normalized=False)
+    dataset = StoreDataset(store, indices, size, stats, normalized=False, bg_folder=bg_from)
+    dataset.check_bg_folder()
     if device.note:
         (warn or _to_stderr)(f"note: {device.note}")
     net = device.place(net)
@@ -169,8 +215,12 @@ def evaluate(
     per_image = predict_dataset(net, dataset, meta["baseline"]["threshold"], batch_size, progress, device, workers)
     result = {k: per_image[k].double().mean().item() for k in METRIC_KEYS if k in per_image}
     result.update(n_images=len(dataset), size=size, split=split, store=str(store.resolve()))
+    if bg_from is not None:
+        result["bg_from"] = str(Path(bg_from).resolve())
+    elif robustness == "all":
+        result["robustness"] = robustness_rows(net, dataset, meta["baseline"]["threshold"], per_image, batch_size, device, workers)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "metrics.json", {k: result[k] for k in METRIC_KEYS})
+    atomic_write_json(out / "metrics.json", result)
 
     n = min(GRID_ROWS, len(dataset))
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:n].tolist()
@@ -184,6 +234,8 @@ def evaluate(
     atomic_write_json(out / "evaluation.json", {"checkpoint": str(checkpoint), "store": str(store), "split": split, **how, "seconds": round(seconds, 3)})
     (out / "report.md").write_text(report(result, meta, checkpoint, store, split, worst_keys, how))
     log(format_metrics(result))
+    if "robustness" in result:
+        log(format_robustness(result["robustness"]))
     log(f"report: {out / 'report.md'} ({seconds:.0f} s on {device.name})")
     return result
 
@@ -211,6 +263,12 @@ def report(m: dict, meta: dict, checkpoint: Path, store: Path, split: str, worst
         ("depth SSIM", m["depth_ssim"], None),
     ]
     table = "\n".join(f"| {name} | {v:.4f} | {'' if b is None else f'{b:.4f}'} |" for name, v, b in rows)
+    bg_input = f"\nThe bg input of every sample: its bg's image in `{m['bg_from']}` (not the store's own).\n" if m.get("bg_from") else ""
+    robust = (
+        "\n## Robustness: the bg input as a second photograph\n\nThe same images, the bg input changed"
+        " (shifts along x or y and rotation signs seeded per image; bilinear, edges replicated; JPEG by PIL);"
+        f" the baseline keeps its threshold.\n\n{robustness_table(m['robustness'])}\n"
+    ) if m.get("robustness") else ""  # fmt: skip
     worst_list = ", ".join(f"`{k}` ({iou:.3f})" for k, iou in worst[:8])
     return f"""# Evaluation
 
@@ -219,11 +277,11 @@ Metrics per image, then averaged; mask threshold 0.5, empty vs empty = 1; depth 
 inverse-depth scale. Baseline: sum over channels of |fg_bg - bg| > {meta['baseline']['threshold']:.2f}
 (threshold chosen on {meta['baseline']['chosen_on']}).
 Run on {how['name']} (`{how['device']}`, {how['precision']}, batch {how['batch_size']}); metrics in fp32.
-
+{bg_input}
 | metric | model | baseline |
 | --- | --- | --- |
 {table}
-
+{robust}
 ## Random examples
 
 Columns: {' / '.join(TITLES)}; each row's mask IoU on its left.

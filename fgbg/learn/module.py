@@ -24,6 +24,7 @@ from fgbg.learn import metrics
 from fgbg.learn.data import Stats, denormalize, prepare_batch
 from fgbg.learn.losses import LossConfig, MaskDepthLoss
 from fgbg.learn.model import ModelConfig, Prediction, TwoHeadUNet
+from fgbg.learn.perturb import batch_noise_seed
 from fgbg.learn.viz import image_grid, prediction_rows
 
 PCT_START = 0.15  # share of the one-cycle schedule spent warming up
@@ -59,6 +60,12 @@ class FgbgModule(L.LightningModule):
 
     def forward(self, x: torch.Tensor):
         return self.net(x)
+
+    def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """The batch's noise seed as an int while it is still on the CPU (read back from a GPU, it would make the step wait)."""
+        if "bg_aug" in batch:
+            batch["bg_aug"]["noise_seed"] = batch_noise_seed(batch["bg_aug"]["noise_seed"])
+        return batch
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         """A compact batch, now on the device, in float: scaled, augmented (training) and normalised."""

@@ -1,7 +1,11 @@
 """Predict masks and depth for (bg, fg_bg) pairs of any size, with torch or with ONNX only.
 
-Each fg_bg (and its bg, resized to the fg_bg's size when they differ) is resized to the model's
-size, run, and the outputs are resized back. Written per fg_bg ``NAME``: ``NAME.mask.png``
+Each fg_bg (and its bg, resized to the fg_bg's size when they differ) is scaled keeping its aspect:
+by default so its longer side is the model's size S, or by ``scale`` (``--scale 0.5``: a 768 x 576
+frame is seen at 384 x 288, where a 70-px walker is 35 px, as the objects the model trained on are).
+What is smaller than S is padded (the edge replicated, in bg and fg_bg alike: background to the
+model), never stretched; what is larger is cut into S x S tiles overlapping by half, whose outputs
+are blended (weighted towards each tile's centre). The outputs are scaled back. Written per fg_bg ``NAME``: ``NAME.mask.png``
 (0/255), ``NAME.depth.png`` (8-bit, near = bright) and ``NAME.side.png`` (bg | fg_bg | mask |
 depth). This module imports neither torch nor onnxruntime at the top: ``--onnx`` needs no torch.
 
@@ -27,7 +31,8 @@ if TYPE_CHECKING:
     from fgbg.engine.devices import Device
 
 SIDE_PAD = 4  # white pixels between the pictures of a side-by-side PNG
-PREDICT_BATCH = 16  # images per network call (the default of --batch-size)
+PREDICT_BATCH = 16  # images (tiles) per network call (the default of --batch-size)
+MAX_SCALE = 8.0  # --scale: more would only upsample
 
 
 class Predictor(Protocol):
@@ -92,19 +97,64 @@ def load_rgb(path: Path) -> np.ndarray:
         raise UserError(f"{path}: not a readable image ({e})") from None
 
 
-def to_model_input(rgb: np.ndarray, size: int) -> np.ndarray:
-    """uint8 (H, W, 3) -> float32 (3, size, size) on [0, 1], bilinear resize."""
-    resized = Image.fromarray(rgb).resize((size, size), Image.BILINEAR)
+def scaled(rgb: np.ndarray, scale: float) -> np.ndarray:
+    """uint8 (H, W, 3) -> float32 (3, h, w) on [0, 1] with h, w = round(H * scale), round(W * scale) (at least 1): bilinear, the aspect kept."""
+    h, w = (max(1, round(n * scale)) for n in rgb.shape[:2])
+    resized = Image.fromarray(rgb).resize((w, h), Image.BILINEAR) if (h, w) != rgb.shape[:2] else Image.fromarray(rgb)
     return np.asarray(resized, dtype=np.float32).transpose(2, 0, 1) / 255.0
 
 
+def tile_starts(length: int, size: int) -> list[int]:
+    """Where S x S tiles start along a side of ``length`` >= ``size`` px: every size // 2, the last flush with the end.
+
+    >>> tile_starts(96, 96), tile_starts(200, 96)
+    ([0], [0, 48, 104])
+    """
+    step = max(1, size // 2)
+    starts = list(range(0, length - size + 1, step))
+    return starts if starts[-1] == length - size else [*starts, length - size]
+
+
+def tile_weight(size: int) -> np.ndarray:
+    """float32 (S, S): a pyramid, 1 at the edge to S / 2 at the centre, so blended tiles meet without seams."""
+    ramp = np.minimum(np.arange(size), np.arange(size)[::-1]).astype(np.float32) + 1
+    return np.minimum(ramp[:, None], ramp[None, :])
+
+
+def padded_to(x: np.ndarray, size: int) -> np.ndarray:
+    """float32 (3, h, w) -> (3, max(h, S), max(w, S)), the edge replicated below and to the right."""
+    h, w = x.shape[1:]
+    return np.pad(x, ((0, 0), (0, max(0, size - h)), (0, max(0, size - w))), mode="edge")
+
+
+def predict_tiled(predictor: Predictor, bg: np.ndarray, fg_bg: np.ndarray, batch_size: int = PREDICT_BATCH) -> tuple[np.ndarray, np.ndarray]:
+    """float32 (3, h, w) bg and fg_bg on [0, 1], aligned, any h and w -> (mask probability, depth), float32 (h, w) each.
+
+    Padded to S at least (:func:`padded_to`), run in S x S tiles (:func:`tile_starts`), blended by :func:`tile_weight`.
+    """
+    size, (h, w) = predictor.size, fg_bg.shape[1:]
+    bg, fg_bg = padded_to(bg, size), padded_to(fg_bg, size)
+    tiles = [(y, x) for y in tile_starts(bg.shape[1], size) for x in tile_starts(bg.shape[2], size)]
+    weight = tile_weight(size)
+    total, mask, depth = (np.zeros(bg.shape[1:], np.float32) for _ in range(3))
+    for start in range(0, len(tiles), batch_size):
+        chunk = tiles[start : start + batch_size]
+        crops = [(slice(y, y + size), slice(x, x + size)) for y, x in chunk]
+        m, d = predictor(np.stack([bg[:, ys, xs] for ys, xs in crops]), np.stack([fg_bg[:, ys, xs] for ys, xs in crops]))
+        for (ys, xs), mi, di in zip(crops, m, d):
+            total[ys, xs] += weight
+            mask[ys, xs] += weight * mi
+            depth[ys, xs] += weight * di
+    return (mask / total)[:h, :w], (depth / total)[:h, :w]
+
+
 def resize_map(x: np.ndarray, height: int, width: int) -> np.ndarray:
-    """float32 (S, S) -> float32 (height, width), bilinear."""
+    """float32 (h, w) -> float32 (height, width), bilinear."""
     return np.asarray(Image.fromarray(x.astype(np.float32), mode="F").resize((width, height), Image.BILINEAR))
 
 
 def to_pngs(mask_prob: np.ndarray, depth: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Model outputs (S, S) -> (mask uint8 {0, 255}, depth uint8, near = bright), both (height, width)."""
+    """Model outputs (h, w) -> (mask uint8 {0, 255}, depth uint8, near = bright), both (height, width)."""
     mask = np.where(resize_map(mask_prob, height, width) > 0.5, 255, 0).astype(np.uint8)
     depth8 = np.rint(np.clip(resize_map(depth, height, width), 0, 1) * 255).astype(np.uint8)
     return mask, depth8
@@ -187,20 +237,24 @@ def predict(
     warn: Callable[[str], None] | None = None,
     progress: bool | None = None,
     device: str | Device = "auto",
+    scale: float | None = None,
 ) -> list[Path]:
     """Predict every pair, writing NAME.mask.png, NAME.depth.png and NAME.side.png into ``out``; returns the mask paths.
 
     ``device``: ``auto|cpu|cuda|cuda:N`` (or a resolved Device for a checkpoint); ``batch_size``:
-    images per network call. ``warn`` (default: stderr) hears of files left unpaired and the
+    images (or tiles) per network call; ``scale``: the factor the images are seen at (None: the longer
+    side becomes the model's size; see the module's docstring). ``warn`` (default: stderr) hears of files left unpaired and the
     device's note (``auto`` fell back to the CPU, no CUDA provider for ONNX Runtime);
     ``progress`` as in :func:`fgbg.progress.progress`.
 
     Raises:
-        UserError: no pairs, a model that is not ours, ``batch_size`` < 1, ``device`` not here (DeviceError).
+        UserError: no pairs, a model that is not ours, ``batch_size`` < 1, ``scale`` not positive, ``device`` not here (DeviceError).
     """
     warn = warn or _to_stderr
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    if scale is not None and not 0 < scale <= MAX_SCALE:
+        raise ConfigError(f"--scale must be above 0 and at most {MAX_SCALE}, got {scale}")
     predictor, where = make_predictor(Path(model), onnx, device, warn)
     pairs = find_pairs(Path(bg), Path(fg_bg), warn)
     out = Path(out)
@@ -208,7 +262,7 @@ def predict(
     written = []
     with progress_reporter(len(pairs), "predict", "image", enabled=progress) as bar:
         for start in range(0, len(pairs), batch_size):
-            written += predict_batch(predictor, pairs[start : start + batch_size], out)
+            written += predict_batch(predictor, pairs[start : start + batch_size], out, scale, batch_size)
             bar.update(len(pairs[start : start + batch_size]))
     log(f"wrote masks, depth maps and side-by-side PNGs of {len(written)} images to {out} ({where})")
     return written
@@ -234,23 +288,24 @@ def make_predictor(model: Path, onnx: bool, device: str | Device, warn: Callable
     return predictor, f"{resolved.name}, {resolved.autocast or 'fp32'}"
 
 
-def predict_batch(predictor: Predictor, chunk: list[tuple[Path, Path]], out: Path) -> list[Path]:
-    """Run one batch of (bg, fg_bg) files and write its three PNGs per composite; returns the mask paths."""
-    composites = [load_rgb(f) for _, f in chunk]
-    backgrounds = []
-    for (b, _), c in zip(chunk, composites):
+def predict_batch(predictor: Predictor, chunk: list[tuple[Path, Path]], out: Path, scale: float | None = None,
+                  batch_size: int = PREDICT_BATCH) -> list[Path]:  # fmt: skip
+    """Run a few (bg, fg_bg) files and write the three PNGs of each composite; returns the mask paths.
+
+    ``scale``: the factor each image is seen at (None: its longer side becomes the model's size);
+    ``batch_size``: tiles per network call.
+    """
+    written = []
+    for b, f in chunk:
+        c = load_rgb(f)
         rgb = load_rgb(b)
         if rgb.shape != c.shape:  # the bg must line up with the composite
             rgb = np.asarray(Image.fromarray(rgb).resize((c.shape[1], c.shape[0]), Image.BILINEAR))
-        backgrounds.append(rgb)
-    x_bg = np.stack([to_model_input(b, predictor.size) for b in backgrounds])
-    x_fg = np.stack([to_model_input(c, predictor.size) for c in composites])
-    masks, depths = predictor(x_bg, x_fg)
-    written = []
-    for (_, f), b, c, m, d in zip(chunk, backgrounds, composites, masks, depths):
+        factor = predictor.size / max(c.shape[:2]) if scale is None else scale
+        m, d = predict_tiled(predictor, scaled(rgb, factor), scaled(c, factor), batch_size)
         mask, depth = to_pngs(m, d, c.shape[0], c.shape[1])
         Image.fromarray(mask).save(out / f"{f.stem}.mask.png")
         Image.fromarray(depth).save(out / f"{f.stem}.depth.png")
-        Image.fromarray(side_by_side([b, c, mask, depth])).save(out / f"{f.stem}.side.png")
+        Image.fromarray(side_by_side([rgb, c, mask, depth])).save(out / f"{f.stem}.side.png")
         written.append(out / f"{f.stem}.mask.png")
     return written

@@ -64,6 +64,7 @@ from fgbg.learn.data import (
 from fgbg.learn.losses import LossConfig, MaskDepthLoss
 from fgbg.learn.model import ModelConfig, TwoHeadUNet, count_macs, count_parameters
 from fgbg.learn.module import FgbgModule
+from fgbg.learn.perturb import BgAugConfig, bg_aug_config
 from fgbg.learn.resume import (
     Position, TrainInterrupted, interrupted_hint, leave_ctrl_c_to_trainer, resume_command, resume_loader_at, resume_meta,
     resumed_in_mid_epoch,
@@ -240,6 +241,7 @@ def make_meta(store: Path, config: TrainConfig, model: ModelConfig, loss: LossCo
         "train": dataclasses.asdict(config),
         "loss": dataclasses.asdict(loss),
         "augment": dataclasses.asdict(AugmentConfig()) if config.augment else None,
+        "bg_augment": dataclasses.asdict(bg_aug) if (bg_aug := bg_aug_config(config.bg_aug)) else None,
         "stats": dataclasses.asdict(stats),
         "split": split.record(),
         "validation": {"samples": n_validated, "of": len(split.val), "seed": config.seed},
@@ -265,7 +267,8 @@ def make_loaders(store: Path, meta: dict, devices: TrainingDevices, loading: tup
     if stats.mean != meta["stats"]["mean"] or stats.std != meta["stats"]["std"]:
         raise TrainError(f"{store}: stats.json changed since this run started; start a new run")
     augment = AugmentConfig(**meta["augment"]) if meta["augment"] else None
-    train_ds = StoreDataset(store, split.train, t["size"], stats, augment, t["seed"])
+    bg_augment = BgAugConfig.from_dict(meta["bg_augment"]) if meta.get("bg_augment") else None  # runs before it: none
+    train_ds = StoreDataset(store, split.train, t["size"], stats, augment, t["seed"], bg_augment=bg_augment)
     val_ds = StoreDataset(store, validation_subset(split.val, t.get("val_samples", 0), t["seed"]), t["size"], stats)
     workers, prefetch = loading or (default_loader_workers(devices) if t["workers"] is None else t["workers"], 2 if devices.on_gpu else 4)
     pin = devices.on_gpu

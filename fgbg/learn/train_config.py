@@ -22,6 +22,7 @@ class TrainConfig:
     val: str = "bg"  # hold out backgrounds ("bg"), foregrounds ("fg") or samples ("random")
     val_fraction: float = 0.2
     augment: bool = True  # paired colour jitter and flips on the training split
+    bg_aug: str = "real"  # the bg input perturbed apart from the composite, as a second photograph (fgbg.learn.perturb); none: as stored
     seed: int = 0
     workers: int | None = None  # DataLoader processes per training process (0: in it); None: default_loader_workers()
     threads: int | None = None  # torch threads; None: the cores per training process
@@ -48,6 +49,8 @@ class TrainConfig:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
         if not 0 < self.val_fraction < 1:
             raise ConfigError(f"--val-fraction must be between 0 and 1, got {self.val_fraction}")
+        if self.bg_aug not in ("real", "none"):
+            raise ConfigError(f"--bg-aug must be real or none, got {self.bg_aug!r}")
         if self.seed < 0:
             raise ConfigError(f"--seed must be 0 or more, got {self.seed}")
         if self.val_samples < 0:

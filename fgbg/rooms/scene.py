@@ -13,7 +13,7 @@ description; nothing here depends on either of them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -174,6 +174,24 @@ def sample_scene(seed: int, index: int, pick: MaterialPicker) -> Scene:
     camera = _sample_camera(rng, size)
     boxes, cylinders = _sample_furniture(rng, size, camera, pick)
     return Scene(size, floor, ceiling, walls, tuple(boxes), tuple(cylinders), camera, float(rng.uniform(0.25, 0.45)), _sample_lights(rng, size))
+
+
+RETAKE_SHIFT_M = (0.02, 0.06)  # a handheld retake: the camera a few centimetres away ...
+RETAKE_TURN_DEG = 0.8  # ... and turned by less than a degree in yaw and in pitch
+
+
+def retake_scene(scene: Scene, seed: int, index: int) -> Scene:
+    """The room of ``scene`` (room ``index`` of the set ``seed``) seen again from a second camera pose, as a
+    second handheld photograph: moved RETAKE_SHIFT_M in a random direction, turned up to RETAKE_TURN_DEG in
+    yaw and pitch. Near things move more than far ones in the image (parallax), which no 2D shift imitates.
+    Seeded by (seed, index) apart from the room's own draws."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index), 1]))
+    direction = rng.normal(size=3)
+    offset = direction / np.linalg.norm(direction) * rng.uniform(*RETAKE_SHIFT_M)
+    turn = np.radians(rng.uniform(-RETAKE_TURN_DEG, RETAKE_TURN_DEG, size=2))
+    cam = scene.camera
+    position = tuple(float(p + o) for p, o in zip(cam.position, offset))
+    return replace(scene, camera=replace(cam, position=position, yaw=float(cam.yaw + turn[0]), pitch=float(cam.pitch + turn[1])))
 
 
 def _sample_camera(rng: np.random.Generator, size: Vec3) -> Camera:

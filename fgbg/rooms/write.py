@@ -3,6 +3,8 @@
     OUT/room_000000.jpg          the RGB render
     OUT/room_000000.depth.png    16-bit inverse depth, near = bright (the sidecar generate reads)
     OUT/rooms.json               the set: renderer, seed, size, textures, and the depth scale
+    OUT/retake/room_000000.jpg   with ``--retake``: the room from a second camera pose a few cm and under a
+                                 degree away (a handheld retake); a sub-folder, so generate --bg OUT skips it
 
 Inverse depth has one scale for the whole set: ``value = clip(DEPTH_SCALE_M / depth_m, 0, 1)``,
 so metric planar depth is ``DEPTH_SCALE_M / value`` (value = PNG / 65535); anything nearer than
@@ -26,7 +28,7 @@ from fgbg.engine.local import map_shards, worker_count
 from fgbg.errors import ConfigError, UserError
 from fgbg.make.assets import DEPTH_SIDECAR
 from fgbg.rooms import raster_gl, raycast
-from fgbg.rooms.scene import sample_scene
+from fgbg.rooms.scene import RETAKE_SHIFT_M, RETAKE_TURN_DEG, retake_scene, sample_scene
 from fgbg.rooms.settings import DEPTH_SCALE_M, RENDERERS, ROOMS_JSON, read_set
 from fgbg.rooms.textures import TextureBank, load_photos, texture_bank
 from fgbg.store.layout import atomic_write_bytes, atomic_write_json
@@ -37,6 +39,7 @@ DEPTH_BITS = 16
 JPEG_QUALITY = 95
 SIZE_RANGE = (16, 4096)
 ROOMS_PER_TASK = 16  # rooms a worker renders and writes per task
+RETAKE = "retake"  # the sub-folder of the retakes
 IDENTITY = ("seed", "size", "textures", "depth", "jpeg_quality", "renderer")  # what a rerun must share
 
 
@@ -83,7 +86,7 @@ def make_renderer(kind: str, size: int, bank: np.ndarray, warn: Callable[[str], 
         return raycast.RaycastRenderer(size, bank)
 
 
-def set_description(seed: int, size: int, bank: TextureBank, textures: Path | None, renderer, count: int) -> dict:
+def set_description(seed: int, size: int, bank: TextureBank, textures: Path | None, renderer, count: int, retake: bool = False) -> dict:
     """What rooms.json records: enough to read the depth back in metres and to refuse a mixed rerun."""
     return {
         "generator": "fgbg rooms",
@@ -102,6 +105,7 @@ def set_description(seed: int, size: int, bank: TextureBank, textures: Path | No
             "files": f"NAME{DEPTH_SIDECAR}",
         },
         "jpeg_quality": JPEG_QUALITY,
+        "retake": {"folder": RETAKE, "shift_m": list(RETAKE_SHIFT_M), "turn_deg": RETAKE_TURN_DEG} if retake else None,
     }
 
 
@@ -142,7 +146,7 @@ def check_arguments(count: int, size: int, renderer: str) -> None:
 
 def render_rooms(
     out: Path, count: int, size: int = 224, textures: Path | None = None, seed: int = 0, renderer: str = "auto",
-    progress: bool | None = None, warn: Callable[[str], None] | None = None, workers: int | None = None,
+    progress: bool | None = None, warn: Callable[[str], None] | None = None, workers: int | None = None, retake: bool = False,
 ) -> RoomsReport:  # fmt: skip
     """Render rooms 0 .. count-1 of the set ``seed`` into ``out``; rooms already there are kept.
 
@@ -155,6 +159,9 @@ def render_rooms(
         workers: processes, each with its own renderer, ROOMS_PER_TASK rooms at a time
             (:func:`fgbg.engine.local.map_shards`); None = one per core, 0 = in this process.
             The files do not depend on it.
+        retake: also render each room from a second camera pose (:func:`~fgbg.rooms.scene.retake_scene`)
+            into OUT/retake/NAME.jpg: a bg input photographed apart from the composite's
+            (``fgbg evaluate --bg-from OUT/retake``). A rerun with it adds the retakes a set lacks.
 
     Raises:
         ConfigError: a bad count, size or renderer name.
@@ -181,12 +188,14 @@ def render_rooms(
     else:
         engine = make_renderer(renderer, size, bank.layers, warn)
     engine.close()  # it said which renderer runs here, and what it is; the workers make their own
-    description = set_description(seed, size, bank, textures, engine, max(count, (recorded or {}).get("count") or 0))
+    description = set_description(seed, size, bank, textures, engine, max(count, (recorded or {}).get("count") or 0), retake)
     check_same_set(out, recorded, description)
     with store_lock(out, "rooms"):
         atomic_write_json(out / ROOMS_JSON, description)
-        todo = [i for i in range(count) if not _finished(out, i)]
-        tasks = [(out, seed, todo[i : i + ROOMS_PER_TASK]) for i in range(0, len(todo), ROOMS_PER_TASK)]
+        todo = [i for i in range(count) if not _finished(out, i, retake)]
+        if retake:
+            (out / RETAKE).mkdir(exist_ok=True)
+        tasks = [(out, seed, todo[i : i + ROOMS_PER_TASK], retake) for i in range(0, len(todo), ROOMS_PER_TASK)]
         n = 0 if len(tasks) <= 1 else worker_count(workers, len(tasks))  # one task: no process to start
         setup = (bank, engine.name, size, raster_threads(n))
         rooms = map_shards(_write_rooms, tasks, [len(t[2]) for t in tasks], n, progress, unit="room", desc="rooms",
@@ -211,10 +220,10 @@ def raster_threads(workers: int) -> int | None:
     return share if share > 1 else 0
 
 
-def _finished(out: Path, index: int) -> bool:
-    """A room is finished when its JPEG is there: it is written after its depth map."""
+def _finished(out: Path, index: int, retake: bool = False) -> bool:
+    """A room is finished when its JPEG is there: it is written after its depth map (and its retake)."""
     name = room_name(index)
-    return (out / f"{name}.jpg").exists() and (out / f"{name}{DEPTH_SIDECAR}").exists()
+    return (out / f"{name}.jpg").exists() and (out / f"{name}{DEPTH_SIDECAR}").exists() and (not retake or (out / RETAKE / f"{name}.jpg").exists())
 
 
 # ---------------------------------------------------------------- one worker: its renderer, its rooms
@@ -237,13 +246,17 @@ def _stop_renderer() -> None:
         _renderer = None
 
 
-def _write_rooms(task: tuple[Path, int, list[int]]) -> int:
-    """Render, encode and write the rooms ``indices`` of the set ``seed`` into ``out``; returns their count."""
-    out, seed, indices = task
+def _write_rooms(task: tuple[Path, int, list[int], bool]) -> int:
+    """Render, encode and write the rooms ``indices`` of the set ``seed`` into ``out`` (and their retakes); returns their count."""
+    out, seed, indices, retake = task
     bank, engine = _renderer
     for index in indices:
-        jpeg, png = encode_room(*engine.render(sample_scene(seed, index, bank.picker)))
+        scene = sample_scene(seed, index, bank.picker)
+        jpeg, png = encode_room(*engine.render(scene))
         name = room_name(index)
         atomic_write_bytes(out / f"{name}{DEPTH_SIDECAR}", png)  # the depth first: a room is its JPEG
+        if retake:
+            rgb, _ = engine.render(retake_scene(scene, seed, index))
+            atomic_write_bytes(out / RETAKE / f"{name}.jpg", codecs.encode_jpeg(rgb, JPEG_QUALITY))
         atomic_write_bytes(out / f"{name}.jpg", jpeg)
     return len(indices)
