@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import subprocess
@@ -91,6 +92,13 @@ def test_the_same_seed_writes_the_same_bytes_and_another_seed_does_not(made, tmp
     assert every_file(tmp_path / "again") == every_file(out)
     compositor.make(bg_dir, fg_dir, tmp_path / "other", SIZE, 6, 1, ("hard",))
     assert every_file(tmp_path / "other" / "hard") != every_file(out / "hard")
+
+
+def test_it_shares_no_code_with_fgbg():
+    tree = ast.parse(SCRIPT.read_text())
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not {name for name in imported if name.split(".")[0] in ("fgbg", "tests", "benchmarks")}
 
 
 def test_it_runs_as_a_script_with_help():

@@ -195,6 +195,15 @@ def test_motion_streaks_along_its_angle_as_a_box_filter(angle, axis):
     assert np.abs(out[..., 0] - ndimage.uniform_filter1d(alpha, 7, axis=axis, mode="constant")).max() <= 1
 
 
+def test_motion_at_45_degrees_streaks_up_to_the_right_as_seen_on_screen():
+    black = np.zeros((21, 21, 3), np.uint8)
+    dot = np.full((1, 1, 4), 255, np.uint8)
+    lit = blend("motion", black, dot, 10, 10, {"length": 5, "angle": 45.0})[..., 0] > 0
+    rows, cols = np.nonzero(lit)
+    assert lit[8, 12] and lit[12, 8] and not lit[12, 12] and not lit[8, 8]
+    assert ((rows - 10) * (cols - 10) <= 0).all()
+
+
 def test_an_unknown_blend_mode_says_which_exist():
     with pytest.raises(ValueError, match="hard, gaussian, motion, poisson"):
         blend("blur", photo(), blob(), 0, 0, {})

@@ -94,7 +94,7 @@ def _warp_premultiplied(rgba: np.ndarray, inverse: tuple[np.ndarray, tuple[int, 
         premultiplied, matrix, canvas, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0
     )
     *colour, alpha = cv2.split(warped)
-    gain = np.where(alpha >= 0.5, 255 / np.maximum(alpha, 0.5), 0).astype(np.float32)  # no colour where alpha rounds to 0
+    gain = np.where(alpha > 0.5, 255 / np.maximum(alpha, 0.5), 0).astype(np.float32)  # no colour where alpha rounds to 0
     return cv2.convertScaleAbs(cv2.merge([plane * gain for plane in colour] + [alpha]))  # rounded, clipped to [0, 255]
 
 
