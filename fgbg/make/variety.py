@@ -21,12 +21,12 @@ import numpy as np
 from scipy import ndimage
 
 from fgbg.make.assets import ALPHA_THRESHOLD
+from fgbg.make.compose import alpha_blend
 
 BLEND_MODES = ("hard", "gaussian", "motion", "poisson")
 GAUSSIAN_SIGMA_PX = (0.5, 2.0)  # feather widths drawn for `gaussian`
 MOTION_LENGTH_PX = (3, 9)  # streak lengths drawn for `motion`, inclusive
 HUE_DEGREES_PER_JITTER = 18.0  # --light J shifts hue by up to J * 18 degrees
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, as PIL's "L" and torchvision
 
 
 # ---------------------------------------------------------------- rotation
@@ -87,15 +87,19 @@ def _inverse_rotation(w: int, h: int, angle: float) -> tuple[np.ndarray, tuple[i
 def _warp_premultiplied(rgba: np.ndarray, inverse: tuple[np.ndarray, tuple[int, int]]) -> np.ndarray:
     """Bilinear warp of straight RGBA through premultiplied float colour; uint8 RGBA out."""
     matrix, canvas = inverse
-    *colour, alpha = cv2.split(rgba.astype(np.float32))  # planes: numpy is slow on a last axis of 3
-    opacity = alpha / 255
-    premultiplied = cv2.merge([plane * opacity for plane in colour] + [alpha])
     warped = cv2.warpAffine(
-        premultiplied, matrix, canvas, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+        premultiply(rgba), matrix, canvas, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0
     )
     *colour, alpha = cv2.split(warped)
     gain = np.where(alpha > 0.5, 255 / np.maximum(alpha, 0.5), 0).astype(np.float32)  # no colour where alpha rounds to 0
     return cv2.convertScaleAbs(cv2.merge([plane * gain for plane in colour] + [alpha]))  # rounded, clipped to [0, 255]
+
+
+def premultiply(rgba: np.ndarray) -> np.ndarray:
+    """uint8 (h, w, 4) straight RGBA -> float32 (h, w, 4): (r a, g a, b a) / 255 and a, all in [0, 255]."""
+    *colour, alpha = cv2.split(rgba.astype(np.float32))  # planes: numpy is slow on a last axis of 3
+    opacity = alpha / 255
+    return cv2.merge([plane * opacity for plane in colour] + [alpha])
 
 
 # ---------------------------------------------------------------- blending
@@ -156,16 +160,12 @@ def draw_blend_params(mode: str, rng: np.random.Generator) -> dict:
 
 
 def hard_paste(bg_rgb: np.ndarray, sprite_rgba: np.ndarray, x: int, y: int) -> np.ndarray:
-    """``a*fg + (1-a)*bg`` rounded to nearest, a = alpha / 255: fgbg's paste, clipped to the frame."""
-    out = bg_rgb.copy()
-    region = _overlap(out.shape, sprite_rgba.shape, x, y)
+    """fgbg's alpha paste (``fgbg.make.compose.alpha_blend``) of the sprite's in-frame part."""
+    region = _overlap(bg_rgb.shape, sprite_rgba.shape, x, y)
     if region is None:
-        return out
+        return bg_rgb.copy()
     frame, sprite = region
-    a = sprite_rgba[sprite][..., 3:4].astype(np.uint32)
-    v = a * sprite_rgba[sprite][..., :3] + (255 - a) * out[frame] + 127
-    out[frame] = v // 255  # 255 is odd, so this is round-to-nearest without ties
-    return out
+    return alpha_blend(bg_rgb, sprite_rgba[sprite], frame[1].start, frame[0].start)
 
 
 def gaussian_paste(bg_rgb: np.ndarray, sprite_rgba: np.ndarray, x: int, y: int, sigma: float) -> np.ndarray:
@@ -177,14 +177,14 @@ def gaussian_paste(bg_rgb: np.ndarray, sprite_rgba: np.ndarray, x: int, y: int, 
     """
     reach = math.ceil(3 * sigma)
     padded = _pad(sprite_rgba, reach)
-    feather = lambda image: cv2.GaussianBlur(image, (2 * reach + 1,) * 2, sigma, borderType=cv2.BORDER_CONSTANT)  # noqa: E731
-    alpha = cv2.cvtColor(padded[..., 3], cv2.COLOR_GRAY2RGB).astype(np.float32)  # (h, w, 3): no broadcasting, faster
-    colour = padded[..., :3].astype(np.float32)
-    feathered = feather(alpha)
-    # beside the object the colour is the blurred premultiplied colour over the feathered alpha,
-    # so its premultiplied value there is just the blurred premultiplied colour
-    premultiplied = np.where(alpha > 0, colour * feathered, feather(colour * alpha)) / 255
-    return _float_paste(bg_rgb, premultiplied, feathered[..., 0], x - reach, y - reach)
+    blurred = cv2.GaussianBlur(premultiply(padded), (2 * reach + 1,) * 2, sigma, borderType=cv2.BORDER_CONSTANT)
+    *spread, feathered = cv2.split(blurred)
+    # on the object: its own colour under the feathered alpha; beside it, the colour is the blurred
+    # premultiplied colour over the feathered alpha, so premultiplied it is the blurred one itself
+    on_object, opacity = padded[..., 3] > 0, feathered / 255
+    colour = cv2.split(padded[..., :3].astype(np.float32))
+    layer = cv2.merge([np.where(on_object, own * opacity, near) for own, near in zip(colour, spread)] + [feathered])
+    return _paste_premultiplied(bg_rgb, layer, x - reach, y - reach)
 
 
 def motion_paste(bg_rgb: np.ndarray, sprite_rgba: np.ndarray, x: int, y: int, length: int, angle: float) -> np.ndarray:
@@ -192,11 +192,8 @@ def motion_paste(bg_rgb: np.ndarray, sprite_rgba: np.ndarray, x: int, y: int, le
     filtered together, premultiplied (``cv2.filter2D`` with a line kernel)."""
     kernel = line_kernel(length, angle)
     reach = kernel.shape[0] // 2
-    padded = _pad(sprite_rgba, reach)
-    alpha = padded[..., 3].astype(np.float32)
-    premultiplied = padded[..., :3] * (alpha[..., None] / 255)
-    streak = lambda image: cv2.filter2D(image, -1, kernel, borderType=cv2.BORDER_CONSTANT)  # noqa: E731
-    return _float_paste(bg_rgb, streak(premultiplied), streak(alpha), x - reach, y - reach)
+    layer = cv2.filter2D(premultiply(_pad(sprite_rgba, reach)), -1, kernel, borderType=cv2.BORDER_CONSTANT)
+    return _paste_premultiplied(bg_rgb, layer, x - reach, y - reach)
 
 
 def line_kernel(length: int, angle: float) -> np.ndarray:
@@ -262,15 +259,17 @@ def _overlap(frame_shape: tuple, sprite_shape: tuple, x: int, y: int) -> tuple[t
     return (slice(y0, y1), slice(x0, x1)), (slice(y0 - y, y1 - y), slice(x0 - x, x1 - x))
 
 
-def _float_paste(bg_rgb: np.ndarray, premultiplied: np.ndarray, alpha: np.ndarray, x: int, y: int) -> np.ndarray:
-    """``premultiplied + (1 - alpha/255) * bg``, rounded, for float32 (h, w, 3) and (h, w) at (x, y)."""
+def _paste_premultiplied(bg_rgb: np.ndarray, layer: np.ndarray, x: int, y: int) -> np.ndarray:
+    """``colour + (1 - alpha/255) * bg`` rounded, for a float32 (h, w, 4) premultiplied layer at (x, y)."""
     out = bg_rgb.copy()
-    region = _overlap(out.shape, alpha.shape, x, y)
+    region = _overlap(out.shape, layer.shape, x, y)
     if region is None:
         return out
     frame, sprite = region
-    mixed = premultiplied[sprite] + (1 - alpha[sprite][..., None] / 255) * out[frame]
-    out[frame] = np.rint(np.clip(mixed, 0, 255))
+    *colour, alpha = cv2.split(layer[sprite])
+    keep = 1 - alpha / 255
+    below = cv2.split(out[frame].astype(np.float32))
+    out[frame] = cv2.convertScaleAbs(cv2.merge([c + keep * b for c, b in zip(colour, below)]))  # rounded, clipped
     return out
 
 
@@ -280,7 +279,7 @@ def _float_paste(bg_rgb: np.ndarray, premultiplied: np.ndarray, alpha: np.ndarra
 def jitter_light(rgba: np.ndarray, brightness: float, contrast: float, saturation: float, hue: float) -> np.ndarray:
     """The sprite's colour re-lit, in this order (each step clipped to [0, 255], as torchvision's
     ColorJitter): brightness scales RGB; contrast scales the distance from the object's mean
-    grey; saturation scales the distance from each pixel's grey (ITU-R 601 luma); hue turns
+    grey; saturation scales the distance from each pixel's grey (ITU-R 601 luma, ``cv2.COLOR_RGB2GRAY``); hue turns
     the HSV hue by ``hue`` degrees. Factors of 1 and a hue that is a multiple of 360 change
     nothing; alpha is never touched.
 
@@ -299,20 +298,21 @@ def jitter_light(rgba: np.ndarray, brightness: float, contrast: float, saturatio
     hue = float(hue) % 360.0
     if brightness == contrast == saturation == 1 and hue == 0:
         return rgba
-    rgb = rgba[..., :3].astype(np.float32)
+    rgb = _colour(rgba).astype(np.float32)
     if brightness != 1:
         rgb = np.clip(rgb * brightness, 0, 255)
     if contrast != 1:
         weights = rgba[..., 3].astype(np.float32)
-        grey = float((rgb @ LUMA * weights).sum() / max(weights.sum(), 1))
-        rgb = np.clip(grey + contrast * (rgb - grey), 0, 255)
+        grey = float((cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) * weights).sum() / max(weights.sum(), 1))
+        rgb = np.clip(rgb * contrast + (1 - contrast) * grey, 0, 255)
     if saturation != 1:
-        grey = (rgb @ LUMA)[..., None]
-        rgb = np.clip(grey + saturation * (rgb - grey), 0, 255)
+        grey = cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+        rgb = np.clip(cv2.addWeighted(rgb, saturation, grey, 1 - saturation, 0), 0, 255)
     if hue:
-        hsv = cv2.cvtColor(rgb / 255, cv2.COLOR_RGB2HSV)  # float input: H in degrees [0, 360)
-        hsv[..., 0] = (hsv[..., 0] + hue) % 360
-        rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * 255
+        turn, saturation_plane, value = cv2.split(cv2.cvtColor(rgb / 255, cv2.COLOR_RGB2HSV))  # float: turn in degrees [0, 360)
+        turn += hue
+        turn[turn >= 360] -= 360
+        rgb = cv2.cvtColor(cv2.merge([turn, saturation_plane, value]), cv2.COLOR_HSV2RGB) * 255
     return _with_colour(rgba, rgb)
 
 
@@ -349,7 +349,7 @@ def harmonize(rgba: np.ndarray, bg_rgb: np.ndarray, x: int, y: int, fraction: fl
     mask = (rgba[..., 3] >= ALPHA_THRESHOLD).astype(np.uint8)
     if fraction == 0 or region is None or not mask.any():
         return rgba
-    colour = np.ascontiguousarray(rgba[..., :3])
+    colour = _colour(rgba)
     mean, std = (s.ravel() for s in cv2.meanStdDev(colour, mask=mask))
     under_mean, under_std = (s.ravel() for s in cv2.meanStdDev(np.ascontiguousarray(bg_rgb[region[0]])))
     target_mean = mean + fraction * (under_mean - mean)
@@ -357,9 +357,7 @@ def harmonize(rgba: np.ndarray, bg_rgb: np.ndarray, x: int, y: int, fraction: fl
     gain = np.divide(target_std, std, out=np.ones(3), where=std > 0)
     # one linear map per channel: a lookup table over the 256 values
     table = np.rint(np.clip((np.arange(256)[:, None] - mean) * gain + target_mean, 0, 255)).astype(np.uint8)
-    out = rgba.copy()
-    out[..., :3] = cv2.LUT(colour, table[None])
-    return out
+    return cv2.merge([cv2.LUT(colour, table[None]), rgba[..., 3]])
 
 
 def draw_harmonize(rng: np.random.Generator, most: float) -> float:
@@ -372,8 +370,11 @@ def draw_rotation(rng: np.random.Generator, low: float, high: float) -> float:
     return round(float(rng.uniform(low, high)), 2) + 0.0
 
 
+def _colour(rgba: np.ndarray) -> np.ndarray:
+    """uint8 (h, w, 3): the RGB planes of (h, w, 4), contiguous (``cv2``: numpy is slow at this)."""
+    return cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB)
+
+
 def _with_colour(rgba: np.ndarray, rgb: np.ndarray) -> np.ndarray:
-    """A new uint8 RGBA: ``rgb`` (float, any range) rounded and clipped, beside ``rgba``'s alpha."""
-    out = rgba.copy()
-    out[..., :3] = np.rint(np.clip(rgb, 0, 255))
-    return out
+    """A new uint8 RGBA: ``rgb`` (float, any range) clipped to [0, 255] and rounded, beside ``rgba``'s alpha."""
+    return cv2.merge([cv2.convertScaleAbs(np.clip(rgb, 0, 255)), rgba[..., 3]])
