@@ -88,14 +88,14 @@ def _warp_premultiplied(rgba: np.ndarray, inverse: tuple[np.ndarray, tuple[int, 
     """Bilinear warp of straight RGBA through premultiplied float colour; uint8 RGBA out."""
     matrix, canvas = inverse
     warped = cv2.warpAffine(
-        premultiply(rgba), matrix, canvas, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+        premultiplied_float(rgba), matrix, canvas, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0
     )
     *colour, alpha = cv2.split(warped)
     gain = np.where(alpha > 0.5, 255 / np.maximum(alpha, 0.5), 0).astype(np.float32)  # no colour where alpha rounds to 0
     return cv2.convertScaleAbs(cv2.merge([plane * gain for plane in colour] + [alpha]))  # rounded, clipped to [0, 255]
 
 
-def premultiply(rgba: np.ndarray) -> np.ndarray:
+def premultiplied_float(rgba: np.ndarray) -> np.ndarray:
     """uint8 (h, w, 4) straight RGBA -> float32 (h, w, 4): (r a, g a, b a) / 255 and a, all in [0, 255]."""
     *colour, alpha = cv2.split(rgba.astype(np.float32))  # planes: numpy is slow on a last axis of 3
     opacity = alpha / 255
@@ -177,7 +177,7 @@ def gaussian_paste(bg_rgb: np.ndarray, sprite_rgba: np.ndarray, x: int, y: int, 
     """
     reach = math.ceil(3 * sigma)
     padded = _pad(sprite_rgba, reach)
-    blurred = cv2.GaussianBlur(premultiply(padded), (2 * reach + 1,) * 2, sigma, borderType=cv2.BORDER_CONSTANT)
+    blurred = cv2.GaussianBlur(premultiplied_float(padded), (2 * reach + 1,) * 2, sigma, borderType=cv2.BORDER_CONSTANT)
     *spread, feathered = cv2.split(blurred)
     # on the object: its own colour under the feathered alpha; beside it, the colour is the blurred
     # premultiplied colour over the feathered alpha, so premultiplied it is the blurred one itself
@@ -192,7 +192,7 @@ def motion_paste(bg_rgb: np.ndarray, sprite_rgba: np.ndarray, x: int, y: int, le
     filtered together, premultiplied (``cv2.filter2D`` with a line kernel)."""
     kernel = line_kernel(length, angle)
     reach = kernel.shape[0] // 2
-    layer = cv2.filter2D(premultiply(_pad(sprite_rgba, reach)), -1, kernel, borderType=cv2.BORDER_CONSTANT)
+    layer = cv2.filter2D(premultiplied_float(_pad(sprite_rgba, reach)), -1, kernel, borderType=cv2.BORDER_CONSTANT)
     return _paste_premultiplied(bg_rgb, layer, x - reach, y - reach)
 
 
