@@ -6,9 +6,9 @@ premultiplied alpha (:func:`fgbg.make.compose.resize_fg`): the alpha resized alo
 the alpha of the whole resize (Pillow resamples every channel with the same kernel; tested), so a
 sprite's mask is the pasted fg's mask, bytes and all.
 
-:func:`placed_mask` is the one function that gives a placed fg's mask: the renderer's sprites
-use it, and so do the exports, which rebuild a single-object sample's whole mask from the
-store's prepared fg.
+:func:`placed_mask` gives a placed fg's mask by the sprites' own two steps (:meth:`Source.alpha`,
+:func:`mask_of`): the exports call it to rebuild a single-object sample's whole mask from the
+store's prepared fg, so no export re-implements the paste.
 
 Shapes: an fg is uint8 (h0, w0, 4) RGBA; a sprite is (h, w).
 """
