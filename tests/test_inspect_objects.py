@@ -239,3 +239,18 @@ def test_bar_chart_bars_are_in_proportion():
         heights.append(int((column == (70, 130, 180)).all(axis=1).sum()))
     assert abs(heights[0] - 2 * heights[1]) <= 2 and heights[1] > 30
     assert not (img[:, int(10 + 280 * 5 / 6)] == (70, 130, 180)).all(axis=1).any()  # a count of 0: no bar
+
+
+def test_the_recorded_order_must_put_every_hider_in_front():
+    """Layout 2 records each object's place from the front (`order`, 1 = nearest); verify reads it
+    against hidden_by. Object 1 hides object 2 in sample(); recording 2 as the nearer is a problem."""
+    def with_orders(orders):
+        def change(ann, ids, mask):
+            for obj, order in zip(ann["objects"], orders):
+                obj["order"] = order
+        return damaged(change)
+
+    assert with_orders([1, 2, 3]) == [] and with_orders([1, 3, 2]) == []  # object 3 hides nothing and is hidden by nothing
+    assert with_orders([2, 1, 3]) == [("json", "object 2: hidden_by 1, but object 1's order 2 is not nearer than its 1")]
+    assert with_orders([1, 1, 2]) == [("json", "orders [1, 1, 2] are not 1..3")]
+    assert damaged(lambda ann, ids, mask: None) == []  # a store made before `order`: nothing to check

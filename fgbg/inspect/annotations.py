@@ -39,7 +39,8 @@ def check_objects(ann: dict, ids: np.ndarray, mask: np.ndarray, n_categories: in
     1..K for the K objects of the json, and per object: its visible mask (RLE) is where the
     ids equal its id, areas equal pixel counts, ``box`` is the tight box of the visible mask
     and ``full_box`` of the full mask, the visible mask lies inside the full mask, ``visible``
-    is area / full_area and ``hidden_by`` what the ids show on its full mask instead of it.
+    is area / full_area and ``hidden_by`` what the ids show on its full mask instead of it; and that
+    each object's recorded ``order`` puts whatever hides it in front of it.
 
     Args:
         ann: the sample's json annotation (with ``objects``).
@@ -68,7 +69,23 @@ def check_objects(ann: dict, ids: np.ndarray, mask: np.ndarray, n_categories: in
         problems.append(("json", f"dropped {dropped!r} is not a count"))
     for n, obj in enumerate(objects, 1):
         problems += [("json", f"object {n}: {p}") for p in _check_object(n, obj, ids, n_categories)]
-    return problems
+    return problems + [("json", p) for p in _check_order(objects)]
+
+
+def _check_order(objects: list) -> list[str]:
+    """Problems of the objects' recorded depth order (``order``: 1 = nearest; stores of layout 2 on):
+    the orders are 1..K, and every object that hides another (its id in ``hidden_by``) is nearer."""
+    orders = [o.get("order") if isinstance(o, dict) else None for o in objects]
+    if all(v is None for v in orders):
+        return []  # made before the order was recorded
+    if not all(isinstance(v, int) for v in orders) or sorted(orders) != list(range(1, len(objects) + 1)):
+        return [f"orders {orders} are not 1..{len(objects)}"]
+    return [
+        f"object {n}: hidden_by {h}, but object {h}'s order {orders[h - 1]} is not nearer than its {orders[n - 1]}"
+        for n, obj in enumerate(objects, 1)
+        for h in obj.get("hidden_by", [])
+        if isinstance(h, int) and 0 < h <= len(objects) and orders[h - 1] >= orders[n - 1]
+    ]
 
 
 def _check_object(n: int, obj: dict, ids: np.ndarray, n_categories: int | None) -> list[str]:
