@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from fgbg import __version__
-from fgbg.config import BG_FITS, DEPTH_BITS, DEPTH_NORMS, DEPTH_PRESETS, DEPTH_SOURCES, FORMATS, ON_BAD, STAND_ON, GenerateConfig
+from fgbg.config import BALANCES, BG_FITS, BLEND_MODES, DEPTH_BITS, DEPTH_NORMS, DEPTH_PRESETS, DEPTH_SOURCES, FORMATS, ON_BAD, STAND_ON, VARIETY, GenerateConfig
 from fgbg.errors import NotFound, UserError
 
 DESCRIPTION = """\
@@ -147,6 +147,32 @@ def _objects(text: str) -> tuple[int, int]:
     raise argparse.ArgumentTypeError(f"expected a whole number N or MIN:MAX, got {text!r}")
 
 
+def _size(text: str) -> tuple[int, int]:
+    """``--size S`` (square) or ``WxH``: (width, height), height 0 for a square (its bounds are checked with the config)."""
+    parts = text.lower().split("x")
+    try:
+        numbers = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected S or WxH in whole pixels (224, 640x480), got {text!r}") from None
+    if len(numbers) == 1:
+        return numbers[0], 0
+    if len(numbers) == 2:
+        width, height = numbers
+        return width, 0 if height == width else height  # 224x224 is the square store --size 224 makes
+    raise argparse.ArgumentTypeError(f"expected S or WxH in whole pixels (224, 640x480), got {text!r}")
+
+
+def _rotate(text: str) -> tuple[float, float]:
+    """``--rotate DEG`` (uniform in [-DEG, DEG]) or ``MIN:MAX`` degrees."""
+    low, high = _scale(text)
+    return (-abs(low), abs(low)) if ":" not in text else (low, high)
+
+
+def _blend(text: str) -> tuple[str, ...]:
+    """``--blend MODE[,MODE...]`` (the modes are checked with the config)."""
+    return tuple(m.strip() for m in text.split(",") if m.strip())
+
+
 def workers(text: str) -> int:
     """``--workers`` of every verb: 0 = work in this process, N >= 1 = N worker processes."""
     try:
@@ -199,11 +225,12 @@ def add_generate_options(p: argparse.ArgumentParser) -> None:
     scale = f"{d['scale_min']:g}" if d["scale_min"] == d["scale_max"] else f"{d['scale_min']:g}:{d['scale_max']:g}"
     p.add_argument("--placements", type=int, default=d["placements"], help=f"random places per background, foreground and flip (default {d['placements']})")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=d["flip"], help=f"also paste each foreground's mirror image (default: {'on' if d['flip'] else 'off'})")
-    p.add_argument("--size", type=int, default=d["size"], help=f"side of the square backgrounds and outputs, in pixels (default {d['size']})")
+    p.add_argument("--size", type=_size, default=(d["size"], d["height"]), metavar="S|WxH", help=f"size of the backgrounds and outputs in pixels: S for S x S, or WxH (640x480); backgrounds are centre-cropped to that aspect, or stretched with --bg-fit stretch (default {d['size']})")
     p.add_argument("--fg-size", type=int, default=d["fg_size"], help=f"longest side of a foreground before scaling, in pixels (default {d['fg_size']})")
     p.add_argument("--scale", type=_scale, default=(d["scale_min"], d["scale_max"]), metavar="S|MIN:MAX", help=f"foreground scale, fixed or drawn uniformly from MIN:MAX (default {scale})")
     p.add_argument("--perspective", action="store_true", default=d["perspective"], help="scale each foreground by the depth where it stands: near is larger (with a single --scale S, from 0.3 S at the horizon to S at the bottom)")
     p.add_argument("--objects", type=_objects, default=(d["objects_min"], d["objects_max"]), metavar="N|MIN:MAX", help=f"objects per composite, fixed or drawn uniformly from MIN:MAX (default {d['objects_min']}). The key's foreground is object 1; the others are drawn from the whole foreground set (a foreground once per composite while the set allows). Nearer objects hide farther ones; each gets its visible and full mask, box and category (the sub-folders of --fg) in the json, and KEY.instances.png holds the instance ids; mask.png is their union")
+    add_variety_options(p, d)
     p.add_argument("--min-visible", type=float, default=d["min_visible"], metavar="FRACTION", help=f"a placement with less than this fraction of a foreground visible is redrawn (up to 8 tries): behind nearer background pixels on backgrounds with a real depth map (a NAME.depth.png, a rendered room, estimator-per-bg), and behind nearer objects with --objects; object 1 then keeps its most visible draw, an extra object is dropped; 0 keeps every first draw (default {d['min_visible']:g})")
     p.add_argument("--min-area", type=int, default=d["min_area"], metavar="PX", help=f"the same for the visible pixels of a foreground: fewer than PX and the placement is redrawn (default {d['min_area']}: no minimum)")
     p.add_argument("--stand-on", default=d["stand_on"], choices=STAND_ON, help=f"with --perspective, on backgrounds with a real depth map: where a foreground's foot may land; up = on surfaces that face up (floor, table tops: where the inverse depth grows downwards as a horizontal surface's does), anywhere = any pixel, walls too (default {d['stand_on']})")
@@ -224,6 +251,36 @@ def add_generate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=d["seed"], help=f"random seed, 0 or more; the same seed, config and images give byte-identical shards (default {d['seed']})")
     p.add_argument("--overwrite", action="store_true", help="replace a store made with a different config at --out")
     add_progress_options(p)
+
+
+def add_variety_options(p: argparse.ArgumentParser, d: dict) -> None:
+    """Variety (every object, object 1 and the extras alike): defaults draw nothing and change no byte;
+    each flag left out takes --variety's value when --variety is given (see :func:`variety_from_args`)."""
+    v = VARIETY
+    g = p.add_argument_group("variety", "how objects are pasted; each draw comes from the sample's own generator and is recorded in its json and the manifest")
+    g.add_argument("--variety", action="store_true", help=f"one switch for the mix measured best (benchmarks/bench_variety.py): --rotate {v['rotate_max']:g} --truncate {v['truncate']:g} --blend {','.join(v['blend'])} --light {v['light']:g} --harmonize {v['harmonize']:g}; flags given beside it win; no distractors (they need a folder)")
+    g.add_argument("--rotate", type=_rotate, default=None, metavar="DEG|MIN:MAX", help="turn each object by an angle drawn uniformly from [-DEG, DEG] (or MIN:MAX) degrees, counterclockwise; colour resampled with premultiplied alpha, masks, boxes and foot from the turned alpha (default 0: upright)")
+    g.add_argument("--truncate", type=float, default=None, metavar="F", help="let up to F (0 <= F < 1) of an object's mask fall outside the frame; its in_frame is then below 1 and its full mask and full_box are the in-frame part (default 0: wholly inside)")
+    g.add_argument("--distractors", type=Path, default=None, metavar="DIR", help="cut-outs pasted like objects (placed, scaled, turned, blended, depth-ordered: they hide objects and objects hide them) but in no mask, instances, COCO or YOLO file; read with --fg's rules")
+    g.add_argument("--distractor-count", type=_objects, default=(d["distractors_min"], d["distractors_max"]), metavar="N|MIN:MAX", help=f"distractors per composite, drawn uniformly (default {d['distractors_min']}:{d['distractors_max']})")
+    g.add_argument("--blend", type=_blend, default=None, metavar="MODE[,MODE...]", help=f"each object's paste, drawn from the list: {', '.join(BLEND_MODES)} (hard: today's alpha paste; gaussian: feathered alpha; motion: streaked along a drawn direction; poisson: gradient-domain, OpenCV's seamlessClone, slower); masks stay alpha >= 128 (default hard)")
+    g.add_argument("--blend-each", action="store_true", default=None, help="render every --blend mode on the same layout: the store holds one sample per mode (keys end in _MODE), differing only in blending")
+    g.add_argument("--light", type=float, default=None, metavar="J", help="per-object light: brightness, contrast and saturation by a factor drawn in [1-J, 1+J], hue turned by up to 18 J degrees (default 0)")
+    g.add_argument("--harmonize", type=float, default=None, metavar="P", help="move each object's colour mean and contrast toward the background's under its box by a fraction drawn in [0, P] (default 0)")
+    g.add_argument("--balance", default=d["balance"], choices=BALANCES, help="how extra objects pick a foreground: uniformly (foregrounds), or a category first, then a foreground in it, so every category (sub-folder of --fg) is pasted about equally often (default foregrounds)")
+
+
+def variety_from_args(args: argparse.Namespace) -> dict:
+    """The variety fields of GenerateConfig from the flags: given ones, else --variety's mix, else the defaults."""
+    mix = VARIETY if args.variety else {}
+    given = {}
+    if args.rotate is not None:
+        given["rotate_min"], given["rotate_max"] = args.rotate
+    for name in ("truncate", "blend", "blend_each", "light", "harmonize"):
+        if getattr(args, name) is not None:
+            given[name] = getattr(args, name)
+    distractors_min, distractors_max = args.distractor_count
+    return {**mix, **given, "distractors_min": distractors_min, "distractors_max": distractors_max, "balance": args.balance}
 
 
 def add_train_parser(sub) -> None:
@@ -509,8 +566,13 @@ def config_from_args(args: argparse.Namespace) -> GenerateConfig:
     fields = {f.name for f in dataclasses.fields(GenerateConfig)}
     scale_min, scale_max = args.scale
     objects_min, objects_max = args.objects
-    given = {k: v for k, v in vars(args).items() if k in fields}
-    return GenerateConfig(scale_min=scale_min, scale_max=scale_max, objects_min=objects_min, objects_max=objects_max, **given)
+    width, height = args.size
+    variety = variety_from_args(args)
+    flags_of_variety = {"truncate", "blend", "blend_each", "light", "harmonize"}  # None when not given
+    given = {k: v for k, v in vars(args).items() if k in fields and k not in variety and k not in flags_of_variety and k != "size"}
+    return GenerateConfig(
+        size=width, height=height, scale_min=scale_min, scale_max=scale_max, objects_min=objects_min, objects_max=objects_max, **variety, **given
+    )
 
 
 def cmd_generate(args: argparse.Namespace) -> None:

@@ -28,6 +28,13 @@ ON_BAD: tuple[str, ...] = ("fail", "skip")
 BG_FITS: tuple[str, ...] = ("crop", "stretch")
 STAND_ON: tuple[str, ...] = ("up", "anywhere")
 MIN_SIZE, MAX_SIZE = 16, 4096  # --size bounds, in pixels: 4096^2 RGB is 50 MB per image already
+BLEND_MODES: tuple[str, ...] = ("hard", "gaussian", "motion", "poisson")  # see fgbg.make.variety
+BALANCES: tuple[str, ...] = ("foregrounds", "categories")
+# --variety: the mix of options it turns on (explicit flags override each); distractors need a folder.
+VARIETY: dict = {
+    "rotate_min": -30.0, "rotate_max": 30.0, "truncate": 0.25,
+    "blend": ("hard", "gaussian", "motion"), "light": 0.2, "harmonize": 0.5,
+}  # fmt: skip
 MIN_FG_SIZE = 4
 MAX_OBJECTS = 1000  # objects per composite; instance ids are 16-bit above 255
 MAX_SEED = 2**63  # seeds are 0..2**63-1 (numpy and torch both take them)
@@ -40,7 +47,8 @@ PERSPECTIVE_FAR_FRACTION = 0.3
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    size: int = 224  # side of bg, fg_bg, mask and depth, in pixels
+    size: int = 224  # width of bg, fg_bg, mask and depth, in pixels (and their height unless ``height``)
+    height: int = 0  # their height in pixels; 0: ``size`` (square, as stores before --size WxH)
     fg_size: int = 112  # longest side of a prepared fg, in pixels, before --scale
     placements: int = 20  # placements per (bg, fg, flip)
     flip: bool = True  # also paste the horizontal flip of every fg
@@ -65,6 +73,17 @@ class GenerateConfig:
     bg_fit: BgFit = "crop"
     shard_size: int = 1000  # samples per wds shard (folder and zip: one shard per bg)
     seed: int = 0
+    # variety (issue 27): every option applies to every object; the defaults draw nothing and change no byte
+    rotate_min: float = 0.0  # each object turned by an angle drawn uniformly in [rotate_min, rotate_max] degrees (counterclockwise)
+    rotate_max: float = 0.0
+    truncate: float = 0.0  # an object may have up to this fraction of its mask outside the frame, in [0, 1)
+    distractors_min: int = 1  # distractors per composite, drawn uniformly (only with a --distractors folder)
+    distractors_max: int = 3
+    blend: tuple[str, ...] = ("hard",)  # one mode per object, drawn uniformly from these (BLEND_MODES)
+    blend_each: bool = False  # every sample is rendered once per mode of ``blend``, on the same layout
+    light: float = 0.0  # photometric jitter J: brightness, contrast, saturation by [1-J, 1+J], hue by up to 18 J degrees
+    harmonize: float = 0.0  # each object's colour mean and contrast moved toward the bg's by a fraction drawn in [0, P]
+    balance: str = "foregrounds"  # extra objects drawn uniformly by fg, or by category first ("categories")
 
     def __post_init__(self) -> None:
         check_config(self)
@@ -74,6 +93,20 @@ class GenerateConfig:
         if self.perspective and self.scale_min == self.scale_max:
             return PERSPECTIVE_FAR_FRACTION * self.scale_max, self.scale_max
         return self.scale_min, self.scale_max
+
+    @property
+    def frame(self) -> tuple[int, int]:
+        """(height, width) of every image of the store, in pixels."""
+        return (self.height or self.size), self.size
+
+    @property
+    def rotates(self) -> bool:
+        return (self.rotate_min, self.rotate_max) != (0.0, 0.0)
+
+    @property
+    def varied(self) -> bool:
+        """Whether any variety option is on (distractors aside: they come with a folder, not the config)."""
+        return self.rotates or self.truncate > 0 or self.blend != ("hard",) or self.light > 0 or self.harmonize > 0
 
     @property
     def several(self) -> bool:
@@ -86,7 +119,10 @@ class GenerateConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "GenerateConfig":
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        given = {k: v for k, v in d.items() if k in names}
+        if "blend" in given:  # json gives a list
+            given["blend"] = tuple(given["blend"])
+        return cls(**given)
 
 
 def check_config(c: GenerateConfig) -> None:
@@ -98,18 +134,20 @@ def check_config(c: GenerateConfig) -> None:
 def _check_numbers(c: GenerateConfig) -> None:
     if not 0 <= c.seed < MAX_SEED:
         raise ConfigError(f"--seed must be a whole number in 0..2**63-1, got {c.seed}")
-    if not MIN_SIZE <= c.size <= MAX_SIZE:
-        raise ConfigError(f"--size must be in {MIN_SIZE}..{MAX_SIZE} pixels, got {c.size}")
+    height, width = c.frame
+    if not (MIN_SIZE <= width <= MAX_SIZE and MIN_SIZE <= height <= MAX_SIZE):
+        got = f"{width}x{height}" if c.height else str(width)
+        raise ConfigError(f"--size must be S or WxH with each side in {MIN_SIZE}..{MAX_SIZE} pixels, got {got}")
     if c.fg_size < MIN_FG_SIZE:
         raise ConfigError(f"--fg-size must be at least {MIN_FG_SIZE} pixels, got {c.fg_size}")
     if c.placements < 1:
         raise ConfigError(f"--placements must be at least 1, got {c.placements}")
     if not (math.isfinite(c.scale_min) and math.isfinite(c.scale_max) and 0 < c.scale_min <= c.scale_max):
         raise ConfigError(f"--scale must be finite and positive, with MIN <= MAX in MIN:MAX; got {c.scale_min:g}:{c.scale_max:g}")
-    if round(c.fg_size * c.scale_max) > c.size:
+    if round(c.fg_size * c.scale_max) > min(height, width):
         raise ConfigError(
             f"the fg would be larger than the bg: --fg-size {c.fg_size} x scale {c.scale_max:g}"
-            f" > --size {c.size}; lower --fg-size or --scale"
+            f" > the bg's shorter side {min(height, width)}; lower --fg-size or --scale"
         )
     if not 0.0 <= c.min_visible <= 1.0:  # false for nan too
         raise ConfigError(f"--min-visible is a fraction of the foreground in [0, 1], got {c.min_visible}")
@@ -127,6 +165,30 @@ def _check_numbers(c: GenerateConfig) -> None:
         raise ConfigError(f"--jpeg-quality must be in 1..100, got {c.jpeg_quality}")
     if c.shard_size < 1:
         raise ConfigError(f"--shard-size must be at least 1, got {c.shard_size}")
+    _check_variety(c)
+
+
+def _check_variety(c: GenerateConfig) -> None:
+    if not (math.isfinite(c.rotate_min) and math.isfinite(c.rotate_max) and c.rotate_min <= c.rotate_max):
+        raise ConfigError(f"--rotate must be DEG or MIN:MAX degrees with MIN <= MAX, got {c.rotate_min:g}:{c.rotate_max:g}")
+    if not 0.0 <= c.truncate < 1.0:
+        raise ConfigError(f"--truncate is the most of an object that may leave the frame, in [0, 1), got {c.truncate:g}")
+    if not 0 <= c.distractors_min <= c.distractors_max <= MAX_OBJECTS:
+        raise ConfigError(f"--distractor-count must be N or MIN:MAX with 0 <= MIN <= MAX <= {MAX_OBJECTS}, got {c.distractors_min}:{c.distractors_max}")
+    for name, value in (("--light", c.light), ("--harmonize", c.harmonize)):
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{name} must be in [0, 1], got {value:g}")
+    if not c.blend:
+        raise ConfigError(f"--blend needs at least one mode of {', '.join(BLEND_MODES)}")
+    unknown = [m for m in c.blend if m not in BLEND_MODES]
+    if unknown:
+        raise ConfigError(f"--blend: unknown mode {unknown[0]!r}; choose from {', '.join(BLEND_MODES)}")
+    if len(set(c.blend)) != len(c.blend):
+        raise ConfigError(f"--blend lists a mode twice: {','.join(c.blend)}")
+    if c.blend_each and len(c.blend) < 2:
+        raise ConfigError(f"--blend-each renders every mode of --blend on the same layout: list two or more, got {','.join(c.blend)}")
+    if c.balance not in BALANCES:
+        raise ConfigError(f"--balance must be one of {', '.join(BALANCES)}, got {c.balance!r}")
 
 
 def _check_choices(c: GenerateConfig) -> None:

@@ -20,10 +20,9 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from fgbg.config import BLEND_MODES
 from fgbg.make.assets import ALPHA_THRESHOLD
 from fgbg.make.compose import alpha_blend
-
-BLEND_MODES = ("hard", "gaussian", "motion", "poisson")
 GAUSSIAN_SIGMA_PX = (0.5, 2.0)  # feather widths drawn for `gaussian`
 MOTION_LENGTH_PX = (3, 9)  # streak lengths drawn for `motion`, inclusive
 HUE_DEGREES_PER_JITTER = 18.0  # --light J shifts hue by up to J * 18 degrees
