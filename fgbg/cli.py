@@ -280,7 +280,8 @@ def variety_from_args(args: argparse.Namespace) -> dict:
         if getattr(args, name) is not None:
             given[name] = getattr(args, name)
     distractors_min, distractors_max = args.distractor_count
-    return {**mix, **given, "distractors_min": distractors_min, "distractors_max": distractors_max, "balance": args.balance}
+    counts = {"distractors": args.distractors is not None, "distractors_min": distractors_min, "distractors_max": distractors_max}
+    return {**mix, **given, **counts, "balance": args.balance}
 
 
 def add_train_parser(sub) -> None:

@@ -18,17 +18,23 @@ VISIBLE_TRIES = 8  # placements drawn until enough of the fg is visible (bgs wit
 
 
 class Placement(NamedTuple):
-    """Where an fg lands: top-left (x, y) and size (w, h) in pixels, and its scale."""
+    """Where an fg lands: top-left (x, y) and size (w, h) in pixels, and its scale.
+
+    A turned fg (``--rotate``) is placed by its canvas (w, h) and stands where its mask does
+    (``stands_at``, within the canvas); with ``--truncate`` (x, y) may lie outside the frame."""
 
     x: int
     y: int
     w: int
     h: int
     scale: float
+    stands_at: tuple[int, int] | None = None  # the foot within the box; None: the box's bottom centre
 
     @property
     def foot(self) -> tuple[int, int]:
-        """(x, y) of the bottom centre of the fg's box, where it stands."""
+        """(x, y) where the fg stands: the bottom centre of its box, or of its mask (``stands_at``)."""
+        if self.stands_at is not None:
+            return self.x + self.stands_at[0], self.y + self.stands_at[1]
         return self.x + self.w // 2, self.y + self.h - 1
 
 
@@ -89,6 +95,81 @@ def sample_perspective_placement(
         if inside(placement, size):
             return placement
     return standing_at(size // 2, size - 1, fg_hw, depth, scale_range)  # fits: w, h <= size at any scale in range
+
+
+class Footprint(NamedTuple):
+    """What a placement needs of a sized (and turned) fg: its canvas (h, w), its mask's box [x, y, w, h]
+    within the canvas and the point it stands on (x, y) within the canvas (see ``fgbg.make.sprites.Sprite``)."""
+
+    shape: tuple[int, int]
+    box: list[int]
+    foot: tuple[int, int]
+
+
+def draw_scale(rng: np.random.Generator, scale_range: tuple[float, float]) -> float:
+    return float(rng.uniform(*scale_range)) if scale_range[0] < scale_range[1] else scale_range[0]
+
+
+def sample_free_placement(
+    rng: np.random.Generator, footprint_at, frame: tuple[int, int], scale_range: tuple[float, float], overhang: float
+) -> Placement:
+    """:func:`sample_placement` for turned or truncated fgs (``--rotate``, ``--truncate``): a uniform
+    scale, then a uniform position of the fg's *mask* box, which may leave the frame by up to
+    ``overhang`` of its width and height on each side (the caller keeps the share it allows).
+
+    Args:
+        footprint_at: scale -> :class:`Footprint` of the fg at that scale.
+        frame: (H, W) of the bg.
+        overhang: in [0, 1).
+    """
+    scale = draw_scale(rng, scale_range)
+    fp = footprint_at(scale)
+    (h, w), (bx, by, bw, bh) = fp.shape, fp.box
+    x = _draw_between(rng, -bx - int(overhang * bw), frame[1] - bx - bw + int(overhang * bw))
+    y = _draw_between(rng, -by - int(overhang * bh), frame[0] - by - bh + int(overhang * bh))
+    return Placement(x, y, w, h, scale, fp.foot)
+
+
+def _draw_between(rng: np.random.Generator, low: int, high: int) -> int:
+    """A uniform whole number in [low, high]; their middle without a draw where high < low (a mask wider than the frame)."""
+    return int(rng.integers(low, high + 1)) if low <= high else (low + high) // 2
+
+
+def sample_free_perspective_placement(
+    rng: np.random.Generator,
+    footprint_at,
+    depth: np.ndarray,
+    scale_range: tuple[float, float],
+    ground_top: int,
+    feet: np.ndarray | None,
+    overhang: float,
+) -> Placement:
+    """:func:`sample_perspective_placement` for turned or truncated fgs: the foot point first, the
+    scale read there, then the fg's mask stands on the foot; redrawn while the mask box leaves the
+    frame by more than ``overhang`` of its size (then the bottom centre, as there)."""
+    height, width = depth.shape
+    for attempt in range(PLACEMENT_TRIES + 1):
+        if attempt == PLACEMENT_TRIES:
+            fx, fy = width // 2, height - 1
+        elif feet is None:
+            fx, fy = int(rng.integers(0, width)), int(rng.integers(ground_top, height))
+        else:
+            fy, fx = divmod(int(feet[rng.integers(len(feet))]), width)
+        scale = perspective_scale(depth[fy, fx], scale_range)
+        fp = footprint_at(scale)
+        p = Placement(fx - fp.foot[0], fy - fp.foot[1], fp.shape[1], fp.shape[0], scale, fp.foot)
+        bx, by, bw, bh = fp.box
+        ox, oy = int(overhang * bw), int(overhang * bh)
+        if -ox <= p.x + bx and p.x + bx + bw <= width + ox and -oy <= p.y + by and p.y + by + bh <= height + oy:
+            break
+    return p
+
+
+def depth_at(depth: np.ndarray, point: tuple[int, int]):
+    """``depth`` at (x, y), or at the nearest pixel of the frame where the point lies outside it (a truncated fg's foot)."""
+    height, width = depth.shape[:2]
+    x, y = point
+    return depth[min(max(y, 0), height - 1), min(max(x, 0), width - 1)]
 
 
 def perspective_scale(inverse_depth: float, scale_range: tuple[float, float]) -> float:

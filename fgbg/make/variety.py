@@ -62,6 +62,22 @@ def rotate_rgba(rgba: np.ndarray, degrees: float) -> tuple[np.ndarray, tuple[int
     return turned, ((w - turned.shape[1]) // 2, (h - turned.shape[0]) // 2)
 
 
+def rotate_alpha(alpha: np.ndarray, degrees: float) -> np.ndarray:
+    """uint8 (h2, w2): the alpha of ``rotate_rgba(rgba, degrees)`` from the alpha plane alone
+    (the warp treats every channel alike), so a rotated object's mask is known before its colour.
+
+    >>> rotate_alpha(np.full((2, 4), 255, np.uint8), 90).shape
+    (4, 2)
+    """
+    h, w = alpha.shape
+    angle = float(degrees) % 360.0
+    if angle % 90 == 0:
+        return alpha if angle == 0 else np.ascontiguousarray(np.rot90(alpha, int(angle // 90)))
+    matrix, canvas = _inverse_rotation(w, h, angle)
+    warped = cv2.warpAffine(alpha.astype(np.float32), matrix, canvas, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return cv2.convertScaleAbs(warped)
+
+
 def _inverse_rotation(w: int, h: int, angle: float) -> tuple[np.ndarray, tuple[int, int]]:
     """(cv2 matrix from canvas pixel to sprite pixel (2, 3) float64, canvas (w2, h2)).
 
@@ -160,7 +176,7 @@ def draw_blend_params(mode: str, rng: np.random.Generator) -> dict:
 
 def hard_paste(bg_rgb: np.ndarray, sprite_rgba: np.ndarray, x: int, y: int) -> np.ndarray:
     """fgbg's alpha paste (``fgbg.make.compose.alpha_blend``) of the sprite's in-frame part."""
-    region = _overlap(bg_rgb.shape, sprite_rgba.shape, x, y)
+    region = overlap(bg_rgb.shape, sprite_rgba.shape, x, y)
     if region is None:
         return bg_rgb.copy()
     frame, sprite = region
@@ -248,7 +264,7 @@ def _pad(rgba: np.ndarray, reach: int) -> np.ndarray:
     return np.pad(rgba, ((reach, reach), (reach, reach), (0, 0)))
 
 
-def _overlap(frame_shape: tuple, sprite_shape: tuple, x: int, y: int) -> tuple[tuple, tuple] | None:
+def overlap(frame_shape: tuple, sprite_shape: tuple, x: int, y: int) -> tuple[tuple, tuple] | None:
     """(frame slices, sprite slices) of the part of a sprite at (x, y) inside the frame, or None."""
     height, width = frame_shape[:2]
     h, w = sprite_shape[:2]
@@ -261,7 +277,7 @@ def _overlap(frame_shape: tuple, sprite_shape: tuple, x: int, y: int) -> tuple[t
 def _paste_premultiplied(bg_rgb: np.ndarray, layer: np.ndarray, x: int, y: int) -> np.ndarray:
     """``colour + (1 - alpha/255) * bg`` rounded, for a float32 (h, w, 4) premultiplied layer at (x, y)."""
     out = bg_rgb.copy()
-    region = _overlap(out.shape, layer.shape, x, y)
+    region = overlap(out.shape, layer.shape, x, y)
     if region is None:
         return out
     frame, sprite = region
@@ -344,7 +360,7 @@ def harmonize(rgba: np.ndarray, bg_rgb: np.ndarray, x: int, y: int, fraction: fl
     Returns:
         uint8 (h, w, 4): a new array, or ``rgba`` itself when nothing would change.
     """
-    region = _overlap(bg_rgb.shape, rgba.shape, x, y)
+    region = overlap(bg_rgb.shape, rgba.shape, x, y)
     mask = (rgba[..., 3] >= ALPHA_THRESHOLD).astype(np.uint8)
     if fraction == 0 or region is None or not mask.any():
         return rgba
