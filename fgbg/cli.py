@@ -594,6 +594,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
         ray_address=args.ray_address,
         depth_workers=args.depth_workers,
         gpus_per_worker=args.gpus_per_worker,
+        distractors=args.distractors,
     )
     print(summary)
     if summary.how_to_read():

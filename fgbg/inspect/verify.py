@@ -286,6 +286,8 @@ def expected_files(store: Path, meta: dict) -> tuple[set[str], set[str]]:
     folders = {ASSETS_DIR, SHARDS_DIR}
     n = {"bg": meta["counts"]["bg"], "bg_depth": meta["counts"]["bg"], "fg": meta["counts"]["fg"]}
     n["fg_mask"] = n["fg"]
+    if meta["sources"].get("distractor"):
+        n["distractor"] = len(meta["sources"]["distractor"])
     for kind, count in n.items():
         folders.add(f"{ASSETS_DIR}/{kind}")
         files.update(p.relative_to(store).as_posix() for p in asset_paths(store, kind, count))

@@ -83,6 +83,8 @@ class Assets:
     bg_depth_set: dict | None = None  # what made the sidecars, where the bg folder says (rendered rooms)
     fg_folder: str = ""  # the --fg folder's name: a flat folder's one category
     loose_fg: list[Path] = field(default_factory=list)  # images beside --fg's category folders: left out, reported
+    distractors: list[np.ndarray] = field(default_factory=list)  # uint8 (h, w, 4): --distractors, prepared as fgs
+    distractor_sources: list[Source] = field(default_factory=list)
 
     @property
     def categories(self) -> Categories:
@@ -407,20 +409,46 @@ def load_assets(bg_dir: Path, fg_dir: Path, size: int, fg_size: int, bg_fit: str
         assets.bg_sources.append(Source(path.name, sha))
     if any(d is not None for d in assets.bg_depth):
         assets.bg_depth_set = read_sidecar_set(bg_dir)
-    for path, name in found["foreground"]:
+    assets.fg, assets.fg_sources = read_cutouts(found["foreground"], fg_size, assets.bad, assets.warnings)
+    return assets
+
+
+def read_cutouts(found: list[tuple[Path, str]], fg_size: int, bad: list[BadFile], warnings: list[str]) -> tuple[list[np.ndarray], list[Source]]:
+    """Cut-outs (:func:`find_foregrounds`' (path, name) pairs) prepared as fgs are: uint8 (h, w, 4),
+    trimmed to their alpha, longest side ``fg_size``; with their sources. Bad files and warnings are appended."""
+    cutouts, sources = [], []
+    for path, name in found:
         try:
             img, sha = read_image(path)
             trimmed = trim_to_alpha(to_rgba(img))
-            fg = fit_fg(trimmed, fg_size)
+            cutout = fit_fg(trimmed, fg_size)
         except BadInput as e:
-            assets.bad.append(BadFile(path, str(e)))
+            bad.append(BadFile(path, str(e)))
             continue
         tiny = tiny_fg_warning(path, trimmed.shape[:2], fg_size)
         if tiny:
-            assets.warnings.append(tiny)
-        assets.fg.append(fg)
-        assets.fg_sources.append(Source(name, sha))
-    return assets
+            warnings.append(tiny)
+        cutouts.append(cutout)
+        sources.append(Source(name, sha))
+    return cutouts, sources
+
+
+def load_distractors(folder: Path, fg_dir: Path, fg_size: int, bad: list[BadFile], warnings: list[str]) -> tuple[list[np.ndarray], list[Source]]:
+    """The ``--distractors`` cut-outs, read with ``--fg``'s rules (sub-folders and all; their categories unused).
+
+    Raises:
+        BadInput: the folder is missing, is ``--fg`` itself, or has no image files.
+    """
+    if not Path(folder).is_dir():
+        raise BadInput(f"--distractors {folder}: no such folder")
+    if Path(folder).resolve() == Path(fg_dir).resolve():
+        raise BadInput(f"--distractors {folder}: is the --fg folder; distractors are other cut-outs, pasted in no mask")
+    found, loose, skipped = find_foregrounds(Path(folder))
+    warnings += skipped
+    found += [(path, path.name) for path in loose]  # no categories here: loose images are distractors too
+    if not found:
+        raise BadInput(f"--distractors {folder}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+    return read_cutouts(found, fg_size, bad, warnings)
 
 
 def read_sidecar_set(bg_dir: Path) -> dict | None:

@@ -68,6 +68,7 @@ class Prepared:
     bg: tuple[bytes, ...]  # assets/bg/*.jpg
     bg_depth: tuple[bytes, ...]  # assets/bg_depth/*.png, 16-bit inverse depth
     fg: tuple[bytes, ...]  # assets/fg/*.png, RGBA
+    distractor: tuple[bytes, ...] = ()  # assets/distractor/*.png, RGBA (--distractors)
 
     @classmethod
     def from_store(cls, store: Path) -> "Prepared":
@@ -80,7 +81,11 @@ class Prepared:
             state = json.loads((Path(store) / DATASET_JSON).read_text())
             state["depth_scales"] = state["depth"].get("depth_scales")
         n_bg, n_fg = len(state["sources"]["bg"]), len(state["sources"]["fg"])
-        return cls(state, _read_assets(store, "bg", n_bg), _read_assets(store, "bg_depth", n_bg), _read_assets(store, "fg", n_fg))
+        n_distractors = len(state["sources"].get("distractor", []))
+        return cls(
+            state, _read_assets(store, "bg", n_bg), _read_assets(store, "bg_depth", n_bg), _read_assets(store, "fg", n_fg),
+            _read_assets(store, "distractor", n_distractors),
+        )  # fmt: skip
 
 
 def _read_assets(store: Path, kind: str, n: int) -> tuple[bytes, ...]:
@@ -182,6 +187,8 @@ class Renderer:
             depth_scales=[tuple(r) for r in state["depth_scales"]] if estimator else None,
             occluding=[s["depth"] != PRIOR for s in state["sources"]["bg"]],
             fg_categories=store_categories(state).of_fg,
+            distractors=[codecs.decode_png(data) for data in prepared.distractor],
+            distractor_files=[s["file"] for s in state["sources"].get("distractor", [])],
         )
 
     def standable_feet(self, depth: np.ndarray) -> np.ndarray | None:
