@@ -114,7 +114,7 @@ def one_instance(reader: StoreReader, job: ExportJob, annotation: dict, mask: np
     """The object of a single-object sample: its mask.png, and its whole mask from the prepared fg if part of it is hidden."""
 
     def full_mask() -> np.ndarray:
-        return placed_fg_mask(prepared_fg(job.store, annotation["fg"]), annotation, reader.config.size)
+        return placed_fg_mask(prepared_fg(job.store, annotation["fg"]), annotation, reader.config.frame)
 
     return single_instance(annotation, mask, job.fg_categories[annotation["fg"]], full_mask)
 

@@ -39,7 +39,7 @@ GenerateError = UserError  # the name callers of generate() catch
 
 def make_state(config: GenerateConfig, assets: Assets, network: dict | None = None) -> dict:
     """The run's identity: config, every source (file, sha256, depth map origin), the network."""
-    ground = horizon_row(config.size, config.horizon)
+    ground = horizon_row(config.frame[0], config.horizon)
     per_bg_network = config.depth == "estimator-per-bg"
 
     def origin(d) -> str:
@@ -109,7 +109,7 @@ def load_inputs(bg_dir: Path, fg_dir: Path, config: GenerateConfig, on_bad: str,
     Raises:
         BadInput: a folder is missing or empty, or (with --on-bad fail) files are bad.
     """
-    assets = load_assets(Path(bg_dir), Path(fg_dir), config.size, config.fg_size, config.bg_fit)
+    assets = load_assets(Path(bg_dir), Path(fg_dir), config.frame, config.fg_size, config.bg_fit)
     report_bad_input(assets, on_bad, warn, Path(fg_dir))
     for line in assets.warnings:
         warn(f"warning: {line}")

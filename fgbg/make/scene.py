@@ -25,15 +25,15 @@ if TYPE_CHECKING:
 class Scene(NamedTuple):
     """A composite of several objects (:func:`compose_scene`)."""
 
-    fg_bg: np.ndarray  # uint8 (S, S, 3)
-    mask: np.ndarray  # uint8 (S, S) in {0, 255}: the union of the visible objects
+    fg_bg: np.ndarray  # uint8 (H, W, 3)
+    mask: np.ndarray  # uint8 (H, W) in {0, 255}: the union of the visible objects
     objects: list["Candidate"]  # object i + 1 at index i; object 1 is the key's fg
-    ids: np.ndarray  # uint8/uint16 (S, S): 0 = bg, i = object i, where it is seen
+    ids: np.ndarray  # uint8/uint16 (H, W): 0 = bg, i = object i, where it is seen
     dropped: int  # extra objects drawn but not pasted
 
     @property
     def first_mask(self) -> np.ndarray:
-        """uint8 (S, S) in {0, 255}: where the key's fg is seen."""
+        """uint8 (H, W) in {0, 255}: where the key's fg is seen."""
         return np.where(self.ids == 1, np.uint8(255), np.uint8(0))
 
 
@@ -53,7 +53,7 @@ def draw_objects(r: "Renderer", ref: SampleRef) -> tuple[list["Candidate"], np.n
     """
     rng = sample_rng(r.config.seed, ref.key)
     first = r.first_object(ref, rng)
-    scene = IdMap(r.config.size, id_dtype(r.config.objects_max))
+    scene = IdMap(r.config.frame, id_dtype(r.config.objects_max))
     scene.add(first.layer, first.layer.mask)
     objects, dropped = [first], 0
     for _ in range(int(rng.integers(r.config.objects_min, r.config.objects_max + 1)) - 1):
@@ -102,7 +102,7 @@ def compose_objects(r: "Renderer", bg: int, objects: list["Candidate"], ids: np.
 
     ``ids``: their id map, if known (else made from their layers, :func:`instance_ids`)."""
     if ids is None:
-        ids = instance_ids(r.config.size, [o.layer for o in objects], id_dtype(r.config.objects_max))
+        ids = instance_ids(r.config.frame, [o.layer for o in objects], id_dtype(r.config.objects_max))
     fg_bg = r.bg[bg].copy()
     for i in painting_order([o.value for o in objects]):
         o = objects[i]
