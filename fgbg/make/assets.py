@@ -452,7 +452,8 @@ def read_sidecar_set(bg_dir: Path) -> dict | None:
     if recorded is None:
         return None
     keep = ("generator", "fgbg_version", "renderer", "renderer_detail", "seed", "size", "count")
-    return {**{k: recorded.get(k) for k in keep}, "scale_m": (recorded.get("depth") or {}).get("scale_m")}
+    frame = {"height": recorded["height"]} if recorded.get("height") else {}  # a set of W x H rooms
+    return {**{k: recorded.get(k) for k in keep}, **frame, "scale_m": (recorded.get("depth") or {}).get("scale_m")}
 
 
 def _read_sidecar(bg_path: Path, frame: int | tuple[int, int], fit: str) -> np.ndarray | None:
