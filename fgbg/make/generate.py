@@ -39,7 +39,7 @@ GenerateError = UserError  # the name callers of generate() catch
 
 def make_state(config: GenerateConfig, assets: Assets, network: dict | None = None) -> dict:
     """The run's identity: config, every source (file, sha256, depth map origin), the network."""
-    ground = horizon_row(config.size, config.horizon)
+    ground = horizon_row(config.frame[0], config.horizon)
     per_bg_network = config.depth == "estimator-per-bg"
 
     def origin(d) -> str:
@@ -116,7 +116,7 @@ def load_inputs(
     """
     if config.distractors != (distractors is not None):
         raise UserError("--distractors DIR and the config's distractors go together: pass the folder, or leave both out")
-    assets = load_assets(Path(bg_dir), Path(fg_dir), config.size, config.fg_size, config.bg_fit)
+    assets = load_assets(Path(bg_dir), Path(fg_dir), config.frame, config.fg_size, config.bg_fit)
     if distractors is not None:
         assets.distractors, assets.distractor_sources = load_distractors(Path(distractors), Path(fg_dir), config.fg_size, assets.bad, assets.warnings)
     report_bad_input(assets, on_bad, warn, Path(fg_dir), distractors is not None)

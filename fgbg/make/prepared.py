@@ -22,7 +22,7 @@ def write_assets(out: Path, assets: Assets, config: GenerateConfig) -> None:
     """assets/bg/*.jpg, assets/bg_depth/*.png (16-bit), assets/fg/*.png, assets/fg_mask/*.png
     (and assets/distractor/*.png with --distractors), durably."""
     n_bg, n_fg = len(assets.bg), len(assets.fg)
-    prior = ground_plane_prior(config.size, config.horizon)
+    prior = ground_plane_prior(config.frame, config.horizon)
     for kind in ASSET_KINDS:
         make_dirs(Path(out) / ASSETS_DIR / kind)
     for path, bg in zip(asset_paths(out, "bg", n_bg), assets.bg):
