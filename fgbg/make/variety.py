@@ -292,11 +292,13 @@ def _paste_premultiplied(bg_rgb: np.ndarray, layer: np.ndarray, x: int, y: int) 
 
 
 def jitter_light(rgba: np.ndarray, brightness: float, contrast: float, saturation: float, hue: float) -> np.ndarray:
-    """The sprite's colour re-lit, in this order (each step clipped to [0, 255], as torchvision's
-    ColorJitter): brightness scales RGB; contrast scales the distance from the object's mean
-    grey; saturation scales the distance from each pixel's grey (ITU-R 601 luma, ``cv2.COLOR_RGB2GRAY``); hue turns
-    the HSV hue by ``hue`` degrees. Factors of 1 and a hue that is a multiple of 360 change
-    nothing; alpha is never touched.
+    """The sprite's colour re-lit, in this order: brightness scales RGB; contrast scales the distance
+    from the object's mean grey; saturation scales the distance from each pixel's grey (ITU-R 601
+    luma, ``cv2.COLOR_RGB2GRAY``); hue turns the HSV hue by ``hue`` degrees. The three linear steps
+    are one colour matrix (``cv2.transform``, clipped to [0, 255] once, where torchvision's
+    ColorJitter clips after each: the same wherever no step leaves the range); each alone matches
+    PIL's ImageEnhance (tested). Factors of 1 and a hue that is a multiple of 360 change nothing;
+    alpha is never touched.
 
     Args:
         rgba: uint8 (h, w, 4) straight RGBA.
@@ -313,22 +315,35 @@ def jitter_light(rgba: np.ndarray, brightness: float, contrast: float, saturatio
     hue = float(hue) % 360.0
     if brightness == contrast == saturation == 1 and hue == 0:
         return rgba
-    rgb = _colour(rgba).astype(np.float32)
-    if brightness != 1:
-        rgb = np.clip(rgb * brightness, 0, 255)
-    if contrast != 1:
-        weights = rgba[..., 3].astype(np.float32)
-        grey = float((cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) * weights).sum() / max(weights.sum(), 1))
-        rgb = np.clip(rgb * contrast + (1 - contrast) * grey, 0, 255)
-    if saturation != 1:
-        grey = cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
-        rgb = np.clip(cv2.addWeighted(rgb, saturation, grey, 1 - saturation, 0), 0, 255)
+    colour = _colour(rgba)
+    rgb = colour.astype(np.float32)
+    if (brightness, contrast, saturation) != (1, 1, 1):
+        rgb = cv2.transform(rgb, light_matrix(colour, rgba[..., 3], brightness, contrast, saturation))
+        rgb = np.clip(rgb, 0, 255, out=rgb)
     if hue:
-        turn, saturation_plane, value = cv2.split(cv2.cvtColor(rgb / 255, cv2.COLOR_RGB2HSV))  # float: turn in degrees [0, 360)
+        hsv = cv2.cvtColor(rgb * np.float32(1 / 255), cv2.COLOR_RGB2HSV)  # float: hue in degrees [0, 360)
+        turn = hsv[..., 0]
         turn += hue
         turn[turn >= 360] -= 360
-        rgb = cv2.cvtColor(cv2.merge([turn, saturation_plane, value]), cv2.COLOR_HSV2RGB) * 255
-    return _with_colour(rgba, rgb)
+        rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * np.float32(255)
+    return cv2.merge([*cv2.split(cv2.convertScaleAbs(rgb)), rgba[..., 3]])  # rounded, clipped to [0, 255]
+
+
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, as cv2.COLOR_RGB2GRAY
+
+
+def light_matrix(colour: np.ndarray, alpha: np.ndarray, brightness: float, contrast: float, saturation: float) -> np.ndarray:
+    """float32 (3, 4): brightness, then contrast about the object's mean grey (weighted by ``alpha``),
+    then saturation about each pixel's grey, as one affine map of RGB for ``cv2.transform``.
+
+    Saturation keeps a grey pixel grey (its rows sum to 1), so the contrast's offset passes through it.
+    """
+    weights = alpha.astype(np.float32)
+    grey = float((cv2.cvtColor(colour, cv2.COLOR_RGB2GRAY) * weights).sum() / max(weights.sum(), 1)) if contrast != 1 else 0.0
+    saturate = saturation * np.eye(3, dtype=np.float32) + (1 - saturation) * np.outer(np.ones(3, np.float32), LUMA)
+    linear = saturate * (contrast * brightness)
+    offset = np.full((3, 1), (1 - contrast) * brightness * grey, np.float32)
+    return np.hstack([linear, offset]).astype(np.float32)
 
 
 def draw_light(rng: np.random.Generator, jitter: float) -> dict:
