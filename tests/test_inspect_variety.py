@@ -274,6 +274,8 @@ def test_cli_stats_prints_extra_objects_per_category(tmp_path, capsys):
     text = write_card(store, workers=0).read_text()
     assert "| category id | name | instances | extra objects (2nd on) | cut-outs |" in text
     assert "`--balance categories`" in text
+    with Image.open(store / "previews" / "histograms.png") as im:
+        assert im.width == 4 + 4 * (360 + 4)  # objects per composite, visible, instances and extra objects per category
 
 
 # ---------------------------------------------------------------- the variety picture: show and the card

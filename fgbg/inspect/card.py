@@ -561,7 +561,8 @@ def object_pictures(previews: dict[str, str]) -> list[str]:
         "instances": "Objects: each tinted in its own colour, outlined, boxed (its visible box) and named by its category.",
         "overlaps": "Composites in which objects hide each other: composite, instances, each object's hidden part"
         " striped in its colour inside the outline of its full (amodal) mask, depth (turbo: red = near).",
-        "histograms": "Objects per composite, visible fraction of each object (1 = wholly seen) and instances per category.",
+        "histograms": "Objects per composite, visible fraction of each object (1 = wholly seen), instances per category"
+        " and extra objects (2nd on, drawn by `--balance`) per category.",
     }
     out = []
     for kind in OBJECT_PREVIEWS:

@@ -380,7 +380,8 @@ def overlap_rows(store: Path | StoreReader, n: int = 4, seed: int = 0) -> np.nda
 
 def histograms_picture(summary: dict) -> np.ndarray:
     """Bar charts of stats.json's ``objects`` entry: objects per composite, the visible fraction
-    of each object, instances per category. uint8 (H, W, 3)."""
+    of each object, instances per category and, where composites hold several objects, the extra
+    objects (2nd on) per category. uint8 (H, W, 3)."""
     per_image = summary["per_image"]
     most = max((int(k) for k in per_image), default=1)
     least = min((int(k) for k in per_image), default=1)
@@ -391,6 +392,9 @@ def histograms_picture(summary: dict) -> np.ndarray:
         bar_chart("instances per category", [c["name"][:12] for c in summary["categories"]],
                   [c["instances"] for c in summary["categories"]]),  # fmt: skip
     ]
+    if any(c.get("extra") for c in summary["categories"]):  # what --balance draws: objects 2nd on
+        charts.append(bar_chart("extra objects (2nd on) per category", [c["name"][:12] for c in summary["categories"]],
+                                [c["extra"] for c in summary["categories"]]))  # fmt: skip
     return grid(charts, cols=len(charts), pad=PAD)
 
 
