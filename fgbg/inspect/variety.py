@@ -21,16 +21,31 @@ proves no distractor pixel is in a mask.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Iterable, NamedTuple
 
 from fgbg.config import GenerateConfig
-from fgbg.make.variety import GAUSSIAN_SIGMA_PX, HUE_DEGREES_PER_JITTER, MOTION_LENGTH_PX
 
 # Draws are written rounded (fgbg.make.variety): a value may lie this far past its range's bound.
 ROUNDING = {"rotate": 0.005, "light": 0.00005, "harmonize": 0.00005, "in_frame": 0.0000005, "sigma": 0.005, "angle": 0.05}
 LIGHT_FACTORS = ("brightness", "contrast", "saturation")
 DISTRACTOR_KEYS = ("file", "flip", "scale", "box", "depth", "visible")
+
+
+class DrawRanges(NamedTuple):
+    sigma_px: tuple[float, float]  # gaussian blend's feather sigma
+    length_px: tuple[int, int]  # motion blend's streak length, inclusive
+    hue_per_jitter: float  # hue degrees per unit of --light
+
+
+@functools.cache
+def draw_ranges() -> DrawRanges:
+    """The ranges :mod:`fgbg.make.variety` draws from. Imported on first use, not with this module:
+    it loads OpenCV and SciPy (about 0.5 s a process), which verifying a plain store never needs."""
+    from fgbg.make import variety
+
+    return DrawRanges(variety.GAUSSIAN_SIGMA_PX, variety.MOTION_LENGTH_PX, variety.HUE_DEGREES_PER_JITTER)
 
 
 def _number(value) -> bool:
@@ -99,12 +114,13 @@ def check_blend(blend, params, modes: tuple[str, ...], mode: str = "") -> list[s
     expected = {"gaussian": {"sigma"}, "motion": {"length", "angle"}}.get(blend, set())
     if set(params) != expected:
         return [f"blend_params {params} of {blend!r} should hold {', '.join(sorted(expected)) or 'nothing'}"]
-    if blend == "gaussian" and not _within(params["sigma"], *GAUSSIAN_SIGMA_PX, ROUNDING["sigma"]):
-        return [f"blend_params sigma {params['sigma']!r} is not within {GAUSSIAN_SIGMA_PX[0]:g}..{GAUSSIAN_SIGMA_PX[1]:g} px"]
+    sigma, lengths = draw_ranges().sigma_px, draw_ranges().length_px
+    if blend == "gaussian" and not _within(params["sigma"], *sigma, ROUNDING["sigma"]):
+        return [f"blend_params sigma {params['sigma']!r} is not within {sigma[0]:g}..{sigma[1]:g} px"]
     if blend == "motion":
         length, angle = params["length"], params["angle"]
-        if not (isinstance(length, int) and MOTION_LENGTH_PX[0] <= length <= MOTION_LENGTH_PX[1]):
-            return [f"blend_params length {length!r} is not a whole {MOTION_LENGTH_PX[0]}..{MOTION_LENGTH_PX[1]} px"]
+        if not (isinstance(length, int) and lengths[0] <= length <= lengths[1]):
+            return [f"blend_params length {length!r} is not a whole {lengths[0]}..{lengths[1]} px"]
         if not _within(angle, 0.0, 180.0, ROUNDING["angle"]):
             return [f"blend_params angle {angle!r} is not within 0..180 degrees"]
     return []
@@ -119,7 +135,7 @@ def check_light(light, jitter: float) -> list[str]:
         for name in LIGHT_FACTORS
         if not _within(light[name], 1 - jitter, 1 + jitter, ROUNDING["light"])
     ]
-    most = jitter * HUE_DEGREES_PER_JITTER
+    most = jitter * draw_ranges().hue_per_jitter
     if not _within(light["hue"], -most, most, ROUNDING["light"]):
         problems.append(f"light hue {light['hue']!r} is not within the store's +-{most:g} degrees (--light {jitter:g})")
     return problems
@@ -225,7 +241,7 @@ def option_sentence(config: GenerateConfig) -> str:
         "truncation": f"truncation (up to {config.truncate:g} of an object out of the frame)",
         "blend": f"blend modes {', '.join(config.blend)}" + (" (every mode on every layout, --blend-each)" if config.blend_each else ""),
         "light": f"light (brightness, contrast, saturation by [{1 - config.light:g}, {1 + config.light:g}],"
-        f" hue by up to {config.light * HUE_DEGREES_PER_JITTER:g} degrees)",
+        f" hue by up to {config.light * draw_ranges().hue_per_jitter:g} degrees)",
         "harmonize": f"harmonisation toward the background (a fraction up to {config.harmonize:g})",
         "distractors": f"distractors ({config.distractors_min} to {config.distractors_max} a composite, in no mask)",
     }
@@ -234,7 +250,7 @@ def option_sentence(config: GenerateConfig) -> str:
 
 def _light_strength(light: dict) -> float:
     """How far light factors are from the identity: the largest |factor - 1|, hue counted per 18 degrees."""
-    return max([abs(light[k] - 1) for k in LIGHT_FACTORS] + [abs(light["hue"]) / HUE_DEGREES_PER_JITTER])
+    return max([abs(light[k] - 1) for k in LIGHT_FACTORS] + [abs(light["hue"]) / draw_ranges().hue_per_jitter])
 
 
 def _top(scored: Iterable[tuple[float, Pick]], n: int) -> list[Pick]:
