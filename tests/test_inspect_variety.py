@@ -20,7 +20,7 @@ from fgbg.inspect.stats import write_stats
 from fgbg.inspect.variety import OPTION_TITLES, check_variety, variety_options, variety_picks
 from fgbg.inspect.verify import verify
 
-from .conftest import copy_images, demo_folders, make_store
+from .conftest import SMALL, copy_images, demo_folders, make_store
 from .test_verify import rewrite_tar
 
 # Tiny: 2 bgs x 3 fgs x 2 flips x 1 placement = 12 samples in 2 shards of 7 and 5; 1 or 2 objects each.
@@ -175,23 +175,37 @@ def test_a_harmonize_fraction_above_p_is_caught(varied):
     assert problems(varied) == [f"{where}: object {n}: harmonize 0.9 is not within the store's [0, 0.5] (--harmonize)"]
 
 
-DISTRACTOR = {"file": "d.png", "flip": 0, "scale": 1.0, "box": [40, 10, 20, 30], "depth": 0.5, "visible": 0.8,
+ROW = 13 + 8 + 4 + (11 + 5 + 64 * 3) + 4  # a row of the variety picture: title, pad, caption over the composite at 3x, pad
+DISTRACTOR = {"file": "dog.png", "flip": 0, "scale": 1.0, "box": [40, 10, 20, 30], "depth": 0.5, "visible": 0.8,
               "blend": "hard", "blend_params": {}}  # fmt: skip
 
 
 def test_distractor_records_are_checked_whole_and_in_the_frame(tmp_path):
-    store = make_store(demo_folders(tmp_path, 1, 2), tmp_path / "store", **TINY, distractors=True)
-    keys = list(json_members(store))
+    from fgbg.demo import demo_assets
+    from fgbg.make.generate import generate
+
+    folders = demo_folders(tmp_path, 1, 2)  # cactus and cow
+    (tmp_path / "distractors").mkdir()
+    shutil.copy(demo_assets()[1] / "dog.png", tmp_path / "distractors")
+    store = tmp_path / "store"
+    generate(*folders, store, GenerateConfig(**{**SMALL, **TINY, "distractors": True}), workers=0, progress=False,
+             distractors=tmp_path / "distractors")  # fmt: skip
     assert verify(store, workers=0).ok
-    change_json(store, keys[0], lambda ann: ann.update(distractors=[DISTRACTOR]))
-    assert verify(store, workers=0).ok  # a record as generate writes it
-    out = dict(DISTRACTOR, box=[50, 10, 20, 30])
-    lacking = {k: v for k, v in DISTRACTOR.items() if k != "depth"}
-    where = change_json(store, keys[1], lambda ann: ann.update(distractors=[out, lacking, dict(DISTRACTOR, visible=1.5)]))
+    members = json_members(store)
+    key = next(k for k, (_, ann) in members.items() if ann["distractors"])
+    assert {d["file"] for _, ann in members.values() for d in ann["distractors"]} == {"dog.png"}
+    picture = preview(store, "variety", 2)
+    assert picture.shape[0] == ROW and picture.shape[1] >= 4 + 2 * (64 * 3 + 4)  # one option: a row of 2 (or its title)
+    out, lacking = dict(DISTRACTOR, box=[50, 10, 20, 30]), {k: v for k, v in DISTRACTOR.items() if k != "depth"}
+    records = [out, lacking, dict(DISTRACTOR, visible=1.5), dict(DISTRACTOR, file="cat.png"), dict(DISTRACTOR, rotate=3.0)]
+    where = change_json(store, key, lambda ann: ann.update(distractors=records))
     assert problems(store) == [
+        f"{where}: 5 distractors, more than the store's --distractor-count 1:3",
         f"{where}: distractor 1: box [50, 10, 20, 30] reaches out of the 64x64 frame",
         f"{where}: distractor 2: lacks depth",
         f"{where}: distractor 3: visible 1.5 is not within [0, 1]",
+        f"{where}: distractor 4: file 'cat.png' is not one of the store's distractor cut-outs",
+        f"{where}: distractor 5: rotate 3.0, but the store was made without --rotate",
     ]
 
 
@@ -319,8 +333,7 @@ def test_the_card_of_a_varied_store_shows_a_row_per_option_and_says_each(varied)
         assert f"- **Variety**: " in text and said in text
     with Image.open(varied / "previews" / "variety.png") as im:
         assert im.mode == "RGB"
-        row = 13 + 8 + 4 + (11 + 5 + 64 * 3) + 4  # title, pad, caption and 3x composite, pad
-        assert im.height == len(options) * row and im.width >= 4 + 4 * (64 * 3 + 4)  # 4 composites in the rotation row
+        assert im.height == len(options) * ROW and im.width >= 4 + 4 * (64 * 3 + 4)  # 4 composites in the rotation row
 
 
 def test_a_plain_stores_card_has_no_variety(plain):
