@@ -105,6 +105,13 @@ def test_a_varied_store_verifies_clean_and_records_every_draw(pristine):
     assert {o["blend"] for o in objects} == {"hard", "gaussian", "motion"}
 
 
+@pytest.mark.xfail(strict=True, reason="store/layout.py store_members lists instances.png only for objects_max > 1, but a"
+                   " varied store of one object writes it (config.several): verify calls every instances.png unexpected")  # fmt: skip
+def test_a_varied_store_of_one_object_per_composite_verifies_clean(tmp_path):
+    store = make_store(demo_folders(tmp_path, 1, 2), tmp_path / "store", placements=1, rotate_min=-30.0, rotate_max=30.0)
+    assert verify(store, workers=0).problems == []
+
+
 def test_an_angle_outside_rotate_is_caught(varied, plain):
     key, n = a_key_with(varied, lambda o: True)
     where = change_json(varied, key, lambda ann: ann["objects"][n - 1].update(rotate=45.0))
