@@ -260,7 +260,7 @@ def front_matter(meta: dict, attribution: str | None, name: str) -> str:
     at the shards (loaded with the ``webdataset`` builder, no fgbg code)."""
     licences = hub_licences(attribution)
     tasks = ["image-segmentation", "depth-estimation"]
-    if meta["config"].get("objects_max", 1) > 1:
+    if several(meta["config"]):
         tasks.append("object-detection")
     q = json.dumps  # a JSON string is a YAML scalar, quoted and escaped
     lines = ["---", f"license: {q(licences[0])}" if len(licences) == 1 else "license:"]
@@ -431,7 +431,7 @@ def card_markdown(meta: dict, stats: dict, previews: dict[str, str], attribution
             f'ds = wds.WebDataset("shards/shard-{{000000..{last:06d}}}.tar", shardshuffle=False).decode("rgb")',
             "for sample in ds:",
             '    fg_bg, mask, depth, ann = sample["fg_bg.jpg"], sample["mask.png"], sample["depth.png"], sample["json"]',
-            *(['    instances = sample["instances.png"]  # ids 1..K of ann["objects"]'] if config.get("objects_max", 1) > 1 else []),
+            *(['    instances = sample["instances.png"]  # ids 1..K of ann["objects"]'] if several(config) else []),
             "```",
             "",
         ]
@@ -479,14 +479,19 @@ def card_markdown(meta: dict, stats: dict, previews: dict[str, str], attribution
     return "\n".join(out + [CARD_MARK])
 
 
+def several(config: dict) -> bool:
+    """Whether the store's samples are annotated object by object (instances, ``objects``; see GenerateConfig.several)."""
+    return GenerateConfig.from_dict(config).several
+
+
 def objects_paragraph(config: dict) -> list[str]:
-    """What a several-object store adds to each sample (no lines for one object per composite)."""
-    if config.get("objects_max", 1) <= 1:
+    """What a store annotated object by object adds to each sample (no lines for a plain one-object store)."""
+    if not several(config):
         return []
-    lo, hi = config.get("objects_min", 1), config["objects_max"]
-    many = f"{lo} to {hi}" if lo != hi else f"{hi}"
+    lo, hi = config.get("objects_min", 1), config.get("objects_max", 1)
+    many = f"{lo} to {hi} objects" if lo != hi else "one object" if hi == 1 else f"{hi} objects"
     return [
-        f"Each composite holds {many} objects: the key's foreground first, the others drawn from all the"
+        f"Each composite holds {many}: the key's foreground first, the others drawn from all the"
         " foregrounds by the sample's own seeded generator"
         + (" (a category first, uniformly, then a foreground in it: `--balance categories`)." if config.get("balance") == "categories" else ".")
         + " Each object stands at its foot point at the inverse"
