@@ -68,6 +68,7 @@ class Prepared:
     bg: tuple[bytes, ...]  # assets/bg/*.jpg
     bg_depth: tuple[bytes, ...]  # assets/bg_depth/*.png, 16-bit inverse depth
     fg: tuple[bytes, ...]  # assets/fg/*.png, RGBA
+    distractor: tuple[bytes, ...] = ()  # assets/distractor/*.png, RGBA (--distractors)
 
     @classmethod
     def from_store(cls, store: Path) -> "Prepared":
@@ -80,7 +81,11 @@ class Prepared:
             state = json.loads((Path(store) / DATASET_JSON).read_text())
             state["depth_scales"] = state["depth"].get("depth_scales")
         n_bg, n_fg = len(state["sources"]["bg"]), len(state["sources"]["fg"])
-        return cls(state, _read_assets(store, "bg", n_bg), _read_assets(store, "bg_depth", n_bg), _read_assets(store, "fg", n_fg))
+        n_distractors = len(state["sources"].get("distractor", []))
+        return cls(
+            state, _read_assets(store, "bg", n_bg), _read_assets(store, "bg_depth", n_bg), _read_assets(store, "fg", n_fg),
+            _read_assets(store, "distractor", n_distractors),
+        )  # fmt: skip
 
 
 def _read_assets(store: Path, kind: str, n: int) -> tuple[bytes, ...]:
@@ -123,8 +128,8 @@ class OneObject(NamedTuple):
     """A single-object composite (:meth:`Renderer.compose`)."""
 
     p: Placement
-    fg_bg: np.ndarray  # uint8 (S, S, 3)
-    mask: np.ndarray  # uint8 (S, S) in {0, 255}: the visible fg
+    fg_bg: np.ndarray  # uint8 (H, W, 3)
+    mask: np.ndarray  # uint8 (H, W) in {0, 255}: the visible fg
     visible: float | None  # visible fraction, or None where the bg has no real depth
 
     @property
@@ -135,8 +140,8 @@ class OneObject(NamedTuple):
 @dataclass
 class Renderer:
     config: GenerateConfig
-    bg: list[np.ndarray]  # uint8 (S, S, 3), decoded from assets/bg (what training sees)
-    bg_depth: list[np.ndarray]  # float32 (S, S) in [0, 1]
+    bg: list[np.ndarray]  # uint8 (H, W, 3), decoded from assets/bg (what training sees)
+    bg_depth: list[np.ndarray]  # float32 (H, W) in [0, 1]
     ground_top: list[int]  # first row a foot may stand on, per bg
     fg: list[np.ndarray]  # uint8 (h, w, 4)
     bg_files: list[str]
@@ -182,6 +187,8 @@ class Renderer:
             depth_scales=[tuple(r) for r in state["depth_scales"]] if estimator else None,
             occluding=[s["depth"] != PRIOR for s in state["sources"]["bg"]],
             fg_categories=store_categories(state).of_fg,
+            distractors=[codecs.decode_png(data) for data in prepared.distractor],
+            distractor_files=[s["file"] for s in state["sources"].get("distractor", [])],
         )
 
     def standable_feet(self, depth: np.ndarray) -> np.ndarray | None:
@@ -208,7 +215,7 @@ class Renderer:
             return sample_perspective_placement(
                 rng, fg_hw, self.bg_depth[bg], self.config.scale_range(), self.ground_top[bg], self.feet[bg]
             )
-        return sample_placement(rng, fg_hw, self.config.size, self.config.scale_range())
+        return sample_placement(rng, fg_hw, self.config.frame, self.config.scale_range())
 
     def place(self, ref: SampleRef) -> tuple[Placement, tuple[np.ndarray, np.ndarray, np.ndarray], float | None]:
         """The sample's placement, its placed fg (premultiplied, inverse alpha, visible mask; see
@@ -321,11 +328,11 @@ class Renderer:
         return hidden, visible_fraction(mask, np.where(hidden, np.uint8(0), mask))
 
     def compose(self, ref: SampleRef) -> tuple[Placement, np.ndarray, np.ndarray, float | None]:
-        """(placement, fg_bg uint8 (S, S, 3), mask uint8 (S, S) in {0, 255} of the visible fg,
+        """(placement, fg_bg uint8 (H, W, 3), mask uint8 (H, W) in {0, 255} of the visible fg,
         visible fraction or None where the bg has no real depth)."""
         p, (premultiplied, inverse_alpha, mask), visible = self.place(ref)
         fg_bg = blend_premultiplied(self.bg[ref.bg], premultiplied, inverse_alpha, p.x, p.y)
-        return p, fg_bg, paste_mask(mask, p.x, p.y, self.config.size), visible
+        return p, fg_bg, paste_mask(mask, p.x, p.y, self.config.frame), visible
 
     def layered(self, ref: SampleRef, p: Placement, mask: np.ndarray) -> tuple[np.ndarray, int]:
         """Quantised depth by the layered rule (the visible ``mask`` pixels take the fg's foot value), and that value."""
@@ -339,7 +346,7 @@ class Renderer:
 
     def estimated(self, ref: SampleRef, mask: np.ndarray, raw: np.ndarray) -> tuple[np.ndarray, int, int]:
         """One sample's network depth from the estimator's raw map (h, w) at the network's size:
-        the quantised map (S, S), the fg's (median) value and the pixels clipped to the store's scale."""
+        the quantised map (H, W), the fg's (median) value and the pixels clipped to the store's scale."""
         m = self.estimator.to_map(raw, mask.shape)
         lo, hi = image_range(m) if self.config.depth_norm == "image" else self.depth_scales[ref.bg]
         scaled, clipped = apply_scale(m, lo, hi)

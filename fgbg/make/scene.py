@@ -40,10 +40,10 @@ class Look(NamedTuple):
 class Scene(NamedTuple):
     """A composite annotated object by object (:func:`compose_scene`)."""
 
-    fg_bg: np.ndarray  # uint8 (S, S, 3)
-    mask: np.ndarray  # uint8 (S, S) in {0, 255}: the union of the visible objects
+    fg_bg: np.ndarray  # uint8 (H, W, 3)
+    mask: np.ndarray  # uint8 (H, W) in {0, 255}: the union of the visible objects
     objects: list["Candidate"]  # object i + 1 at index i; object 1 is the key's fg
-    ids: np.ndarray  # uint8/uint16 (S, S): 0 = bg (or a distractor), i = object i, where it is seen
+    ids: np.ndarray  # uint8/uint16 (H, W): 0 = bg (or a distractor), i = object i, where it is seen
     dropped: int  # extra objects drawn but not pasted
     distractors: tuple = ()  # Candidates pasted in no mask (--distractors)
     looks: tuple = ()  # a Look per object then per distractor, where pasting varies; () for today's paste
@@ -51,7 +51,7 @@ class Scene(NamedTuple):
 
     @property
     def first_mask(self) -> np.ndarray:
-        """uint8 (S, S) in {0, 255}: where the key's fg is seen."""
+        """uint8 (H, W) in {0, 255}: where the key's fg is seen."""
         return np.where(self.ids == 1, np.uint8(255), np.uint8(0))
 
 
@@ -78,7 +78,7 @@ def draw_objects(r: "Renderer", ref: SampleRef, rng: np.random.Generator) -> tup
     c = r.config
     first = r.first_object(ref, rng)
     most = c.objects_max + (c.distractors_max if c.distractors else 0)
-    scene = IdMap(r.config.size, id_dtype(most))
+    scene = IdMap(r.config.frame, id_dtype(most))
     scene.add(first.layer, first.layer.mask)
     objects, dropped = [first], 0
     categories = r.fg_categories if c.balance == "categories" else None
@@ -170,7 +170,7 @@ def compose_objects(
     :func:`instance_ids`); the scene's ``ids`` keep the objects' alone."""
     pasted = list(objects) + list(distractors)
     if ids is None:
-        ids = instance_ids(r.config.size, [o.layer for o in pasted], id_dtype(len(pasted)))
+        ids = instance_ids(r.config.frame, [o.layer for o in pasted], id_dtype(len(pasted)))
     fg_bg = r.bg[bg].copy()
     for i in painting_order([o.value for o in pasted]):
         o = pasted[i]
