@@ -19,6 +19,7 @@ import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -26,31 +27,48 @@ from PIL import Image
 
 from fgbg.cli import main
 from fgbg.config import VARIETY
+from fgbg.demo import demo_assets
 from fgbg.make.variety import HUE_DEGREES_PER_JITTER
 from fgbg.masks import box, rle_decode
 from fgbg.store.layout import CRASH_AT_ENV, CRASH_STEPS_ENV
 from fgbg.store.lock import LOCK_FILE
 from fgbg.store.read import decode_member, iter_samples
 
-from .conftest import demo_folders
+from .conftest import copy_images, demo_folders
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--size", "48", "--fg-size", "24", "--placements", "1", "--shard-size", "5", "--no-progress"]
 SAMPLES = 3 * 3 * 2 * 1  # bgs x fgs x flips x placements
 SHARDS = 4  # of 5 samples at most
 VARIED = ["--variety", "--objects", "1:3"]
+DISTRACTORS = ["potted_plant.png", "rooster.png", "snowman.png"]  # demo cut-outs that are not among the fgs
 TOLERANCE = 1e-4  # draws are rounded to 4 decimals (2 for angles) in the json
 
 
+class Inputs(NamedTuple):
+    bg: Path  # 3 real photos
+    fg: Path  # 3 real RGBA cut-outs
+    distractors: Path  # 3 other cut-outs
+
+
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> tuple[Path, Path]:
-    """(3 real bgs, 3 real RGBA fgs) from the demo assets."""
-    return demo_folders(tmp_path_factory.mktemp("inputs"))
+def inputs(tmp_path_factory) -> Inputs:
+    root = tmp_path_factory.mktemp("inputs")
+    bg, fg = demo_folders(root)
+    distractors = root / "distractors"
+    for name in DISTRACTORS:
+        copy_images(demo_assets()[1], distractors, 1, name)
+    assert not {p.name for p in fg.iterdir()} & set(DISTRACTORS)
+    return Inputs(bg, fg, distractors)
 
 
-def args(inputs: tuple[Path, Path], out: Path, *flags: str) -> list[str]:
-    bg, fg = inputs
-    return ["generate", "--bg", str(bg), "--fg", str(fg), "--out", str(out), *TINY, *flags]
+def args(inputs: Inputs, out: Path, *flags: str) -> list[str]:
+    return ["generate", "--bg", str(inputs.bg), "--fg", str(inputs.fg), "--out", str(out), *TINY, *flags]
+
+
+def varied_flags(inputs: Inputs) -> list[str]:
+    """--variety with several objects and distractors: every option that draws."""
+    return [*VARIED, "--distractors", str(inputs.distractors)]
 
 
 def generate(inputs, out: Path, *flags: str) -> Path:
@@ -96,11 +114,11 @@ def objects(store: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def varied(inputs, tmp_path_factory) -> tuple[Path, str]:
-    """A `--variety --objects 1:3` store made by one worker process (a run of its own), and the
+    """A `--variety --objects 1:3 --distractors DIR` store made by one worker process (a run of its own), and the
     durable-write steps it went through (FGBG_CRASH_STEPS: "p" the main process, "w" a worker)."""
     root = tmp_path_factory.mktemp("varied")
     store, steps = root / "store", root / "steps"
-    done = run(args(inputs, store, *VARIED, "--workers", "1"), {CRASH_STEPS_ENV: str(steps)})
+    done = run(args(inputs, store, *varied_flags(inputs), "--workers", "1"), {CRASH_STEPS_ENV: str(steps)})
     assert done.returncode == 0, done.stderr
     return store, steps.read_text()
 
@@ -110,7 +128,7 @@ def varied(inputs, tmp_path_factory) -> tuple[Path, str]:
 
 def test_a_variety_store_has_the_same_shard_bytes_on_one_or_two_workers(varied, inputs, tmp_path):
     one, _ = varied
-    two = generate(inputs, tmp_path / "two", *VARIED, "--workers", "2")
+    two = generate(inputs, tmp_path / "two", *varied_flags(inputs), "--workers", "2")
     assert len([n for n in shard_files(one) if n.endswith(".tar")]) == SHARDS  # enough shards for two workers to share
     assert shard_files(two) == shard_files(one)
     assert snapshot(two) == snapshot(one)
@@ -121,10 +139,10 @@ def test_a_variety_store_killed_9_mid_run_then_rerun_is_the_uninterrupted_store(
     worker_steps = [n for n, mark in enumerate(marks, start=1) if mark == "w"]
     middle = worker_steps[len(worker_steps) // 2]  # a worker's write, with shards behind and ahead of it
     out = tmp_path / "killed"
-    killed = run(args(inputs, out, *VARIED, "--workers", "1"), {CRASH_AT_ENV: str(middle), CRASH_STEPS_ENV: str(tmp_path / "steps")})
+    killed = run(args(inputs, out, *varied_flags(inputs), "--workers", "1"), {CRASH_AT_ENV: str(middle), CRASH_STEPS_ENV: str(tmp_path / "steps")})
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert snapshot(out) != snapshot(reference)  # stopped short of the end
-    rerun = run(args(inputs, out, *VARIED, "--workers", "2"), {})
+    rerun = run(args(inputs, out, *varied_flags(inputs), "--workers", "2"), {})
     assert rerun.returncode == 0, rerun.stderr
     assert snapshot(out) == snapshot(reference)
 
@@ -137,7 +155,7 @@ def test_a_variety_store_on_ray_is_byte_identical_to_the_local_engine(varied, in
         pytest.skip(namespace_refusal())
     reference, _ = varied
     ray_store = tmp_path / "ray"
-    result = in_namespace({"cluster": None, "steps": [{"cli": args(inputs, ray_store, *VARIED, "--engine", "ray")}]}, tmp_path)
+    result = in_namespace({"cluster": None, "steps": [{"cli": args(inputs, ray_store, *varied_flags(inputs), "--engine", "ray")}]}, tmp_path)
     assert result["steps"][0]["rc"] == 0
     assert snapshot(ray_store) == snapshot(reference)
 
@@ -185,12 +203,23 @@ def test_every_objects_draws_are_recorded_in_its_json_and_the_manifest_within_th
         for o, listed in zip(annotation["objects"], line["objects"], strict=True):
             check_draws(o, rotate, modes, light, harmonize)
             assert listed == {k: v for k, v in o.items() if k not in ("mask", "full_mask")}  # the manifest says the same
+        for d in annotation.get("distractors", []):  # pasted as objects are, so drawn and recorded as they are
+            check_draws(d, rotate, modes, light, harmonize)
+            assert d["file"] in DISTRACTORS and 0 <= d["visible"] <= 1, d
+        assert line.get("distractors") == annotation.get("distractors")
     every = objects(store)
     assert len({o["rotate"] for o in every}) > len(every) // 2  # drawn, not fixed
     assert {o["blend"] for o in every} == set(modes)  # 18+ objects: every mode comes up
     config = json.loads((store / "dataset.json").read_text())["config"]
     assert (config["rotate_min"], config["rotate_max"], tuple(config["blend"])) == (*rotate, modes)
     assert (config["light"], config["harmonize"], config["truncate"]) == (light, harmonize, truncate)
+
+
+def test_a_distractor_store_records_its_distractors_and_a_store_without_records_none(varied, overridden):
+    counts = [len(s["json"]["distractors"]) for _, s in samples(varied[0])]
+    assert max(counts) <= 3 and sum(counts) > SAMPLES  # --distractor-count 1:3 (a distractor without room is left out)
+    assert all("distractors" not in s["json"] for _, s in samples(overridden))
+    assert json.loads((varied[0] / "dataset.json").read_text())["config"]["distractors"] is True
 
 
 # ---------------------------------------------------------------- masks exact for turned, truncated, blended objects
@@ -219,6 +248,15 @@ def test_masks_are_the_union_of_instance_ids_and_each_objects_rles_and_boxes_hol
     assert min(in_frame) < 1.0  # some objects do leave the frame
 
 
+def test_a_wide_variety_store_keeps_its_masks_exact_and_its_truncation_inside_the_frame(inputs, tmp_path):
+    store = generate(inputs, tmp_path / "wide", *VARIED, "--size", "64x40", "--fg-size", "24")
+    in_frame = []
+    for _, sample in samples(store):
+        assert sample["instances.png"].shape == sample["mask.png"].shape == sample["fg_bg.jpg"].shape[:2] == (40, 64)
+        in_frame += check_masks(sample, VARIETY["truncate"])
+    assert min(in_frame) < 1.0
+
+
 def test_without_truncate_every_object_is_wholly_in_the_frame(overridden, inputs, tmp_path):
     turned = generate(inputs, tmp_path / "turned", "--rotate", "45", "--blend", "hard,gaussian", "--objects", "1:3", "--light", "0.3")
     in_frame = [f for _, sample in samples(turned) for f in check_masks(sample, 0.0)]
@@ -243,6 +281,28 @@ def test_a_quarter_turned_objects_whole_mask_is_its_prepared_fgs_alpha_turned_by
             assert whole.sum() == turned.sum()
             checked += 1
     assert checked >= SAMPLES
+
+
+def test_distractors_are_in_no_mask_they_only_hide_the_objects_of_the_same_store_without_them(inputs, tmp_path):
+    """Distractors are drawn after the objects from the same generator: with them the objects are placed
+    as without them, and the masks and ids can only lose pixels (where a distractor is in front), never gain any."""
+    flags = ["--objects", "1:3", "--rotate", "20", "--light", "0.2"]
+    plain = samples(generate(inputs, tmp_path / "plain", *flags))
+    distracted = samples(generate(inputs, tmp_path / "distracted", *flags, "--distractors", str(inputs.distractors), "--distractor-count", "2:3"))
+    hidden_by_distractors = 0
+    for (key, without), (same_key, with_them) in zip(plain, distracted, strict=True):
+        assert key == same_key and with_them["json"]["distractors"]
+        before, after = without["instances.png"], with_them["instances.png"]
+        assert ((after == before) | (after == 0)).all(), key  # no pixel gained, none changed hands
+        np.testing.assert_array_equal(with_them["mask.png"] > 0, after > 0)
+        place = lambda s: [(o["fg"], o["flip"], o["rotate"], o["full_box"], o["full_mask"]) for o in s["json"]["objects"]]  # noqa: E731
+        assert place(with_them) == place(without), key
+        hidden_by_distractors += int(((before > 0) & (after == 0)).sum())
+        for d in with_them["json"]["distractors"]:  # its pixels are in the composite: it changed the colours in its box
+            x, y, w, h = d["box"]
+            if d["visible"] > 0.5:
+                assert not np.array_equal(with_them["fg_bg.jpg"][y : y + h, x : x + w], without["fg_bg.jpg"][y : y + h, x : x + w]), key
+    assert hidden_by_distractors > 0  # distractors do stand in front of objects somewhere
 
 
 # ---------------------------------------------------------------- --blend-each
@@ -306,10 +366,17 @@ def test_variety_flags_at_their_defaults_give_the_stores_bytes_without_them(extr
         (["--size", "640x"], "--size"),
         (["--size", "100000x480"], "--size"),
         (["--balance", "colours"], "--balance"),
+        (["--distractors", "MISSING"], "--distractors"),
+        (["--distractors", "EMPTY"], "--distractors"),
+        (["--distractors", "FG"], "--distractors"),
+        (["--distractor-count", "3:1"], "--distractor-count"),
     ],
 )
 def test_a_bad_variety_value_is_one_line_naming_the_flag_exit_2_and_nothing_written(flags, named, inputs, tmp_path, capsys):
     out = tmp_path / "store"
+    (tmp_path / "EMPTY").mkdir()
+    folders = {"MISSING": str(tmp_path / "missing"), "EMPTY": str(tmp_path / "EMPTY"), "FG": str(inputs.fg)}
+    flags = [folders.get(flag, flag) for flag in flags]
     try:
         code = main(args(inputs, out, *flags, "--workers", "0"))
     except SystemExit as e:  # argparse's usage errors
