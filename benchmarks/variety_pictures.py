@@ -8,7 +8,8 @@ flags otherwise (--size 128, two objects a composite). A column is an option, a 
 the composite with its mask outlined in yellow (the mask is the union of the objects' visible
 pixels, alpha >= 128 of each turned object, whatever the blending). Where an option draws nothing
 before the blend (``--blend MODE``, ``--light``, ``--harmonize``), a row shows the same layout as
-``--blend hard``; ``--rotate``, ``--truncate`` and ``--variety`` draw their placements anew.
+``--blend hard``; ``--rotate``, ``--truncate`` and ``--variety`` draw their placements anew. The
+distractors (other demo cut-outs) come after the objects, which keep their places: they are not outlined.
 
 The PNG is reduced to a 256-colour palette to stay under 300 kB.
 """
@@ -45,27 +46,31 @@ OPTIONS = {  # column title -> flags
     "--blend poisson": ["--blend", "poisson"],
     "--light 0.3": ["--light", "0.3"],
     "--harmonize 1": ["--harmonize", "1"],
+    "--distractors DIR": ["--distractors", "DIR", "--distractor-count", "2"],
     "--variety": ["--variety"],
 }
 # a few of the demo assets: row i shows bg i with fg i (sorted names), the other objects drawn from these fgs
 BGS = ["dandelion_field.jpg", "hilltop_sunset.jpg", "living_room.jpg", "old_street.jpg"]
 FGS = ["dog.png", "llama.png", "person_walking.png", "rooster.png", "elephant.png", "woman_dancing.png"]
+DISTRACTORS = ["cactus.png", "potted_plant.png", "snowman.png"]  # pasted in no mask (--distractors DIR)
 
 
-def demo_subset(folder: Path) -> tuple[Path, Path]:
-    """(bg folder, fg folder) under ``folder`` holding BGS and FGS of the demo assets."""
-    for names, source, name in zip((BGS, FGS), demo_assets(), ("bg", "fg")):
+def demo_subset(folder: Path) -> tuple[Path, Path, Path]:
+    """(bg, fg, distractor folders) under ``folder`` holding BGS, FGS and DISTRACTORS of the demo assets."""
+    bg, fg = demo_assets()
+    for names, source, name in ((BGS, bg, "bg"), (FGS, fg, "fg"), (DISTRACTORS, fg, "distractors")):
         (folder / name).mkdir()
         for file in names:
             shutil.copy(source / file, folder / name / file)
-    return folder / "bg", folder / "fg"
+    return folder / "bg", folder / "fg", folder / "distractors"
 
 
 def make_stores(folder: Path) -> dict[str, Path]:
     """A store per option under ``folder``, by title."""
-    bg, fg = demo_subset(folder)
+    bg, fg, distractors = demo_subset(folder)
     stores = {}
     for i, (title, flags) in enumerate(OPTIONS.items()):
+        flags = [str(distractors) if flag == "DIR" else flag for flag in flags]
         out = folder / f"option{i}"
         assert main(["generate", "--bg", str(bg), "--fg", str(fg), "--out", str(out), *BASE, *flags]) == 0, title
         stores[title] = out
@@ -90,7 +95,9 @@ def caption(annotation: dict) -> str:
         said += [f"in frame {o['in_frame']:.3f}"] if o["in_frame"] < 1 else []
         said += [o["blend"]] if o.get("blend", "hard") != "hard" else []
         lines.append(", ".join(said))
-    return "\n".join(lines) if any(lines) else ""
+    if annotation.get("distractors"):
+        lines.append(f"+ {len(annotation['distractors'])} distractors, in no mask")
+    return "\n".join(line for line in lines if line)
 
 
 def grid(stores: dict[str, Path], keys: list[str]) -> plt.Figure:
