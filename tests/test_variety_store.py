@@ -28,6 +28,7 @@ from PIL import Image
 from fgbg.cli import main
 from fgbg.config import VARIETY
 from fgbg.demo import demo_assets
+from fgbg.inspect.verify import verify
 from fgbg.make.variety import HUE_DEGREES_PER_JITTER
 from fgbg.masks import box, rle_decode
 from fgbg.store.layout import CRASH_AT_ENV, CRASH_STEPS_ENV
@@ -145,6 +146,7 @@ def test_a_variety_store_killed_9_mid_run_then_rerun_is_the_uninterrupted_store(
     rerun = run(args(inputs, out, *varied_flags(inputs), "--workers", "2"), {})
     assert rerun.returncode == 0, rerun.stderr
     assert snapshot(out) == snapshot(reference)
+    assert verify(out, workers=0).ok
 
 
 def test_a_variety_store_on_ray_is_byte_identical_to_the_local_engine(varied, inputs, tmp_path):
@@ -255,6 +257,28 @@ def test_a_wide_variety_store_keeps_its_masks_exact_and_its_truncation_inside_th
         assert sample["instances.png"].shape == sample["mask.png"].shape == sample["fg_bg.jpg"].shape[:2] == (40, 64)
         in_frame += check_masks(sample, VARIETY["truncate"])
     assert min(in_frame) < 1.0
+
+
+def test_coco_and_yolo_exports_of_a_truncated_store_hold_its_objects_alone_inside_the_image(varied, tmp_path):
+    store, _ = varied
+    seen = {key: [o for o in s["json"]["objects"] if o["area"] > 0] for key, s in samples(store)}
+    for form in ("coco", "yolo"):
+        assert main(["export", form, str(store), "--out", str(tmp_path / form), "--workers", "0", "--no-progress"]) == 0
+    annotations, images = [], {}
+    for path in sorted((tmp_path / "coco" / "annotations").glob("instances_*.json")):
+        coco = json.loads(path.read_text())
+        annotations += coco["annotations"]
+        images.update({i["id"]: i for i in coco["images"]})
+    assert len(annotations) == sum(map(len, seen.values()))  # a distractor is no annotation
+    for a in annotations:
+        image = images[a["image_id"]]
+        for x, y, w, h in (a["bbox"], a["amodal_bbox"]):
+            assert 0 <= x and 0 <= y and x + w <= image["width"] and y + h <= image["height"], a
+        assert a["in_frame_fraction"] >= 1 - VARIETY["truncate"] - TOLERANCE
+    rows = {p.stem: p.read_text().splitlines() for p in (tmp_path / "yolo" / "labels").rglob("*.txt")}
+    assert {key: len(r) for key, r in rows.items()} == {key: len(objects) for key, objects in seen.items()}
+    coordinates = np.array([float(v) for r in rows.values() for line in r for v in line.split()[1:]])
+    assert coordinates.min() >= 0 and coordinates.max() <= 1
 
 
 def test_without_truncate_every_object_is_wholly_in_the_frame(overridden, inputs, tmp_path):
