@@ -540,10 +540,11 @@ def add_store_parsers(sub) -> None:
                         description="Pick N images (seeded, spread over the store) of one kind and lay them out in a grid;"
                         " depth is shown in grey beside a turbo colour map.")  # fmt: skip
     sh.add_argument("store", type=Path, help="a store made by `fgbg generate`")
-    sh.add_argument("--kind", default="fg_bg", choices=["bg", "fg", "fg_mask", "fg_bg", "mask", "depth", "aligned", "instances", "overlaps", "histograms"],
+    sh.add_argument("--kind", default="fg_bg", choices=["bg", "fg", "fg_mask", "fg_bg", "mask", "depth", "aligned", "instances", "overlaps", "histograms", "variety"],
                     help="what to show (default fg_bg); aligned = rows of bg, fg_bg, mask, depth; instances = objects in colour,"
                     " boxed and named; overlaps = rows of composites where objects hide each other; histograms = objects per"
-                    " composite, visible fractions, instances per category")  # fmt: skip
+                    " composite, visible fractions, instances per category; variety = a row per variety option the store was made with"
+                    " (--rotate, --truncate, --blend, --light, --harmonize, --distractors), min(N, 6) composites each")  # fmt: skip
     sh.add_argument("--n", type=int, default=32, help="images (rows for aligned and overlaps) (default 32)")
     sh.add_argument("--seed", type=int, default=0, help="which images are picked (default 0)")
     sh.add_argument("--out", type=Path, default=None, help="PNG file to write (default: KIND.png here)")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
+import cv2
 import numpy as np
 
 from fgbg import codecs
@@ -448,6 +449,7 @@ def worker_renderer(prepared: Prepared, threads: int, estimator: Estimator | Non
     """This process's renderer of ``prepared``: decoded (and its network loaded) once, on the first task."""
     global _renderer
     if _renderer is None or _renderer[0] is not prepared:
+        cv2.setNumThreads(1)  # workers are processes already: OpenCV's threads only cost on sprites this small (x2.7 on a turn)
         _renderer = (prepared, Renderer.from_prepared(prepared, threads, estimator))
     return _renderer[1]
 

@@ -138,13 +138,14 @@ def extra_object(r: "Renderer", bg: int, fg: int, objects: list["Candidate"], sc
 
 def pick_fg(rng: np.random.Generator, used: set[int], count: int, categories: list[int] | None = None) -> int:
     """One of ``count`` fgs drawn uniformly among those not yet in the composite (among all once every one is);
-    with ``categories`` (each fg's, ``--balance categories``) a category first, uniformly, then an fg in it."""
-    unused = [f for f in range(count) if f not in used]
-    pool = unused or list(range(count))
+    with ``categories`` (each fg's, ``--balance categories``) a category first, uniformly among all of them,
+    then an fg in it the same way."""
+    candidates = list(range(count))
     if categories is not None:
-        kinds = sorted({categories[f] for f in pool})
+        kinds = sorted(set(categories))
         kind = kinds[int(rng.integers(len(kinds)))]
-        pool = [f for f in pool if categories[f] == kind]
+        candidates = [f for f in candidates if categories[f] == kind]
+    pool = [f for f in candidates if f not in used] or candidates
     return int(pool[int(rng.integers(len(pool)))])
 
 

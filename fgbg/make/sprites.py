@@ -30,6 +30,7 @@ from fgbg.masks import box
 # once its colour is asked for. The premultiplied colour (12 bytes a pixel) is made at each paste
 # of a resized fg: 0.1 ms, a third of a resize, and a cache of the same bytes holds 2.3x the sprites.
 SPRITE_BYTES_PER_PIXEL = 2 + 4
+TURNED_KEPT = 16  # turned sprites kept: a sample's objects and distractors, between their draw and their paste
 CACHE_BYTES = 96 << 20  # per renderer (one per worker process): ~2,500 sprites of 80 x 80
 
 
@@ -81,12 +82,14 @@ class Sprite:
     once asked for (:meth:`colour`, :meth:`rgba`). A turned sprite is the resized fg turned on a
     canvas that holds it (:func:`fgbg.make.variety.rotate_rgba`); its mask is the turned alpha >= 128."""
 
-    __slots__ = ("source", "size", "angle", "mask", "shown", "pixels", "box", "_rgba")
+    __slots__ = ("source", "size", "angle", "upright", "mask", "shown", "pixels", "box", "_rgba")
 
-    def __init__(self, source: Source, w: int, h: int, angle: float = 0.0) -> None:
+    def __init__(self, source: Source, w: int, h: int, angle: float = 0.0, upright: "Sprite | None" = None) -> None:
         self.source = source
         self.size, self.angle = (w, h), angle  # the fg's resized (w, h), before turning
-        alpha = source.alpha(w, h)
+        self.upright = upright  # the same fg unturned, whose resized colour a turned sprite reuses
+        # the alpha resized alone equals the whole resize's (module docstring): take whichever is made
+        alpha = upright._rgba[..., 3] if upright is not None and upright._rgba is not None else source.alpha(w, h)
         self.mask = mask_of(rotate_alpha(alpha, angle) if angle else alpha)  # uint8 (h', w') in {0, 255}
         self.shown = self.mask > 0  # bool (h', w')
         self.pixels = int(np.count_nonzero(self.shown))
@@ -96,7 +99,7 @@ class Sprite:
     def rgba(self) -> np.ndarray:
         """uint8 (h', w', 4) straight RGBA: the sized (and turned) fg, made once; never written to."""
         if self._rgba is None:
-            sized = self.source.sized(*self.size)
+            sized = self.source.sized(*self.size) if self.upright is None else self.upright.rgba()
             self._rgba = rotate_rgba(sized, self.angle)[0] if self.angle else sized
         return self._rgba
 
@@ -127,17 +130,24 @@ class SpriteCache:
         self.sources = [(Source(fg), Source(flip_fg(fg))) for fg in fgs]
         self.limit, self.used = limit, 0
         self.sprites: OrderedDict[tuple[int, int, int, int, float], Sprite] = OrderedDict()
+        self.turned: OrderedDict[tuple[int, int, int, int, float], Sprite] = OrderedDict()  # the last few turned sprites
         self._lock = threading.Lock()
 
     def get(self, fg: int, flip: int, w: int, h: int, angle: float = 0.0) -> Sprite:
-        """Fg ``fg`` (mirrored if ``flip``) at (w, h), turned by ``angle`` degrees."""
-        key = (fg, flip, w, h, angle)
+        """Fg ``fg`` (mirrored if ``flip``) at (w, h), turned by ``angle`` degrees.
+
+        A turned sprite is made from the cached upright one (its resize reused) and kept only among
+        the few most recent turned ones (a drawn angle is rarely drawn again: it would crowd out the
+        upright sprites, which are)."""
+        if angle:
+            return self._turned(fg, flip, w, h, angle)
+        key = (fg, flip, w, h, 0.0)
         with self._lock:
             sprite = self.sprites.get(key)
             if sprite is not None:
                 self.sprites.move_to_end(key)
                 return sprite
-        made = Sprite(self.sources[fg][flip], w, h, angle)  # outside the lock: other threads go on meanwhile
+        made = Sprite(self.sources[fg][flip], w, h)  # outside the lock: other threads go on meanwhile
         with self._lock:
             sprite = self.sprites.setdefault(key, made)
             if sprite is made:
@@ -146,3 +156,15 @@ class SpriteCache:
                     _, old = self.sprites.popitem(last=False)
                     self.used -= old.mask.size * SPRITE_BYTES_PER_PIXEL
             return sprite
+
+    def _turned(self, fg: int, flip: int, w: int, h: int, angle: float) -> Sprite:
+        key = (fg, flip, w, h, angle)
+        with self._lock:
+            sprite = self.turned.get(key)
+        if sprite is None:
+            sprite = Sprite(self.sources[fg][flip], w, h, angle, upright=self.get(fg, flip, w, h))
+            with self._lock:
+                sprite = self.turned.setdefault(key, sprite)
+                while len(self.turned) > TURNED_KEPT:
+                    self.turned.popitem(last=False)
+        return sprite
