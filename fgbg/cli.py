@@ -165,7 +165,8 @@ def _size(text: str) -> tuple[int, int]:
 def _rotate(text: str) -> tuple[float, float]:
     """``--rotate DEG`` (uniform in [-DEG, DEG]) or ``MIN:MAX`` degrees."""
     low, high = _scale(text)
-    return (-abs(low), abs(low)) if ":" not in text else (low, high)
+    low, high = (-abs(low), abs(low)) if ":" not in text else (low, high)
+    return low + 0.0, high + 0.0  # + 0.0: --rotate 0 is (0.0, 0.0) in dataset.json, as without the flag, not -0.0
 
 
 def _blend(text: str) -> tuple[str, ...]:
