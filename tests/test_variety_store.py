@@ -355,28 +355,6 @@ def test_blend_each_renders_every_mode_on_the_same_layout(inputs, tmp_path):
             assert {o["blend"] for o in other["json"]["objects"]} == {mode}
 
 
-# ---------------------------------------------------------------- --balance categories
-
-
-def test_balance_categories_pastes_a_small_category_as_often_as_the_rule_allows(inputs, tmp_path):
-    """5 cut-outs in one category, 1 in the other, 3 objects a composite: drawn by cut-out the small
-    category is about 1/6 of the extra objects; drawn category first, twice that. (Not half: an object is
-    a cut-out not yet in the composite, and the small category's only one often is already.)"""
-    names = {"many": ["cow.png", "dog.png", "elephant.png", "horse.png", "llama.png"], "few": ["cactus.png"]}
-    for category, files in names.items():
-        for name in files:
-            copy_images(demo_assets()[1], tmp_path / "fg" / category, 1, name)
-    shares = {}
-    for balance in ("foregrounds", "categories"):
-        out = tmp_path / balance
-        assert main(["generate", "--bg", str(inputs.bg), "--fg", str(tmp_path / "fg"), "--out", str(out), "--size", "48", "--fg-size", "16",
-                     "--placements", "3", "--objects", "3", "--balance", balance, "--workers", "0", "--no-progress"]) == 0  # fmt: skip
-        few = next(c["id"] for c in json.loads((out / "dataset.json").read_text())["categories"] if c["name"] == "few")
-        extras = [o["category"] for line in manifest(out) for o in line["objects"][1:]]
-        shares[balance] = extras.count(few) / len(extras)
-    assert shares["foregrounds"] < 0.2 and shares["categories"] > 1.6 * shares["foregrounds"], shares
-
-
 # ---------------------------------------------------------------- defaults keep the bytes
 
 
