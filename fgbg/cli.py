@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from fgbg import __version__
-from fgbg.config import BALANCES, BG_FITS, BLEND_MODES, DEPTH_BITS, DEPTH_NORMS, DEPTH_PRESETS, DEPTH_SOURCES, FORMATS, ON_BAD, STAND_ON, VARIETY, GenerateConfig
+from fgbg.config import BALANCES, BG_FITS, BLEND_MODES, DEPTH_BITS, DEPTH_NORMS, DEPTH_PRESETS, DEPTH_SOURCES, FORMATS, MAX_SIZE, MIN_SIZE, ON_BAD, STAND_ON, VARIETY, GenerateConfig
 from fgbg.errors import NotFound, UserError
 
 DESCRIPTION = """\
@@ -158,7 +158,8 @@ def _size(text: str) -> tuple[int, int]:
         return numbers[0], 0
     if len(numbers) == 2:
         width, height = numbers
-        return width, 0 if height == width else height  # 224x224 is the square store --size 224 makes
+        square = height == width and MIN_SIZE <= width <= MAX_SIZE  # (out of bounds: the config's error names WxH)
+        return width, 0 if square else height  # 224x224 is the square store --size 224 makes
     raise argparse.ArgumentTypeError(f"expected S or WxH in whole pixels (224, 640x480), got {text!r}")
 
 
