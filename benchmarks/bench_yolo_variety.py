@@ -1,7 +1,7 @@
 """A real detector, Ultralytics YOLO-seg, trained on a plain and on a ``--variety`` store, scored on composites pasted another way (issue 27).
 
     YOLO_OFFLINE=1 /work/yolo-venv/bin/python benchmarks/bench_yolo_variety.py --out /tmp/bench-yolo \\
-        [--epochs 8] [--placements 20] [--size 96] [--count 200] [--fgbg-python /work/main/.venv/bin/python]
+        [--epochs 6] [--placements 10] [--size 96] [--count 200] [--fgbg-python /work/main/.venv/bin/python]
 
 Run it with a venv that holds ``torch==2.14.1 torchvision==0.29.1 ultralytics`` (not fgbg's, and never
 in the test suite); fgbg itself runs in its own venv (``--fgbg-python``, with this checkout first on
@@ -128,7 +128,7 @@ def train(data: Path, folder: Path, settings: dict) -> tuple[Path, float]:
     started = time.perf_counter()
     YOLO("yolov8n-seg.yaml").train(data=str(data), epochs=settings["epochs"], imgsz=settings["imgsz"], batch=settings["batch"], device="cpu",
                                    workers=settings["workers"], seed=0, deterministic=True, plots=False, project=str(folder.parent), name=folder.name,
-                                   exist_ok=True, amp=False, val=False, verbose=False)  # fmt: skip
+                                   exist_ok=True, amp=False, val=False, warmup_epochs=settings["warmup_epochs"], verbose=False)  # fmt: skip
     return folder / "weights" / "last.pt", time.perf_counter() - started
 
 
@@ -146,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("/tmp/bench-yolo"))
     p.add_argument("--fgbg-python", default=os.environ.get("FGBG_PYTHON", "/work/main/.venv/bin/python"), help="the Python of fgbg's venv")
     p.add_argument("--size", type=int, default=96, help="store side in pixels, and YOLO's imgsz rounded up to 32 (default 96)")
-    p.add_argument("--placements", type=int, default=20, help="placements per (bg, fg, flip) of each training store (default 20)")
-    p.add_argument("--epochs", type=int, default=8, help="YOLO epochs of each model (default 8: about 13 min each on 2 shared cores)")
+    p.add_argument("--placements", type=int, default=10, help="placements per (bg, fg, flip) of each training store (default 10: 1,820 samples)")
+    p.add_argument("--epochs", type=int, default=6, help="YOLO epochs of each model (default 6: 10-15 min each on 2 shared cores)")
+    p.add_argument("--warmup-epochs", type=float, default=1.0, help="YOLO's warmup_epochs (default 1: its default 3 is half of a 6-epoch schedule)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--workers", type=int, default=2, help="YOLO's loader workers (default 2)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default all cores)")
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                     "--size", str(args.size), "--count", str(args.count)], check=True)  # fmt: skip
     tests = {f"independent {mode}": yolo_labels(independent / mode, out / "independent-yolo" / mode.replace("+", "-")) for mode in MODES}
     imgsz = -(-args.size // 32) * 32
-    settings = {"size": args.size, "imgsz": imgsz, "placements": args.placements, "epochs": args.epochs, "batch": args.batch,
+    settings = {"size": args.size, "imgsz": imgsz, "placements": args.placements, "epochs": args.epochs, "warmup_epochs": args.warmup_epochs, "batch": args.batch,
                 "workers": args.workers, "threads": args.threads, "held_out": {k: [f.name for f in v] for k, v in split.items() if k.startswith("held")}}  # fmt: skip
     results = {}
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
