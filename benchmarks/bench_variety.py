@@ -1,6 +1,6 @@
 """Does ``--variety`` teach fgbg's model what objects look like rather than how fgbg pastes them? (issue 27's proof)
 
-    python benchmarks/bench_variety.py [--minutes 8] [--out bench-variety/]        # the figures (about 12 min)
+    python benchmarks/bench_variety.py [--minutes 8] [--out /tmp/bench-variety]   # the figures (about 12 min)
     python benchmarks/bench_variety.py --epochs 3 [--threads 2]                     # a fixed schedule instead of a budget
     python benchmarks/bench_variety.py --minutes 0.5 --placements 2 --count 20     # a smoke run (about 2 min)
 
@@ -185,7 +185,7 @@ def table(scores: dict[str, dict[str, dict]]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--out", type=Path, default=Path("bench-variety"))
+    p.add_argument("--out", type=Path, default=Path("/tmp/bench-variety"))
     p.add_argument("--minutes", type=float, default=8.0, help="each run's wall-clock budget, both running at once (default 8)")
     p.add_argument("--epochs", type=int, default=0, help="a fixed schedule of this many epochs for both instead (default 0: sized to --minutes)")
     p.add_argument("--size", type=int, default=96, help="store and training side in pixels (default 96)")
