@@ -280,14 +280,15 @@ def variety_from_args(args: argparse.Namespace) -> dict:
         if getattr(args, name) is not None:
             given[name] = getattr(args, name)
     distractors_min, distractors_max = args.distractor_count
-    return {**mix, **given, "distractors_min": distractors_min, "distractors_max": distractors_max, "balance": args.balance}
+    counts = {"distractors": args.distractors is not None, "distractors_min": distractors_min, "distractors_max": distractors_max}
+    return {**mix, **given, **counts, "balance": args.balance}
 
 
 def add_train_parser(sub) -> None:
     tr = sub.add_parser("train", help="train the mask + depth network on a store", description="Train a compact two-head U-Net on (bg, fg_bg) -> (mask, depth); checkpoints, TensorBoard logs and a summary go to --out.", epilog=TRAIN_EPILOG, formatter_class=ConfigDefaultsFormatter)
     tr.add_argument("store", type=Path, help="a store made by `fgbg generate`")
     tr.add_argument("--out", type=out_folder, required=True, help="run folder (checkpoints best.ckpt and last.ckpt, tb/ logs, run.json, summary.json)")
-    config_option(tr, "--size", TRAIN_CONFIG, type=int, help="training side in pixels; samples are resized on load (default %(default)s)")
+    config_option(tr, "--size", TRAIN_CONFIG, type=int, help="training side S in pixels; samples are resized on load to S x S; a store of a non-square frame (--size WxH) is not distorted: its images are resized keeping their aspect (longer side S), centred and padded, and the padding is left out of the losses and metrics; predict also scales the longer side to S and pads, never stretches (default %(default)s)")
     config_option(tr, "--epochs", TRAIN_CONFIG, type=int, help="epochs of the one-cycle schedule (default %(default)s, or as many as fit --max-minutes)")
     config_option(tr, "--max-minutes", TRAIN_CONFIG, type=float, help="wall-clock budget of the run; alone, it also sizes the schedule (in steps, re-sized longer or shorter from the measured pace as it trains); with --resume it is the run's total budget: the earlier attempts' training time counts")
     config_option(tr, "--batch", TRAIN_CONFIG, type=int, help="batch size (default %(default)s)")
@@ -508,7 +509,7 @@ def add_rooms_parser(sub) -> None:
     )
     rooms.add_argument("--out", type=out_folder, required=True, help="output folder; rerun to resume")
     rooms.add_argument("--count", type=int, required=True, help="rooms to render")
-    rooms.add_argument("--size", type=int, default=224, help="side of the square images in pixels (default 224)")
+    rooms.add_argument("--size", type=_size, default=(224, 0), metavar="S|WxH", help="size of the images in pixels: S for S x S, or WxH (640x480); the camera's field of view spans the shorter side (default 224)")
     rooms.add_argument("--textures", type=Path, default=None, metavar="DIR", help="a folder of photos (e.g. your bg folder) to cut floor, wall and furniture textures from (default: procedural tiles, wood, plaster, stripes)")
     rooms.add_argument("--seed", type=int, default=0, help="the set's seed: room i depends only on (seed, i) (default 0)")
     rooms.add_argument("--retake", action="store_true", help="also render each room from a second camera pose 2-6 cm and under a degree away (a handheld retake, with parallax) into OUT/retake/NAME.jpg, a bg input photographed apart from the composite: `fgbg evaluate RUN/best.ckpt STORE --bg-from OUT/retake`")
@@ -593,6 +594,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
         ray_address=args.ray_address,
         depth_workers=args.depth_workers,
         gpus_per_worker=args.gpus_per_worker,
+        distractors=args.distractors,
     )
     print(summary)
     if summary.how_to_read():
@@ -720,8 +722,9 @@ def cmd_show(args: argparse.Namespace) -> None:
 def cmd_rooms(args: argparse.Namespace) -> None:
     from fgbg.rooms.write import render_rooms
 
-    report = render_rooms(args.out, args.count, args.size, args.textures, args.seed, args.renderer, progress=args.progress,
-                          warn=lambda m: print(f"fgbg rooms: {m}", file=sys.stderr), workers=args.workers, retake=args.retake)  # fmt: skip
+    width, height = args.size
+    report = render_rooms(args.out, args.count, width, args.textures, args.seed, args.renderer, progress=args.progress,
+                          warn=lambda m: print(f"fgbg rooms: {m}", file=sys.stderr), workers=args.workers, retake=args.retake, height=height)  # fmt: skip
     kept = f" ({report.kept} already there)" if report.kept else ""
     print(f"wrote {report.written} rooms to {report.folder}{kept} with {report.renderer} ({report.detail})")
 

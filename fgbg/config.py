@@ -77,6 +77,7 @@ class GenerateConfig:
     rotate_min: float = 0.0  # each object turned by an angle drawn uniformly in [rotate_min, rotate_max] degrees (counterclockwise)
     rotate_max: float = 0.0
     truncate: float = 0.0  # an object may have up to this fraction of its mask outside the frame, in [0, 1)
+    distractors: bool = False  # a --distractors folder was given (its cut-outs are the sources' "distractor")
     distractors_min: int = 1  # distractors per composite, drawn uniformly (only with a --distractors folder)
     distractors_max: int = 3
     blend: tuple[str, ...] = ("hard",)  # one mode per object, drawn uniformly from these (BLEND_MODES)
@@ -110,8 +111,10 @@ class GenerateConfig:
 
     @property
     def several(self) -> bool:
-        """Whether composites may hold several objects (instances members, ``objects`` in the json)."""
-        return self.objects_max > 1
+        """Whether samples are annotated object by object (instances members, ``objects`` in the json):
+        composites may hold several objects, or pasting varies (turned, truncated, blended, relit objects
+        and distractors are described per object, whatever their number)."""
+        return self.objects_max > 1 or self.varied or self.distractors
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

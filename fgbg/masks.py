@@ -36,8 +36,8 @@ def box(mask: np.ndarray, x: int = 0, y: int = 0) -> list[int]:
     return [x + int(cols[0]), y + int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)]
 
 
-def rle_encode(mask: np.ndarray, size: int | None = None, x: int = 0, y: int = 0) -> dict:
-    """A bool mask as COCO compressed RLE of the (size, size) frame with the mask's top-left at (x, y)
+def rle_encode(mask: np.ndarray, frame: tuple[int, int] | None = None, x: int = 0, y: int = 0) -> dict:
+    """A bool mask as COCO compressed RLE of the frame (H, W) with the mask's top-left at (x, y)
     (default: the mask is the frame): ``{"size": [H, W], "counts": str}``, as pycocotools' ``encode``
     of the frame gives it (tested), without making the frame.
 
@@ -46,7 +46,7 @@ def rle_encode(mask: np.ndarray, size: int | None = None, x: int = 0, y: int = 0
         {'size': [3, 5], 'counts': '32320'}
     """
     h, w = mask.shape
-    height, width = (h, w) if size is None else (size, size)
+    height, width = (h, w) if frame is None else frame
     columns = np.zeros((w, height), bool)  # the mask's columns of the frame, top to bottom
     columns[:, y : y + h] = mask.T
     edges = np.diff(columns.ravel(), prepend=False, append=False)  # where a run of ones starts or ends

@@ -42,7 +42,7 @@ def test_division_trick_is_exact_over_the_blend_range():
 def test_mask_is_binary_and_exactly_the_placed_alpha():
     rng = np.random.default_rng(2)
     fg = random_fg(rng)
-    mask = paste_mask(fg_mask(fg), 5, 9, 64)
+    mask = paste_mask(fg_mask(fg), 5, 9, (64, 64))
     assert set(np.unique(mask)) <= {0, 255}
     expected = np.zeros((64, 64), bool)
     expected[9:49, 5:35] = fg[..., 3] >= 128
@@ -50,16 +50,16 @@ def test_mask_is_binary_and_exactly_the_placed_alpha():
 
 
 def test_same_key_same_placement_other_key_other_placement():
-    a = sample_placement(sample_rng(0, "b000_f000_0_00"), (40, 30), 64, (0.5, 1.0))
-    b = sample_placement(sample_rng(0, "b000_f000_0_00"), (40, 30), 64, (0.5, 1.0))
-    c = sample_placement(sample_rng(0, "b000_f000_1_00"), (40, 30), 64, (0.5, 1.0))
-    d = sample_placement(sample_rng(1, "b000_f000_0_00"), (40, 30), 64, (0.5, 1.0))
+    a = sample_placement(sample_rng(0, "b000_f000_0_00"), (40, 30), (64, 64), (0.5, 1.0))
+    b = sample_placement(sample_rng(0, "b000_f000_0_00"), (40, 30), (64, 64), (0.5, 1.0))
+    c = sample_placement(sample_rng(0, "b000_f000_1_00"), (40, 30), (64, 64), (0.5, 1.0))
+    d = sample_placement(sample_rng(1, "b000_f000_0_00"), (40, 30), (64, 64), (0.5, 1.0))
     assert a == b and a != c and a != d
 
 
 def test_placement_keeps_the_fg_inside_the_bg():
     for i in range(500):
-        p = sample_placement(sample_rng(0, f"k{i}"), (40, 30), 64, (0.5, 1.6))
+        p = sample_placement(sample_rng(0, f"k{i}"), (40, 30), (64, 64), (0.5, 1.6))
         assert 0 <= p.x and p.x + p.w <= 64 and 0 <= p.y and p.y + p.h <= 64
 
 

@@ -350,8 +350,8 @@ def test_the_whole_mask_an_export_rebuilds_is_the_mask_the_renderer_pasted(tmp_p
     for i, (key, m) in enumerate(reader.iter_samples()):
         ref, annotation = plan[i], json.loads(m["json"])
         p, _, _ = r.place(ref)
-        pasted = paste_mask(r.sprite(ref.fg, ref.flip, p.w, p.h).mask, p.x, p.y, r.config.size)
-        rebuilt = placed_fg_mask(r.fg[ref.fg], annotation, r.config.size)
+        pasted = paste_mask(r.sprite(ref.fg, ref.flip, p.w, p.h).mask, p.x, p.y, r.config.frame)
+        rebuilt = placed_fg_mask(r.fg[ref.fg], annotation, r.config.frame)
         assert ref.key == key and np.array_equal(rebuilt, pasted)
         hidden += annotation["visible"] < 1
     assert hidden > 0

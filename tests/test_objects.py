@@ -101,16 +101,16 @@ def test_one_object_stores_keep_the_bytes_they_had_before_several_objects(tmp_pa
 def test_the_nearest_layer_is_seen_and_ties_go_to_the_lower_id():
     square = np.ones((4, 4), bool)
     far, near = Layer(0, 0, square, 0.3), Layer(2, 2, square, 0.6)
-    ids = instance_ids(8, [far, near])
+    ids = instance_ids((8, 8), [far, near])
     assert (ids[2:4, 2:4] == 2).all() and (ids[:2, :4] == 1).all() and (ids[4:6, 4:6] == 2).all()
-    swapped = instance_ids(8, [far._replace(value=0.6), near._replace(value=0.3)])
+    swapped = instance_ids((8, 8), [far._replace(value=0.6), near._replace(value=0.3)])
     assert (swapped[2:4, 2:4] == 1).all() and (swapped[4:6, 4:6] == 2).all()
-    tie = instance_ids(8, [far._replace(value=0.5), near._replace(value=0.5)])
+    tie = instance_ids((8, 8), [far._replace(value=0.5), near._replace(value=0.5)])
     assert (tie[2:4, 2:4] == 1).all()
     # brute force: at every pixel the covering layer of largest (value, -id)
     rng = np.random.default_rng(0)
     layers = [Layer(int(rng.integers(0, 10)), int(rng.integers(0, 10)), rng.random((6, 6)) < 0.7, float(rng.integers(0, 4)) / 4) for _ in range(6)]
-    ids = instance_ids(16, layers)
+    ids = instance_ids((16, 16), layers)
     for y in range(16):
         for x in range(16):
             covering = [(l.value, -i, i + 1) for i, l in enumerate(layers) if 0 <= y - l.y < 6 and 0 <= x - l.x < 6 and l.mask[y - l.y, x - l.x]]
@@ -119,7 +119,7 @@ def test_the_nearest_layer_is_seen_and_ties_go_to_the_lower_id():
 
 def test_the_visible_areas_kept_while_objects_are_added_are_the_id_maps_pixel_counts():
     rng = np.random.default_rng(1)
-    scene = IdMap(24)
+    scene = IdMap((24, 24))
     for i in range(1, 30):
         h, w = (int(v) for v in rng.integers(1, 12, 2))
         layer = Layer(int(rng.integers(0, 24 - w + 1)), int(rng.integers(0, 24 - h + 1)), rng.random((h, w)) < 0.8, float(rng.integers(0, 5)) / 4)

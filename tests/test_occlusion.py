@@ -73,8 +73,8 @@ def test_a_nearer_box_hides_exactly_the_fg_pixels_behind_it():
     hidden_some = 0
     for ref in refs(40):
         p, fg_bg, mask, visible = r.compose(ref)
-        assert p == sample_placement(sample_rng(r.config.seed, ref.key), (30, 22), SIZE, (1.0, 1.0))
-        full = paste_mask(fg_mask(blob_fg()), p.x, p.y, SIZE)
+        assert p == sample_placement(sample_rng(r.config.seed, ref.key), (30, 22), (SIZE, SIZE), (1.0, 1.0))
+        full = paste_mask(fg_mask(blob_fg()), p.x, p.y, (SIZE, SIZE))
         foot_in_box = box[p.foot[1], p.foot[0]]
         silhouette = np.zeros_like(box) if foot_in_box else box  # standing on the box: nothing is nearer
         np.testing.assert_array_equal(mask, np.where(silhouette, 0, full))  # fg alpha mask minus the box
@@ -109,7 +109,7 @@ def test_hidden_pixels_blend_to_the_bg_exactly():
 def plain_draws(r: Renderer, ref: SampleRef, n: int):
     """The first n placements the sample's generator gives, drawn outside the renderer."""
     rng = sample_rng(r.config.seed, ref.key)
-    return [sample_placement(rng, (30, 22), SIZE, (1.0, 1.0)) for _ in range(n)]
+    return [sample_placement(rng, (30, 22), (SIZE, SIZE), (1.0, 1.0)) for _ in range(n)]
 
 
 def test_a_too_hidden_placement_is_redrawn_from_the_same_generator():

@@ -27,19 +27,20 @@ from .test_exports import held_out_keys, instance_ids, raw_samples
 GOAL_MEAN_IOU, GOAL_MIN_IOU, GOAL_MIN_PIXELS = 0.985, 0.93, 64  # issue 25, item 5
 
 
-def fill_row(row: str | bytes, size: int, rounded: bool = True) -> np.ndarray:
-    """bool (size, size): a YOLO row ``class x1 y1 ...`` filled as Ultralytics does: the text read
-    as float32, scaled back by the size, (rounded, or not), cast to int32, one polygon, cv2.fillPoly."""
-    scaled = np.array(row.split()[1:], np.float32).reshape(-1, 2) * size
+def fill_row(row: str | bytes, frame: tuple[int, int], rounded: bool = True) -> np.ndarray:
+    """bool frame (H, W): a YOLO row ``class x1 y1 ...`` filled as Ultralytics does: the text read
+    as float32, scaled back by (W, H), (rounded, or not), cast to int32, one polygon, cv2.fillPoly."""
+    height, width = frame
+    scaled = np.array(row.split()[1:], np.float32).reshape(-1, 2) * np.array([width, height], np.float32)
     polygon = (np.round(scaled) if rounded else scaled).astype(np.int32)
-    mask = np.zeros((size, size), np.uint8)
+    mask = np.zeros((height, width), np.uint8)
     cv2.fillPoly(mask, polygon[None], color=1)
     return mask.astype(bool)
 
 
 def filled(mask: np.ndarray) -> np.ndarray:
     """A mask's outline, written as the export writes it and filled as Ultralytics fills it."""
-    return fill_row(RowWriter(mask.shape[0]).row(0, outline(mask)), mask.shape[0])
+    return fill_row(RowWriter(mask.shape).row(0, outline(mask)), mask.shape)
 
 
 def square_with_hole() -> np.ndarray:
@@ -144,7 +145,7 @@ def test_outlines_of_a_224_px_store_fill_back_to_the_visible_masks(flags, tmp_pa
             visible = ids == i
             if visible.sum() >= GOAL_MIN_PIXELS:
                 for fills, rounded in ((ious, True), (truncated, False)):
-                    fill = fill_row(row, 224, rounded)
+                    fill = fill_row(row, (224, 224), rounded)
                     fills.append((fill & visible).sum() / (fill | visible).sum())
     print(f"\nYOLO outline IoU with the visible masks, {len(ious)} objects of >= {GOAL_MIN_PIXELS} pixels"
           f" (224 px, 2-5 objects, {flags or 'no flags'}): mean {np.mean(ious):.4f}, min {min(ious):.3f} (vertices rounded);"

@@ -48,7 +48,7 @@ def test_a_mask_placed_in_a_frame_is_encoded_as_the_whole_frame():
         x, y = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
         frame = np.zeros((size, size), bool)
         frame[y : y + h, x : x + w] = mask
-        assert rle_encode(mask, size, x, y) == reference(frame)
+        assert rle_encode(mask, (size, size), x, y) == reference(frame)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])

@@ -43,7 +43,7 @@ def test_the_cache_keeps_the_most_recent_sprites_within_its_bytes():
     cache.get(1, 0, 20, 20), cache.get(2, 0, 20, 20)
     cache.get(0, 0, 20, 20)  # used again: now the most recent
     cache.get(2, 1, 20, 20)  # over the limit: the least recent, (1, 0), goes
-    assert list(cache.sprites) == [(2, 0, 20, 20), (0, 0, 20, 20), (2, 1, 20, 20)] and cache.used == 3 * one
+    assert list(cache.sprites) == [(2, 0, 20, 20, 0.0), (0, 0, 20, 20, 0.0), (2, 1, 20, 20, 0.0)] and cache.used == 3 * one
     assert cache.get(0, 0, 20, 20) is first
 
 
@@ -59,4 +59,4 @@ def test_threads_composing_at_once_share_the_cache_and_its_byte_count_stays_exac
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(work, range(8)))
-    assert cache.used == sum(w * h * SPRITE_BYTES_PER_PIXEL for _, _, w, h in cache.sprites) <= cache.limit
+    assert cache.used == sum(w * h * SPRITE_BYTES_PER_PIXEL for _, _, w, h, _ in cache.sprites) <= cache.limit

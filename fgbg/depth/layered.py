@@ -12,28 +12,29 @@ from __future__ import annotations
 import numpy as np
 
 
-def horizon_row(size: int, horizon: float) -> int:
-    """The image row of the horizon, ``horizon`` being a fraction of the height."""
-    return int(round(horizon * (size - 1)))
+def horizon_row(height: int, horizon: float) -> int:
+    """The image row of the horizon, ``horizon`` being a fraction of the height (in pixels)."""
+    return int(round(horizon * (height - 1)))
 
 
-def ground_plane_prior(size: int, horizon: float) -> np.ndarray:
+def ground_plane_prior(frame: int | tuple[int, int], horizon: float) -> np.ndarray:
     """Inverse depth of a flat floor seen by a level pinhole camera.
 
     Below the horizon inverse depth is linear in the image row (1 at the bottom row),
     above it 0 (far or unknown).
 
     Returns:
-        float32 (size, size) in [0, 1], constant along each row.
+        float32 (H, W) in [0, 1], constant along each row; ``frame`` is (H, W), or S for (S, S).
 
     >>> d = ground_plane_prior(5, 0.5)
     >>> d[:, 0].tolist()
     [0.0, 0.0, 0.0, 0.5, 1.0]
     """
-    h = horizon_row(size, horizon)
-    rows = np.arange(size, dtype=np.float32)
-    col = np.clip((rows - h) / max(size - 1 - h, 1), 0.0, 1.0)
-    return np.repeat(col[:, None], size, axis=1).astype(np.float32)
+    height, width = (frame, frame) if isinstance(frame, int) else frame
+    h = horizon_row(height, horizon)
+    rows = np.arange(height, dtype=np.float32)
+    col = np.clip((rows - h) / max(height - 1 - h, 1), 0.0, 1.0)
+    return np.repeat(col[:, None], width, axis=1).astype(np.float32)
 
 
 def layered_depth(bg_depth: np.ndarray, mask: np.ndarray, fg_value) -> np.ndarray:

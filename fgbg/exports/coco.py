@@ -22,9 +22,10 @@ from fgbg.exports.instances import Instance
 ID_PREFIX = b'{"id":'  # every annotation line starts so once numbered
 
 
-def coco_image(index: int, key: str, size: int) -> dict:
-    """The image entry of plan sample ``index`` (its id is ``index + 1``: stable, from the plan)."""
-    return {"id": index + 1, "file_name": f"{key}.jpg", "width": size, "height": size}
+def coco_image(index: int, key: str, frame: tuple[int, int]) -> dict:
+    """The image entry of plan sample ``index`` (its id is ``index + 1``: stable, from the plan), of frame (H, W)."""
+    height, width = frame
+    return {"id": index + 1, "file_name": f"{key}.jpg", "width": width, "height": height}
 
 
 def coco_annotation(instance: Instance, image_id: int) -> dict | None:

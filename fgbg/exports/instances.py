@@ -66,11 +66,11 @@ def single_instance(annotation: dict, mask: np.ndarray, category: int, full_mask
     return Instance(1, category, rle, box, area, encode_rle(full), tuple(mask_box(full)), visible, 1.0)
 
 
-def placed_fg_mask(fg_rgba: np.ndarray, annotation: dict, size: int) -> np.ndarray:
-    """The whole mask of a single-object sample's fg as it was pasted, hidden parts too: uint8 (size, size) in {0, 255}.
+def placed_fg_mask(fg_rgba: np.ndarray, annotation: dict, frame: tuple[int, int]) -> np.ndarray:
+    """The whole mask of a single-object sample's fg as it was pasted, hidden parts too: uint8 frame (H, W) in {0, 255}.
 
     The prepared fg (uint8 (h, w, 4), from ``assets/fg``) placed as the json says (``flip``,
     ``w``, ``h``, ``x``, ``y``), by the renderer's own :func:`placed_mask`.
     """
     a = annotation
-    return paste_mask(placed_mask(fg_rgba, a["flip"], a["w"], a["h"]), a["x"], a["y"], size)
+    return paste_mask(placed_mask(fg_rgba, a["flip"], a["w"], a["h"]), a["x"], a["y"], frame)

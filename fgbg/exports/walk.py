@@ -72,8 +72,8 @@ def export_shard(job: ExportJob, shard: int) -> dict[str, list[int]]:
     ids_member = "instances.png" if several else "mask.png"  # YOLO outlines the objects' pixels
     needs_ids = job.to == "yolo" or not several  # a single object's COCO mask is mask.png's
     members = ("fg_bg.jpg", "json") + ((ids_member,) if needs_ids else ()) + (("depth.png",) if job.depth else ())
-    size, start = reader.config.size, int(reader.shards[shard]["start"])
-    write = CocoShard(job, shard, size) if job.to == "coco" else YoloShard(job, size)
+    frame, start = reader.config.frame, int(reader.shards[shard]["start"])
+    write = CocoShard(job, shard, frame) if job.to == "coco" else YoloShard(job, frame)
     counts = {split: [0, 0] for split in SPLITS}
     try:
         for row, (key, data) in enumerate(reader.iter_shard(shard, members)):
@@ -114,7 +114,7 @@ def one_instance(reader: StoreReader, job: ExportJob, annotation: dict, mask: np
     """The object of a single-object sample: its mask.png, and its whole mask from the prepared fg if part of it is hidden."""
 
     def full_mask() -> np.ndarray:
-        return placed_fg_mask(prepared_fg(job.store, annotation["fg"]), annotation, reader.config.size)
+        return placed_fg_mask(prepared_fg(job.store, annotation["fg"]), annotation, reader.config.frame)
 
     return single_instance(annotation, mask, job.fg_categories[annotation["fg"]], full_mask)
 
@@ -131,8 +131,8 @@ def prepared_fg(store: str, fg: int) -> np.ndarray:
 class CocoShard:
     """One shard's lines of the COCO part files (images and annotations, per split), opened on first use."""
 
-    def __init__(self, job: ExportJob, shard: int, size: int) -> None:
-        self.job, self.shard, self.size, self.files = job, shard, size, {}
+    def __init__(self, job: ExportJob, shard: int, frame: tuple[int, int]) -> None:
+        self.job, self.shard, self.frame, self.files = job, shard, frame, {}
 
     def _file(self, split: str, what: str):
         f = self.files.get((split, what))
@@ -142,7 +142,7 @@ class CocoShard:
 
     def __call__(self, split: str, index: int, key: str, instances: list[Instance], ids: np.ndarray | None) -> int:
         """Write the image's entry and its annotations; returns how many annotations."""
-        self._file(split, "images").write(json_line(coco_image(index, key, self.size)))
+        self._file(split, "images").write(json_line(coco_image(index, key, self.frame)))
         lines = [json_line(a) for a in (coco_annotation(o, index + 1) for o in instances) if a is not None]
         if lines:
             self._file(split, "annotations").write(b"".join(lines))
@@ -156,11 +156,11 @@ class CocoShard:
 class YoloShard:
     """One label file per image: a row per object seen (class = category id - 1, its visible outline)."""
 
-    def __init__(self, job: ExportJob, size: int) -> None:
-        self.out, self.rows = job.out, RowWriter(size)
+    def __init__(self, job: ExportJob, frame: tuple[int, int]) -> None:
+        self.out, self.rows = job.out, RowWriter(frame)
 
     def __call__(self, split: str, index: int, key: str, instances: list[Instance], ids: np.ndarray) -> int:
-        """Write the image's label file from its instance ids (uint (S, S), 0 = bg); returns how many rows."""
+        """Write the image's label file from its instance ids (uint (H, W), 0 = bg); returns how many rows."""
         rows = []
         for o in instances:
             if o.area > 0:

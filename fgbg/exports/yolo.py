@@ -3,9 +3,9 @@
 The class is the category id - 1. The polygon is the visible mask's outline
 (:func:`fgbg.masks.outline`: outer contours and holes, joined by bridges walked out and back).
 
-Vertex convention: a vertex is the (column, row) index of a boundary pixel divided by the image
-size S, six decimals (pixel 100 of 224: 0.446429), as Ultralytics' mask converter
-(``convert_segment_masks_to_yolo_seg``) writes OpenCV's contours. Scaled back by S and rounded,
+Vertex convention: a vertex is the (column, row) index of a boundary pixel divided by the image's
+width W (column) and height H (row), six decimals (pixel 100 of 224: 0.446429), as Ultralytics' mask converter
+(``convert_segment_masks_to_yolo_seg``) writes OpenCV's contours. Scaled back by W and H and rounded,
 the vertices are those pixel indices, and ``cv2.fillPoly`` of them (Ultralytics'
 ``polygon2mask``) fills the mask's pixels back. Read in Ultralytics' continuous coordinates,
 where pixel i spans [i, i + 1), the vertices are the boundary pixels' top-left corners, so the
@@ -25,17 +25,19 @@ import numpy as np
 
 
 class RowWriter:
-    """Label rows for (S, S) images. The normalised coordinate of every pixel index is formatted
-    once, all of the same width (index 100 of 224: b" 0.446429"), so a row is one table lookup."""
+    """Label rows for images of frame (H, W). The normalised coordinate of every column index (/ W) and
+    row index (/ H) is formatted once, all of the same width (index 100 of 224: b" 0.446429"), so a
+    row is one table lookup."""
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        text = "".join(f" {i / size:.6f}" for i in range(size)).encode("ascii")  # i / size < 1: 9 characters each
-        self.text = np.frombuffer(text, np.uint8).reshape(size, -1)  # (S, 9)
+    def __init__(self, frame: tuple[int, int]) -> None:
+        height, width = frame
+        text = "".join([f" {i / width:.6f}" for i in range(width)] + [f" {i / height:.6f}" for i in range(height)])
+        self.text = np.frombuffer(text.encode("ascii"), np.uint8).reshape(width + height, -1)  # (W + H, 9): i / side < 1
+        self.offset = np.array([0, width])  # a vertex (x, y) reads rows x and W + y
 
     def row(self, class_index: int, path: np.ndarray) -> bytes:
-        """``class x1 y1 x2 y2 ...`` and a newline, of an outline (N, 2) of pixel indices."""
-        return b"%d" % class_index + self.text[path.ravel()].tobytes() + b"\n"
+        """``class x1 y1 x2 y2 ...`` and a newline, of an outline (N, 2) of (column, row) pixel indices."""
+        return b"%d" % class_index + self.text[(path + self.offset).ravel()].tobytes() + b"\n"
 
 
 def data_yaml(names: list[str], val: str = "images/val") -> str:

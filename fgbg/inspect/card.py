@@ -122,6 +122,12 @@ def _sidecar_maker(depth: dict) -> str:
     )
 
 
+def frame_text(config: dict) -> str:
+    """The store's frame as width x height ("224x224", "640x480"); stores before --size WxH have no height (square)."""
+    width = config["size"]
+    return f"{width}x{config.get('height') or width}"
+
+
 def placement_sentence(config: dict) -> str:
     fixed = config["scale_min"] == config["scale_max"]
     scale = f"scale {config['scale_min']}" if fixed else f"scale drawn uniformly from {config['scale_min']} to {config['scale_max']}"
@@ -290,7 +296,7 @@ def card_markdown(meta: dict, stats: dict, previews: dict[str, str], attribution
         name: the dataset's name (the store folder's name).
     """
     c, counts, config, kinds = meta["counts"], meta["counts"], meta["config"], stats["kinds"]
-    size = config["size"]
+    size = frame_text(config)
     flips = "and its mirror image " if counts["flips"] == 2 else ""
     out = [
         front_matter(meta, attribution, name),
@@ -299,7 +305,7 @@ def card_markdown(meta: dict, stats: dict, previews: dict[str, str], attribution
         "",
         "## What it is",
         "",
-        f"{c['samples']:,} composites (`fg_bg`, {size}x{size} RGB): each of {c['fg']} foreground cut-outs {flips}"
+        f"{c['samples']:,} composites (`fg_bg`, {size} RGB): each of {c['fg']} foreground cut-outs {flips}"
         f"pasted at {c['placements']} random places on each of {c['bg']} backgrounds. Every composite comes with"
         " its exact foreground mask (`mask`, 0/255, where the foreground's alpha >= 128), a depth map (`depth`,"
         " inverse depth, near = bright) and an annotation (placement, scale, foot point, depth value, mask area)."
@@ -385,7 +391,7 @@ def card_markdown(meta: dict, stats: dict, previews: dict[str, str], attribution
         f"- **Sources**: {c['bg']} background photo(s) and {c['fg']} foreground cut-out(s), listed with their"
         " sha256 in `dataset.json` (`sources`). Backgrounds were "
         + ("centre-cropped" if config["bg_fit"] == "crop" else "stretched")
-        + f" to a square and resized to {size}x{size}; foregrounds trimmed to their alpha box, longest side"
+        + f" to {'a square' if not config.get('height') else 'the ' + size.replace('x', ':') + ' aspect'} and resized to {size}; foregrounds trimmed to their alpha box, longest side"
         f" {config['fg_size']} px; `fg_mask` is the alpha thresholded at 128.",
         f"- **Placement**: {placement_sentence(config)}{resampling_sentence(meta)} Every random choice is seeded by (seed {config['seed']},"
         " sample key), so the same config and images give byte-identical shards.",

@@ -512,10 +512,10 @@ def human_bytes(n: int) -> str:
 
 
 def dimensions(entry: dict) -> str:
-    """"224x224", or "up to 112x112 (from 40x31)" when sizes vary (fg, fg_mask)."""
-    size = f"{entry['height']}x{entry['width']}"
+    """Width x height, as --size takes it: "640x480", or "up to 112x112 (from 31x40)" when sizes vary (fg, fg_mask)."""
+    size = f"{entry['width']}x{entry['height']}"
     if "min_height" in entry:
-        return f"up to {size} (from {entry['min_height']}x{entry['min_width']})"
+        return f"up to {size} (from {entry['min_width']}x{entry['min_height']})"
     return size
 
 

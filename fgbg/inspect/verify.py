@@ -78,18 +78,19 @@ class Report:
 DEPTH_MODES = {8: ("L",), 16: ("I;16", "I;16B", "I;16L", "I")}
 
 
-def check_member(suffix: str, data: bytes, key: str, size: int, depth_bits: int, id_bits: int = 8) -> str | None:
-    """What is wrong with one member of a sample, or None.
+def check_member(suffix: str, data: bytes, key: str, frame: tuple[int, int], depth_bits: int, id_bits: int = 8) -> str | None:
+    """What is wrong with one member of a sample, or None; ``frame`` is the store's (H, W).
 
-    fg_bg.jpg: an RGB JPEG of (size, size); mask.png: 8-bit grey (size, size), values only
-    0 and 255; depth.png: grey (size, size) at ``depth_bits``; instances.png: grey (size, size)
+    fg_bg.jpg: an RGB JPEG of (H, W); mask.png: 8-bit grey (H, W), values only
+    0 and 255; depth.png: grey (H, W) at ``depth_bits``; instances.png: grey (H, W)
     at ``id_bits``; json: an object naming ``key``.
     """
+    height, width = frame
     try:
         if suffix == "fg_bg.jpg":
             img = simplejpeg.decode_jpeg(data, colorspace="RGB")
-            if img.shape != (size, size, 3):
-                return f"is {img.shape[1]}x{img.shape[0]}, expected {size}x{size}"
+            if img.shape != (height, width, 3):
+                return f"is {img.shape[1]}x{img.shape[0]}, expected {width}x{height}"
             return None
         if suffix == "json":
             ann = json.loads(data)
@@ -100,8 +101,8 @@ def check_member(suffix: str, data: bytes, key: str, size: int, depth_bits: int,
         return f"does not decode (not an image, or cut short: {len(data)} bytes)"
     except DECODE_ERRORS as e:  # simplejpeg/Pillow/json decode errors
         return f"does not decode ({str(e).strip() or type(e).__name__})"
-    if img.size != (size, size):
-        return f"is {img.size[0]}x{img.size[1]}, expected {size}x{size}"
+    if img.size != (width, height):
+        return f"is {img.size[0]}x{img.size[1]}, expected {width}x{height}"
     if suffix == "mask.png":
         if img.mode != "L":
             return f"mode {img.mode}, expected 8-bit grey (L)"
@@ -199,7 +200,7 @@ def verify_shard(task: tuple[str, int]) -> tuple[int, int, list[str]]:
                 problems.append(f"{locate(key, suffix)}: missing member")
                 whole = False
                 continue
-            wrong = check_member(suffix, members[suffix], key, config.size, config.depth_bits, id_bits)
+            wrong = check_member(suffix, members[suffix], key, config.frame, config.depth_bits, id_bits)
             if wrong:
                 problems.append(f"{locate(key, suffix)}: {wrong}")
                 whole = False
@@ -253,13 +254,14 @@ def check_manifest(store: Path, plan: Plan) -> list[str]:
     return []
 
 
-def check_assets(store: Path, meta: dict, size: int) -> list[str]:
-    """assets/: bg (size x size RGB JPEG), bg_depth (16-bit grey), fg (RGBA), fg_mask (0/255)."""
+def check_assets(store: Path, meta: dict, frame: tuple[int, int]) -> list[str]:
+    """assets/: bg (RGB JPEG of the store's frame (H, W)), bg_depth (16-bit grey, (H, W)), fg (RGBA), fg_mask (0/255)."""
+    height, width = frame
     problems = []
     n = {"bg": meta["counts"]["bg"], "bg_depth": meta["counts"]["bg"], "fg": meta["counts"]["fg"]}
     n["fg_mask"] = n["fg"]
-    expect = {"bg": ("RGB", size), "bg_depth": (DEPTH_MODES[16], size), "fg": ("RGBA", None), "fg_mask": ("L", None)}
-    for kind, (modes, side) in expect.items():
+    expect = {"bg": ("RGB", (width, height)), "bg_depth": (DEPTH_MODES[16], (width, height)), "fg": ("RGBA", None), "fg_mask": ("L", None)}
+    for kind, (modes, wh) in expect.items():
         for path in asset_paths(store, kind, n[kind]):
             rel = path.relative_to(store).as_posix()
             if not path.is_file():
@@ -273,8 +275,8 @@ def check_assets(store: Path, meta: dict, size: int) -> list[str]:
                 continue
             if img.mode not in modes:
                 problems.append(f"{rel}: mode {img.mode}, expected {modes}")
-            elif side is not None and img.size != (side, side):
-                problems.append(f"{rel}: is {img.size[0]}x{img.size[1]}, expected {side}x{side}")
+            elif wh is not None and img.size != wh:
+                problems.append(f"{rel}: is {img.size[0]}x{img.size[1]}, expected {wh[0]}x{wh[1]}")
             elif kind == "fg_mask" and int(np.asarray(img.histogram())[1:255].sum()):
                 problems.append(f"{rel}: not binary")
     return problems
@@ -286,6 +288,8 @@ def expected_files(store: Path, meta: dict) -> tuple[set[str], set[str]]:
     folders = {ASSETS_DIR, SHARDS_DIR}
     n = {"bg": meta["counts"]["bg"], "bg_depth": meta["counts"]["bg"], "fg": meta["counts"]["fg"]}
     n["fg_mask"] = n["fg"]
+    if meta["sources"].get("distractor"):
+        n["distractor"] = len(meta["sources"]["distractor"])
     for kind, count in n.items():
         folders.add(f"{ASSETS_DIR}/{kind}")
         files.update(p.relative_to(store).as_posix() for p in asset_paths(store, kind, count))
@@ -356,7 +360,7 @@ def verify(
     report.shards = len(meta["shards"])
     report.problems += check_counts(meta, plan)
     report.problems += check_manifest(store, plan)
-    report.problems += check_assets(store, meta, config.size)
+    report.problems += check_assets(store, meta, config.frame)
     report.problems += find_strays(store, meta)
     n_planned = len(plan.shards())
     tasks = [(str(store), i) for i in range(min(len(meta["shards"]), n_planned))]

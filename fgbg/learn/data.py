@@ -11,6 +11,14 @@ A sample is a dict of compact tensors at the training size S, as stored (a batch
 - ``bg_aug`` (datasets with ``bg_augment``): the sample's perturbation of its bg input apart from
   the composite (:func:`fgbg.learn.perturb.draw_bg_aug`); its JPEG re-encoding is done here, on ``bg``
 - ``index``: int, the sample's position in the store (plan order)
+- ``content`` (stores of a non-square frame only): int64 (4,) (top, left, height, width) of the image
+  inside the S x S sample (:func:`content_box`)
+
+A store of a non-square frame W x H is not distorted: each image is resized keeping its aspect so
+that its longer side is S, centred, and padded to S x S with zeros (bg and fg_bg alike, so the
+padding is unchanged background; mask 0, depth 0). The padding is left out of the losses, the
+validation and evaluation metrics and the baseline's threshold (:func:`content_slices`), and
+``fgbg predict`` scales an image the same way (longer side S, padded, never stretched).
 
 The float work runs on the device, after the batch is copied there: :func:`prepare_batch` (called
 by the LightningModule's ``on_after_batch_transfer`` and by evaluate, through
@@ -210,24 +218,62 @@ def prepare_batch(batch: dict, stats: Stats | None = None) -> dict:
 # ---------------------------------------------------------------- the dataset
 
 
-def resized(img: np.ndarray, size: int) -> torch.Tensor:
-    """Decoded uint8/uint16 (H, W[, C]) -> the same dtype (C, size, size), resized bilinear with
-    antialiasing (not at all at the same size).
+def content_box(frame: tuple[int, int], size: int) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of an image of ``frame`` (H, W) resized keeping its aspect, its
+    longer side ``size``, and centred in a (size, size) sample; (0, 0, size, size) for a square.
+
+    The padding is split evenly (the shorter side keeps the parity of ``size``, at most a pixel from
+    its exact aspect), so a horizontal flip of the sample keeps the same box.
+
+    >>> content_box((32, 48), 96)
+    (16, 0, 64, 96)
+    """
+    height, width = frame
+    longer = max(height, width)
+    pad_y = round((size - size * height / longer) / 2)
+    pad_x = round((size - size * width / longer) / 2)
+    return pad_y, pad_x, size - 2 * pad_y, size - 2 * pad_x
+
+
+def content_slices(batch: dict) -> tuple[slice, slice]:
+    """(rows, columns) of the image inside a batch's samples (their ``content``, the same for every
+    sample of a store): the part losses and metrics see; everything for a batch without padding."""
+    if "content" not in batch:
+        return slice(None), slice(None)
+    top, left, height, width = (int(v) for v in batch["content"][0])
+    return slice(top, top + height), slice(left, left + width)
+
+
+def letterboxed(img: np.ndarray, size: int, box: tuple[int, int, int, int]) -> torch.Tensor:
+    """Decoded uint8/uint16 (H, W[, C]) -> the same dtype (C, size, size): resized to the ``box``
+    (:func:`content_box`) and padded with zeros around it; :func:`resized` when the box is the sample."""
+    top, left, height, width = box
+    if (height, width) == (size, size):
+        return resized(img, size)
+    inner = resized(img, (height, width))
+    return F.pad(inner, (left, size - left - width, top, size - top - height)).contiguous()
+
+
+def resized(img: np.ndarray, size: int | tuple[int, int]) -> torch.Tensor:
+    """Decoded uint8/uint16 (H, W[, C]) -> the same dtype (C, size, size) (or (C, h, w) for ``size``
+    (h, w)), resized bilinear with antialiasing (not at all at the same size).
 
     uint8 is resized by torch's uint8 kernel (~6x faster than float on RGB, within one grey level
     of resizing in float); uint16, which has no such kernel, in float32 and rounded back.
     """
     x = torch.from_numpy(img if img.flags.writeable else img.copy())
     x = x[None] if x.ndim == 2 else x.permute(2, 0, 1)  # a view: channels-last memory, as the kernel likes
-    if x.shape[-2:] == (size, size):
+    hw = (size, size) if isinstance(size, int) else tuple(size)
+    if x.shape[-2:] == hw:
         return x.contiguous()
     kind = x.dtype
-    y = F.interpolate((x if kind == torch.uint8 else x.float())[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+    y = F.interpolate((x if kind == torch.uint8 else x.float())[None], size=hw, mode="bilinear", antialias=True, align_corners=False)[0]
     return y.contiguous() if kind == torch.uint8 else y.round_().clamp_(0, torch.iinfo(kind).max).to(kind).contiguous()
 
 
 class StoreDataset(Dataset):
-    """Samples ``indices`` of a store at ``size`` px, compact (see the module's docstring), optionally
+    """Samples ``indices`` of a store at ``size`` px (S x S; a non-square store's images letterboxed,
+    see the module's docstring), compact, optionally
     with each sample's augmentation parameters; :meth:`prepare` turns a batch of them into floats,
     normalised when ``normalized``.
 
@@ -250,7 +296,9 @@ class StoreDataset(Dataset):
     ) -> None:
         self.reader = StoreReader(store)
         self.indices = list(range(len(self.reader))) if indices is None else list(indices)
-        self.size = size or self.reader.config.size
+        self.size = size or max(self.reader.config.frame)
+        self.content = content_box(self.reader.config.frame, self.size)  # (top, left, h, w) of the image in a sample
+        self.padded = self.content != (0, 0, self.size, self.size)
         self.stats = stats or load_stats(store)
         self.augment = augment
         self.bg_augment = bg_augment
@@ -265,11 +313,11 @@ class StoreDataset(Dataset):
     def _bg(self, bg: int) -> torch.Tensor:
         if bg not in self._bg_cache:
             if self.bg_folder is not None:
-                self._bg_cache[bg] = resized(self._folder_bg(bg), self.size)
+                self._bg_cache[bg] = self.fit(self._folder_bg(bg))
             else:
                 data = self.reader.read_asset("bg", bg)
                 with decoding(str(self.reader.asset_path("bg", bg)), self.reader.store):
-                    self._bg_cache[bg] = resized(codecs.decode_jpeg(data), self.size)
+                    self._bg_cache[bg] = self.fit(codecs.decode_jpeg(data))
         return self._bg_cache[bg]
 
     def bg_folder_path(self, bg: int) -> Path:
@@ -277,7 +325,7 @@ class StoreDataset(Dataset):
         return self.bg_folder / self.reader.meta["sources"]["bg"][bg]["file"]
 
     def _folder_bg(self, bg: int) -> np.ndarray:
-        """uint8 (S, S, 3): bg ``bg``'s image in ``bg_folder``, fitted to the store's size as the store fitted its own."""
+        """uint8 (H, W, 3): bg ``bg``'s image in ``bg_folder``, fitted to the store's frame as the store fitted its own."""
         from fgbg.make.assets import BadInput, prepare_bg, read_image  # PIL work, needed with a bg folder only
 
         path = self.bg_folder_path(bg)
@@ -286,7 +334,11 @@ class StoreDataset(Dataset):
         except BadInput as e:
             raise UserError(f"--bg-from: {path}: {e}") from None
         config = self.reader.config
-        return prepare_bg(img, config.size, config.bg_fit)
+        return prepare_bg(img, config.frame, config.bg_fit)
+
+    def fit(self, img: np.ndarray) -> torch.Tensor:
+        """A decoded image of the store (H, W[, C]) as a sample holds it: (C, S, S), letterboxed when the store is not square."""
+        return letterboxed(img, self.size, self.content)
 
     def check_bg_folder(self) -> None:
         """Raises UserError (one line) when ``bg_folder`` lacks the image of a bg these samples use."""
@@ -306,13 +358,16 @@ class StoreDataset(Dataset):
         """
         index = self.indices[position]
         members = self.reader.read(index)
-        mask = resized(self.reader.decode(index, "mask.png", members["mask.png"]), self.size)
-        return {
+        mask = self.fit(self.reader.decode(index, "mask.png", members["mask.png"]))
+        sample = {
             "bg": self._bg(self.reader.plan[index].bg),
-            "fg_bg": resized(self.reader.decode(index, "fg_bg.jpg", members["fg_bg.jpg"]), self.size),
+            "fg_bg": self.fit(self.reader.decode(index, "fg_bg.jpg", members["fg_bg.jpg"])),
             "mask": (mask > 127).to(torch.uint8),  # above one half, as the float threshold was
-            "depth": resized(self.reader.decode(index, "depth.png", members["depth.png"]), self.size),
+            "depth": self.fit(self.reader.decode(index, "depth.png", members["depth.png"])),
         }
+        if self.padded:
+            sample["content"] = torch.tensor(self.content)
+        return sample
 
     def augmentation(self, position: int, epoch: int) -> dict:
         """The :func:`draw_augment` parameters of the sample at ``position`` in ``epoch``: seeded by (seed, epoch, index)."""

@@ -24,7 +24,7 @@ import torch
 from fgbg.engine.devices import Device, as_device, cpu_device
 from fgbg.errors import ConfigError
 from fgbg.learn import metrics
-from fgbg.learn.data import StoreDataset, load_stats, make_loader, read_entries, split_indices
+from fgbg.learn.data import StoreDataset, content_slices, load_stats, make_loader, read_entries, split_indices
 from fgbg.learn.model import Prediction, inference_net
 from fgbg.learn.perturb import ROBUSTNESS, ROBUSTNESS_CHOICES, Perturbation, perturb_bg
 from fgbg.store.layout import atomic_write_json
@@ -133,11 +133,14 @@ def robustness_table(rows: list[dict]) -> str:
 
 
 def add_batch_metrics(per_image: dict[str, list[torch.Tensor]], pred, b: dict, threshold: float) -> None:
-    """Append the per-image metrics (B,) of one batch's prediction and of the baseline to ``per_image``."""
+    """Append the per-image metrics (B,) of one batch's prediction and of the baseline to ``per_image``
+    (over the image only: a padded sample's padding is left out, :func:`content_slices`)."""
+    ys, xs = content_slices(b)
+    mask, depth = b["mask"][..., ys, xs], b["depth"][..., ys, xs]
     values = {
         "index": b["index"],
-        **metrics.image_metrics(pred.mask_logits, pred.depth, b["mask"], b["depth"]),
-        metrics.BASELINE_MASK_IOU: metrics.baseline_mask_iou(b["bg"], b["fg_bg"], b["mask"], threshold),
+        **metrics.image_metrics(pred.mask_logits[..., ys, xs], pred.depth[..., ys, xs], mask, depth),
+        metrics.BASELINE_MASK_IOU: metrics.baseline_mask_iou(b["bg"][..., ys, xs], b["fg_bg"][..., ys, xs], mask, threshold),
     }
     for k, v in values.items():
         per_image.setdefault(k, []).append(v)

@@ -21,7 +21,7 @@ import lightning as L
 import torch
 
 from fgbg.learn import metrics
-from fgbg.learn.data import Stats, denormalize, prepare_batch
+from fgbg.learn.data import Stats, content_slices, denormalize, prepare_batch
 from fgbg.learn.losses import LossConfig, MaskDepthLoss
 from fgbg.learn.model import ModelConfig, Prediction, TwoHeadUNet
 from fgbg.learn.perturb import batch_noise_seed
@@ -62,9 +62,12 @@ class FgbgModule(L.LightningModule):
         return self.net(x)
 
     def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
-        """The batch's noise seed as an int while it is still on the CPU (read back from a GPU, it would make the step wait)."""
+        """The batch's noise seed and the image's box in a padded sample as ints while still on the CPU
+        (read back from a GPU, they would make the step wait)."""
         if "bg_aug" in batch:
             batch["bg_aug"]["noise_seed"] = batch_noise_seed(batch["bg_aug"]["noise_seed"])
+        if "content" in batch:
+            batch["content"] = [tuple(int(v) for v in batch["content"][0])]
         return batch
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
@@ -73,7 +76,8 @@ class FgbgModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         pred = full_precision(self.net(to_input(batch)))
-        losses = self.loss(pred, batch["mask"], batch["depth"])
+        ys, xs = content_slices(batch)  # a padded sample's padding is in no loss
+        losses = self.loss(Prediction(pred.mask_logits[..., ys, xs], pred.depth[..., ys, xs]), batch["mask"][..., ys, xs], batch["depth"][..., ys, xs])
         n = batch["mask"].shape[0]
         self.log("train/loss", losses.total, on_step=True, on_epoch=True, batch_size=n, prog_bar=True)
         self.log("train/mask_loss", losses.mask, on_step=False, on_epoch=True, batch_size=n)
@@ -86,12 +90,15 @@ class FgbgModule(L.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         pred = full_precision(self.net(to_input(batch)))
-        losses = self.loss(pred, batch["mask"], batch["depth"])
+        ys, xs = content_slices(batch)  # a padded sample's padding is in no loss or metric
+        seen = Prediction(pred.mask_logits[..., ys, xs], pred.depth[..., ys, xs])
+        losses = self.loss(seen, batch["mask"][..., ys, xs], batch["depth"][..., ys, xs])
         stats = self.meta["stats"]
         bg = denormalize(batch["bg"], stats["mean"][:3], stats["std"][:3])
         fg_bg = denormalize(batch["fg_bg"], stats["mean"][3:], stats["std"][3:])
         values = metrics.reported_metrics(
-            pred.mask_logits, pred.depth, batch["mask"], batch["depth"], bg, fg_bg, self.meta["baseline"]["threshold"]
+            seen.mask_logits, seen.depth, batch["mask"][..., ys, xs], batch["depth"][..., ys, xs], bg[..., ys, xs], fg_bg[..., ys, xs],
+            self.meta["baseline"]["threshold"],
         )
         values["loss"] = losses.total.expand(batch["mask"].shape[0])  # the batch's mean, once per image
         self.val_means.update(values)

@@ -51,6 +51,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from fgbg.engine.devices import TrainingDevices, cudnn_autotuning, resolve_training
+from fgbg.config import GenerateConfig
 from fgbg.errors import UserError
 from fgbg.learn import budget, metrics
 from fgbg.learn.callbacks import (
@@ -58,7 +59,7 @@ from fgbg.learn.callbacks import (
     Throughput, TrainClock, progress_callbacks, quiet_lightning,
 )  # fmt: skip
 from fgbg.learn.data import (
-    SHM_SHARE, AugmentConfig, StoreDataset, compact_sample_bytes, fit_workers_to_shm, load_stats, make_loader, read_entries,
+    SHM_SHARE, AugmentConfig, StoreDataset, compact_sample_bytes, content_slices, fit_workers_to_shm, load_stats, make_loader, read_entries,
     shm_free_bytes, split_indices, validation_subset,
 )  # fmt: skip
 from fgbg.learn.losses import LossConfig, MaskDepthLoss
@@ -215,7 +216,8 @@ def make_meta(store: Path, config: TrainConfig, model: ModelConfig, loss: LossCo
     loading = time.perf_counter()
     batch = plain.prepare(torch.utils.data.default_collate([plain[i] for i in chosen]))  # timed with the float step: both run in-process without workers
     load_seconds = (time.perf_counter() - loading) / len(chosen)
-    threshold = metrics.choose_baseline_threshold(batch["bg"], batch["fg_bg"], batch["mask"])
+    ys, xs = content_slices(batch)  # a padded sample's padding left out
+    threshold = metrics.choose_baseline_threshold(batch["bg"][..., ys, xs], batch["fg_bg"][..., ys, xs], batch["mask"][..., ys, xs])
     plain.reader.close()
     global_batch = config.batch * devices.world_size
     steps_per_epoch = max(1, len(split.train) // global_batch)
@@ -237,6 +239,7 @@ def make_meta(store: Path, config: TrainConfig, model: ModelConfig, loss: LossCo
     meta = {
         "store": str(Path(store).resolve()),
         "store_size": meta_store["config"]["size"],
+        "store_frame": list(GenerateConfig.from_dict(meta_store["config"]).frame),  # (H, W); the samples are letterboxed into size x size when not square
         "model": model.to_dict(),
         "train": dataclasses.asdict(config),
         "loss": dataclasses.asdict(loss),

@@ -13,7 +13,7 @@ from fgbg.errors import ConfigError
 
 @dataclass(frozen=True)
 class TrainConfig:
-    size: int = 96  # training side in pixels; samples are resized to it on load
+    size: int = 96  # training side in pixels; samples are resized to it on load (a non-square store's letterboxed: longer side S, padded)
     epochs: int | None = 20  # schedule length; None with max_minutes: as many as fit the budget
     max_minutes: float | None = None  # wall-clock budget; training stops when it is spent
     batch: int = 32

@@ -1,7 +1,7 @@
 """Read and prepare the user's bg and fg folders.
 
-bg: any image -> uint8 (S, S, 3) RGB, EXIF orientation applied, centre-cropped (or
-stretched) to the dataset size. An optional sidecar ``NAME.depth.png`` next to it gives
+bg: any image -> uint8 (H, W, 3) RGB, EXIF orientation applied, centre-cropped to the W:H
+aspect (or stretched) and resized to the dataset's frame (H, W). An optional sidecar ``NAME.depth.png`` next to it gives
 its inverse depth (near = bright).
 
 fg: any image -> uint8 (h, w, 4) RGBA trimmed to its alpha box, longest side = fg_size.
@@ -83,6 +83,8 @@ class Assets:
     bg_depth_set: dict | None = None  # what made the sidecars, where the bg folder says (rendered rooms)
     fg_folder: str = ""  # the --fg folder's name: a flat folder's one category
     loose_fg: list[Path] = field(default_factory=list)  # images beside --fg's category folders: left out, reported
+    distractors: list[np.ndarray] = field(default_factory=list)  # uint8 (h, w, 4): --distractors, prepared as fgs
+    distractor_sources: list[Source] = field(default_factory=list)
 
     @property
     def categories(self) -> Categories:
@@ -242,23 +244,39 @@ def to_uint8(img: Image.Image) -> Image.Image:
     return img
 
 
-def fit_square(img: Image.Image, size: int, fit: str) -> Image.Image:
-    """Centre-crop to a square (``crop``) or not (``stretch``), then resize to size x size."""
+def frame_hw(frame: int | tuple[int, int]) -> tuple[int, int]:
+    """(H, W) of a frame given as (H, W), or as S for a square (S, S)."""
+    return (frame, frame) if isinstance(frame, int) else (int(frame[0]), int(frame[1]))
+
+
+def aspect_crop(img: Image.Image, frame: int | tuple[int, int]) -> Image.Image:
+    """The largest centred part of ``img`` with the frame's W:H aspect (a square's: min(w, h) on a side)."""
+    height, width = frame_hw(frame)
+    w, h = img.size
+    if w * height > h * width:  # wider than the frame: keep the full height
+        cw, ch = (h * width + height // 2) // height, h
+    else:
+        cw, ch = w, (w * height + width // 2) // width
+    left, top = (w - cw) // 2, (h - ch) // 2
+    return img.crop((left, top, left + cw, top + ch))
+
+
+def fit_frame(img: Image.Image, frame: int | tuple[int, int], fit: str) -> Image.Image:
+    """Centre-crop to the frame's aspect (``crop``) or not (``stretch``), then resize to the frame (H, W) (S: S x S)."""
+    height, width = frame_hw(frame)
     if fit == "crop":
-        w, h = img.size
-        s = min(w, h)
-        img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-    return img.resize((size, size), Image.BICUBIC, reducing_gap=3.0)
+        img = aspect_crop(img, frame)
+    return img.resize((width, height), Image.BICUBIC, reducing_gap=3.0)
 
 
-def prepare_bg(img: Image.Image, size: int, fit: str = "crop") -> np.ndarray:
-    """Any-mode image -> uint8 (size, size, 3) RGB."""
+def prepare_bg(img: Image.Image, frame: int | tuple[int, int], fit: str = "crop") -> np.ndarray:
+    """Any-mode image -> uint8 (H, W, 3) RGB for a frame (H, W), or (S, S, 3) for a side S."""
     img = to_uint8(img)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         img = img.convert("RGBA")
         flat = Image.new("RGBA", img.size, (0, 0, 0, 255))
         img = Image.alpha_composite(flat, img)
-    return np.asarray(fit_square(img.convert("RGB"), size, fit))
+    return np.asarray(fit_frame(img.convert("RGB"), frame, fit))
 
 
 def depth_unit(depth: Image.Image | np.ndarray) -> np.ndarray:
@@ -281,14 +299,14 @@ def depth_unit(depth: Image.Image | np.ndarray) -> np.ndarray:
     return (a.astype(np.float32) / np.float32(top)).clip(0, 1)
 
 
-def prepare_bg_depth(img: Image.Image | np.ndarray, size: int, fit: str = "crop") -> np.ndarray:
-    """A depth sidecar (8 or 16-bit grey, near = bright) -> float32 (size, size) in [0, 1]."""
+def prepare_bg_depth(img: Image.Image | np.ndarray, frame: int | tuple[int, int], fit: str = "crop") -> np.ndarray:
+    """A depth sidecar (8 or 16-bit grey, near = bright) -> float32 (H, W) in [0, 1], cropped or
+    stretched as its bg is (:func:`fit_frame`)."""
+    height, width = frame_hw(frame)
     f = Image.fromarray(depth_unit(img), "F")
     if fit == "crop":
-        w, h = f.size
-        s = min(w, h)
-        f = f.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-    return np.asarray(f.resize((size, size), Image.BILINEAR), dtype=np.float32).clip(0, 1)
+        f = aspect_crop(f, frame)
+    return np.asarray(f.resize((width, height), Image.BILINEAR), dtype=np.float32).clip(0, 1)
 
 
 def key_plain_background(rgb: np.ndarray) -> np.ndarray:
@@ -378,13 +396,15 @@ def fg_mask(rgba: np.ndarray) -> np.ndarray:
     return np.where(rgba[..., 3] >= ALPHA_THRESHOLD, 255, 0).astype(np.uint8)
 
 
-def load_assets(bg_dir: Path, fg_dir: Path, size: int, fg_size: int, bg_fit: str = "crop") -> Assets:
-    """Read and prepare both folders; every bad file becomes a BadFile, none raises.
+def load_assets(bg_dir: Path, fg_dir: Path, frame: int | tuple[int, int], fg_size: int, bg_fit: str = "crop") -> Assets:
+    """Read and prepare both folders, the bgs at ``frame`` (H, W) (or S: S x S); every bad file becomes a BadFile, none raises.
 
     Raises:
         BadInput: a folder is missing, or has no image files at all.
     """
     assets = Assets([], [], [], [], [], [], [], fg_folder=Path(fg_dir).resolve().name)
+    height, width = frame_hw(frame)
+    wanted = str(width) if width == height else f"{width}x{height}"
     found = {}
     found["background"], skipped = find_backgrounds(bg_dir)
     found["foreground"], assets.loose_fg, skipped_fg = find_foregrounds(fg_dir)
@@ -395,10 +415,10 @@ def load_assets(bg_dir: Path, fg_dir: Path, size: int, fg_size: int, bg_fit: str
     for path, _ in found["background"]:
         try:
             img, sha = read_image(path)
-            if min(img.size) < size:
-                assets.warnings.append(f"{path}: {img.size[0]}x{img.size[1]} is smaller than {size}, upscaled")
-            bg = prepare_bg(img, size, bg_fit)
-            depth = _read_sidecar(path, size, bg_fit)
+            if img.size[0] < width or img.size[1] < height:
+                assets.warnings.append(f"{path}: {img.size[0]}x{img.size[1]} is smaller than {wanted}, upscaled")
+            bg = prepare_bg(img, frame, bg_fit)
+            depth = _read_sidecar(path, frame, bg_fit)
         except BadInput as e:
             assets.bad.append(BadFile(e.path or path, str(e)))
             continue
@@ -407,20 +427,46 @@ def load_assets(bg_dir: Path, fg_dir: Path, size: int, fg_size: int, bg_fit: str
         assets.bg_sources.append(Source(path.name, sha))
     if any(d is not None for d in assets.bg_depth):
         assets.bg_depth_set = read_sidecar_set(bg_dir)
-    for path, name in found["foreground"]:
+    assets.fg, assets.fg_sources = read_cutouts(found["foreground"], fg_size, assets.bad, assets.warnings)
+    return assets
+
+
+def read_cutouts(found: list[tuple[Path, str]], fg_size: int, bad: list[BadFile], warnings: list[str]) -> tuple[list[np.ndarray], list[Source]]:
+    """Cut-outs (:func:`find_foregrounds`' (path, name) pairs) prepared as fgs are: uint8 (h, w, 4),
+    trimmed to their alpha, longest side ``fg_size``; with their sources. Bad files and warnings are appended."""
+    cutouts, sources = [], []
+    for path, name in found:
         try:
             img, sha = read_image(path)
             trimmed = trim_to_alpha(to_rgba(img))
-            fg = fit_fg(trimmed, fg_size)
+            cutout = fit_fg(trimmed, fg_size)
         except BadInput as e:
-            assets.bad.append(BadFile(path, str(e)))
+            bad.append(BadFile(path, str(e)))
             continue
         tiny = tiny_fg_warning(path, trimmed.shape[:2], fg_size)
         if tiny:
-            assets.warnings.append(tiny)
-        assets.fg.append(fg)
-        assets.fg_sources.append(Source(name, sha))
-    return assets
+            warnings.append(tiny)
+        cutouts.append(cutout)
+        sources.append(Source(name, sha))
+    return cutouts, sources
+
+
+def load_distractors(folder: Path, fg_dir: Path, fg_size: int, bad: list[BadFile], warnings: list[str]) -> tuple[list[np.ndarray], list[Source]]:
+    """The ``--distractors`` cut-outs, read with ``--fg``'s rules (sub-folders and all; their categories unused).
+
+    Raises:
+        BadInput: the folder is missing, is ``--fg`` itself, or has no image files.
+    """
+    if not Path(folder).is_dir():
+        raise BadInput(f"--distractors {folder}: no such folder")
+    if Path(folder).resolve() == Path(fg_dir).resolve():
+        raise BadInput(f"--distractors {folder}: is the --fg folder; distractors are other cut-outs, pasted in no mask")
+    found, loose, skipped = find_foregrounds(Path(folder))
+    warnings += skipped
+    found += [(path, path.name) for path in loose]  # no categories here: loose images are distractors too
+    if not found:
+        raise BadInput(f"--distractors {folder}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+    return read_cutouts(found, fg_size, bad, warnings)
 
 
 def read_sidecar_set(bg_dir: Path) -> dict | None:
@@ -434,10 +480,11 @@ def read_sidecar_set(bg_dir: Path) -> dict | None:
     if recorded is None:
         return None
     keep = ("generator", "fgbg_version", "renderer", "renderer_detail", "seed", "size", "count")
-    return {**{k: recorded.get(k) for k in keep}, "scale_m": (recorded.get("depth") or {}).get("scale_m")}
+    frame = {"height": recorded["height"]} if recorded.get("height") else {}  # a set of W x H rooms
+    return {**{k: recorded.get(k) for k in keep}, **frame, "scale_m": (recorded.get("depth") or {}).get("scale_m")}
 
 
-def _read_sidecar(bg_path: Path, size: int, fit: str) -> np.ndarray | None:
+def _read_sidecar(bg_path: Path, frame: int | tuple[int, int], fit: str) -> np.ndarray | None:
     sidecar = bg_path.with_name(bg_path.stem + DEPTH_SIDECAR)
     if not sidecar.exists():
         return None
@@ -445,7 +492,7 @@ def _read_sidecar(bg_path: Path, size: int, fit: str) -> np.ndarray | None:
         img, _ = read_image(sidecar)
     except BadInput as e:
         raise BadInput(str(e), sidecar) from None
-    return prepare_bg_depth(img, size, fit)
+    return prepare_bg_depth(img, frame, fit)
 
 
 

@@ -25,7 +25,7 @@ from fgbg.depth.network import network_on_gpu, prepare_network_depth
 from fgbg.engine import DEFAULT_RAY_ADDRESS, check_engine, map_shards
 from fgbg.engine.local import worker_count
 from fgbg.errors import UserError
-from fgbg.make.assets import Assets, BadInput, load_assets, loose_fg_text
+from fgbg.make.assets import Assets, BadInput, load_assets, load_distractors, loose_fg_text
 from fgbg.make.prepared import write_assets
 from fgbg.make.render import Prepared, render_shard
 from fgbg.store.dataset import finalize, record_path, write_record
@@ -39,7 +39,7 @@ GenerateError = UserError  # the name callers of generate() catch
 
 def make_state(config: GenerateConfig, assets: Assets, network: dict | None = None) -> dict:
     """The run's identity: config, every source (file, sha256, depth map origin), the network."""
-    ground = horizon_row(config.size, config.horizon)
+    ground = horizon_row(config.frame[0], config.horizon)
     per_bg_network = config.depth == "estimator-per-bg"
 
     def origin(d) -> str:
@@ -57,6 +57,8 @@ def make_state(config: GenerateConfig, assets: Assets, network: dict | None = No
     ]
     fg = [{"index": i, "file": s.file, "sha256": s.sha256} for i, s in enumerate(assets.fg_sources)]
     state = {"config": config.to_dict(), "sources": {"bg": bg, "fg": fg}}
+    if config.distractors:
+        state["sources"]["distractor"] = [{"index": i, "file": s.file, "sha256": s.sha256} for i, s in enumerate(assets.distractor_sources)]
     if config.several:
         state["objects_version"] = OBJECTS_VERSION
     if assets.bg_depth_set is not None:  # a record, not identity: same_run compares IDENTITY only
@@ -103,22 +105,29 @@ def webdataset_pattern(out: Path, shards: int) -> str:
     return f"{Path(out) / SHARDS_DIR}/{names}.tar"
 
 
-def load_inputs(bg_dir: Path, fg_dir: Path, config: GenerateConfig, on_bad: str, warn: Callable[[str], None]) -> Assets:
-    """The prepared bgs and fgs; bad files reported (all at once), warnings passed on.
+def load_inputs(
+    bg_dir: Path, fg_dir: Path, config: GenerateConfig, on_bad: str, warn: Callable[[str], None], distractors: Path | None = None
+) -> Assets:
+    """The prepared bgs and fgs (and distractors); bad files reported (all at once), warnings passed on.
 
     Raises:
         BadInput: a folder is missing or empty, or (with --on-bad fail) files are bad.
+        UserError: ``config.distractors`` without a distractor folder, or a folder without it.
     """
-    assets = load_assets(Path(bg_dir), Path(fg_dir), config.size, config.fg_size, config.bg_fit)
-    report_bad_input(assets, on_bad, warn, Path(fg_dir))
+    if config.distractors != (distractors is not None):
+        raise UserError("--distractors DIR and the config's distractors go together: pass the folder, or leave both out")
+    assets = load_assets(Path(bg_dir), Path(fg_dir), config.frame, config.fg_size, config.bg_fit)
+    if distractors is not None:
+        assets.distractors, assets.distractor_sources = load_distractors(Path(distractors), Path(fg_dir), config.fg_size, assets.bad, assets.warnings)
+    report_bad_input(assets, on_bad, warn, Path(fg_dir), distractors is not None)
     for line in assets.warnings:
         warn(f"warning: {line}")
     return assets
 
 
-def report_bad_input(assets: Assets, on_bad: str, warn: Callable[[str], None], fg_dir: Path) -> None:
+def report_bad_input(assets: Assets, on_bad: str, warn: Callable[[str], None], fg_dir: Path, distractors: bool = False) -> None:
     """--on-bad fail: raise with every bad file, one line each (images beside the category
-    folders: one line naming them all); skip: warn and carry on."""
+    folders: one line naming them all); skip: warn and carry on (``distractors``: some must be left too)."""
     if assets.loose_fg:
         if on_bad == "fail":
             raise BadInput(f"{loose_fg_text(fg_dir, assets.loose_fg)}; move them into a category folder (or one of"
@@ -131,7 +140,8 @@ def report_bad_input(assets: Assets, on_bad: str, warn: Callable[[str], None], f
         )
     for line in lines:
         warn(f"skipped {line}")
-    for kind, items in (("background", assets.bg), ("foreground", assets.fg)):
+    wanted = [("background", assets.bg), ("foreground", assets.fg)] + ([("distractor", assets.distractors)] if distractors else [])
+    for kind, items in wanted:
         if not items:
             raise UserError(f"no usable {kind} image left after skipping bad files")
 
@@ -150,10 +160,13 @@ def generate(
     ray_address: str = DEFAULT_RAY_ADDRESS,
     depth_workers: int | None = None,
     gpus_per_worker: float | None = None,
+    distractors: Path | None = None,
 ) -> Summary:
     """Make (or resume, or confirm) the store ``out`` from two folders of images.
 
     Args:
+        distractors: a folder of cut-outs pasted like objects but in no mask (``--distractors``;
+            ``config.distractors`` must be set with it).
         workers: local: processes rendering shards (None = CPU count, 0 = this process);
             ray: shards at once (None = all of the cluster's CPUs).
         on_bad: "fail" (refuse, listing every bad input file) or "skip" (warn, go on).
@@ -178,7 +191,7 @@ def generate(
     check_engine(engine, workers)  # a bad engine or worker count is refused before anything else
     check_out_folder(out)  # before the slow part: a file, someone else's folder, another writer
     check_free(out)
-    assets = load_inputs(bg_dir, fg_dir, config, on_bad, warn)
+    assets = load_inputs(bg_dir, fg_dir, config, on_bad, warn, distractors)
     # on Ray the depth actors label the bgs too: the scales and the recorded compute are theirs
     labeller = None
     if engine == "ray" and config.depth == "estimator":

@@ -8,8 +8,8 @@ mask. Ties go to the lower id (the key's fg, object 1, is in front of its equals
 (0 = bg, i = object i) then gives every visible mask, the union mask and the depth map, so the
 three always agree.
 
-Shapes: S is the composite's side; an object's mask is bool (h, w) with its top-left at (x, y),
-inside the (S, S) frame.
+Shapes: (H, W) is the composite's frame (height, width); an object's mask is bool (h, w) with its
+top-left at (x, y), inside the (H, W) frame.
 """
 
 from __future__ import annotations
@@ -37,16 +37,16 @@ def id_dtype(most: int) -> type:
     return np.uint8 if most <= 255 else np.uint16
 
 
-def instance_ids(size: int, layers: list[Layer], dtype=np.uint8) -> np.ndarray:
-    """(S, S) ids of the nearest layer at every pixel: 0 where none covers it, i for ``layers[i - 1]``
+def instance_ids(frame: tuple[int, int], layers: list[Layer], dtype=np.uint8) -> np.ndarray:
+    """(H, W) ids of the nearest layer at every pixel: 0 where none covers it, i for ``layers[i - 1]``
     (equals: the lower id).
 
     >>> a = Layer(0, 0, np.ones((2, 2), bool), 0.5)
     >>> b = Layer(1, 0, np.ones((2, 2), bool), 0.8)  # nearer: hides a where they overlap
-    >>> instance_ids(3, [a, b]).tolist()
+    >>> instance_ids((3, 3), [a, b]).tolist()
     [[1, 2, 2], [1, 2, 2], [0, 0, 0]]
     """
-    scene = IdMap(size, dtype)
+    scene = IdMap(frame, dtype)
     for layer in layers:
         scene.add(layer, scene.wins(layer))
     return scene.ids
@@ -59,8 +59,8 @@ class IdMap:
     what is there: the same map as painting all layers from far to near, equals by id.
     """
 
-    def __init__(self, size: int, dtype=np.uint8) -> None:
-        self.ids = np.zeros((size, size), dtype)  # (S, S): 0 = bg, i = object i
+    def __init__(self, frame: tuple[int, int], dtype=np.uint8) -> None:
+        self.ids = np.zeros(frame, dtype)  # (H, W): 0 = bg, i = object i
         self.values = np.array([-np.inf])  # inverse depth of the surface behind each id (the bg's is never in front)
         self.areas = np.zeros(0, np.int64)  # visible pixels of object i at index i - 1
 
@@ -109,16 +109,16 @@ def object_geometry(ids: np.ndarray, own: int, x: int, y: int, mask: np.ndarray,
     what hides it (sorted ids, 0 = the bg), and both masks as COCO RLE.
 
     Args:
-        ids: (S, S) id map (:func:`instance_ids`).
+        ids: (H, W) id map (:func:`instance_ids`).
         own: the object's id.
         x, y, mask: its whole mask (bool (h, w), hidden pixels included) with its top-left at (x, y),
             possibly reaching out of the frame.
         tight, pixels: ``box(mask)`` and its pixel count.
         seen: the RLE, box and area of ``ids == own`` (:func:`fgbg.masks.id_masks`).
     """
-    size = ids.shape[0]
+    height, width = ids.shape
     h, w = mask.shape
-    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, size), min(y + h, size)
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, width), min(y + h, height)
     inside = (x0, y0, x1, y1) == (x, y, x + w, y + h)
     full = mask if inside else mask[y0 - y : y1 - y, x0 - x : x1 - x]  # the part in the frame
     full_area = pixels if inside else int(np.count_nonzero(full))
@@ -131,7 +131,7 @@ def object_geometry(ids: np.ndarray, own: int, x: int, y: int, mask: np.ndarray,
     if area < full_area:  # something hides part of it (what is seen is always part of its mask)
         behind = np.bincount(ids[y0:y1, x0:x1][full], minlength=own + 1)  # what is seen where it is
         behind[own] = 0
-        geometry.update(box=list(visible_box), hidden_by=np.flatnonzero(behind).tolist(), full_mask=rle_encode(full, size, x0, y0))
+        geometry.update(box=list(visible_box), hidden_by=np.flatnonzero(behind).tolist(), full_mask=rle_encode(full, ids.shape, x0, y0))
     return geometry
 
 

@@ -19,9 +19,10 @@ ASSET_KINDS = ("bg", "bg_depth", "fg", "fg_mask")
 
 
 def write_assets(out: Path, assets: Assets, config: GenerateConfig) -> None:
-    """assets/bg/*.jpg, assets/bg_depth/*.png (16-bit), assets/fg/*.png, assets/fg_mask/*.png, durably."""
+    """assets/bg/*.jpg, assets/bg_depth/*.png (16-bit), assets/fg/*.png, assets/fg_mask/*.png
+    (and assets/distractor/*.png with --distractors), durably."""
     n_bg, n_fg = len(assets.bg), len(assets.fg)
-    prior = ground_plane_prior(config.size, config.horizon)
+    prior = ground_plane_prior(config.frame, config.horizon)
     for kind in ASSET_KINDS:
         make_dirs(Path(out) / ASSETS_DIR / kind)
     for path, bg in zip(asset_paths(out, "bg", n_bg), assets.bg):
@@ -33,3 +34,7 @@ def write_assets(out: Path, assets: Assets, config: GenerateConfig) -> None:
         atomic_write_bytes(path, codecs.encode_png(fg))
     for path, fg in zip(asset_paths(out, "fg_mask", n_fg), assets.fg):
         atomic_write_bytes(path, codecs.encode_png_gray(fg_mask(fg)))
+    if assets.distractors:
+        make_dirs(Path(out) / ASSETS_DIR / "distractor")
+        for path, cutout in zip(asset_paths(out, "distractor", len(assets.distractors)), assets.distractors):
+            atomic_write_bytes(path, codecs.encode_png(cutout))

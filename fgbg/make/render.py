@@ -11,23 +11,30 @@ one whole shard: the function ``generate`` maps over the shards.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
+import cv2
 import numpy as np
 
 from fgbg import codecs
 from fgbg.make.compose import (
     VISIBLE_TRIES,
+    Footprint,
     Placement,
     blend_premultiplied,
+    depth_at,
     hide,
     paste_mask,
+    sample_free_perspective_placement,
+    sample_free_placement,
     sample_perspective_placement,
     sample_placement,
     sample_rng,
+    scaled_size,
     visible_fraction,
 )
 from fgbg.config import GenerateConfig
@@ -40,6 +47,7 @@ from fgbg.make.categories import store_categories
 from fgbg.make.occlusion import Layer, without_masks
 from fgbg.make.scene import Scene, compose_scene, encode_scene, layered_scene
 from fgbg.make.sprites import Sprite, SpriteCache
+from fgbg.make.variety import draw_rotation, overlap
 from fgbg.store.plan import Plan, SampleRef, Shard
 from fgbg.store.identity import PRIOR_ORIGIN as PRIOR, STATE_JSON
 from fgbg.store.layout import DATASET_JSON, WORK_DIR, asset_paths
@@ -61,6 +69,7 @@ class Prepared:
     bg: tuple[bytes, ...]  # assets/bg/*.jpg
     bg_depth: tuple[bytes, ...]  # assets/bg_depth/*.png, 16-bit inverse depth
     fg: tuple[bytes, ...]  # assets/fg/*.png, RGBA
+    distractor: tuple[bytes, ...] = ()  # assets/distractor/*.png, RGBA (--distractors)
 
     @classmethod
     def from_store(cls, store: Path) -> "Prepared":
@@ -73,7 +82,11 @@ class Prepared:
             state = json.loads((Path(store) / DATASET_JSON).read_text())
             state["depth_scales"] = state["depth"].get("depth_scales")
         n_bg, n_fg = len(state["sources"]["bg"]), len(state["sources"]["fg"])
-        return cls(state, _read_assets(store, "bg", n_bg), _read_assets(store, "bg_depth", n_bg), _read_assets(store, "fg", n_fg))
+        n_distractors = len(state["sources"].get("distractor", []))
+        return cls(
+            state, _read_assets(store, "bg", n_bg), _read_assets(store, "bg_depth", n_bg), _read_assets(store, "fg", n_fg),
+            _read_assets(store, "distractor", n_distractors),
+        )  # fmt: skip
 
 
 def _read_assets(store: Path, kind: str, n: int) -> tuple[bytes, ...]:
@@ -99,19 +112,25 @@ class Candidate(NamedTuple):
     value: float  # its layer's inverse depth: the bg's at its foot, in [0, 1]
     seen: float  # fraction of its mask the bg leaves visible
     area: int  # pixels of its mask the bg leaves visible
-    layer: Layer  # its pixels the bg leaves visible, at its depth
+    layer: Layer  # its pixels the bg leaves visible, at its depth (the in-frame part)
+    in_frame: float = 1.0  # fraction of its mask inside the frame (below 1 only with --truncate)
 
     @property
     def mask(self) -> np.ndarray:
         return self.sprite.mask
+
+    @property
+    def framed(self) -> int:
+        """Pixels of its mask inside the frame."""
+        return self.sprite.pixels if self.in_frame == 1.0 else round(self.sprite.pixels * self.in_frame)
 
 
 class OneObject(NamedTuple):
     """A single-object composite (:meth:`Renderer.compose`)."""
 
     p: Placement
-    fg_bg: np.ndarray  # uint8 (S, S, 3)
-    mask: np.ndarray  # uint8 (S, S) in {0, 255}: the visible fg
+    fg_bg: np.ndarray  # uint8 (H, W, 3)
+    mask: np.ndarray  # uint8 (H, W) in {0, 255}: the visible fg
     visible: float | None  # visible fraction, or None where the bg has no real depth
 
     @property
@@ -122,8 +141,8 @@ class OneObject(NamedTuple):
 @dataclass
 class Renderer:
     config: GenerateConfig
-    bg: list[np.ndarray]  # uint8 (S, S, 3), decoded from assets/bg (what training sees)
-    bg_depth: list[np.ndarray]  # float32 (S, S) in [0, 1]
+    bg: list[np.ndarray]  # uint8 (H, W, 3), decoded from assets/bg (what training sees)
+    bg_depth: list[np.ndarray]  # float32 (H, W) in [0, 1]
     ground_top: list[int]  # first row a foot may stand on, per bg
     fg: list[np.ndarray]  # uint8 (h, w, 4)
     bg_files: list[str]
@@ -132,13 +151,16 @@ class Renderer:
     depth_scales: list[tuple[float, float]] | None = None  # (lo, hi) of raw network depth, per bg
     occluding: list[bool] | None = None  # per bg: a real depth map, so nearer bg pixels hide the fg (None: none)
     fg_categories: list[int] | None = None  # category id of every fg (None: one category)
+    distractors: list[np.ndarray] = dataclasses.field(default_factory=list)  # uint8 (h, w, 4) cut-outs in no mask (--distractors)
+    distractor_files: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.bg_depth_q = [quantize_depth(d, self.config.depth_bits) for d in self.bg_depth]
         self.occluding = self.occluding or [False] * len(self.bg)
         self.fg_categories = self.fg_categories or [1] * len(self.fg)
         self.feet = [self.standable_feet(d) if o else None for d, o in zip(self.bg_depth, self.occluding)]
-        self.sprites = SpriteCache(self.fg)  # the fgs at the sizes they were last drawn
+        self.pasteable = self.fg + self.distractors  # sprite index i: fg i, then distractor i - len(fg)
+        self.sprites = SpriteCache(self.pasteable)  # the fgs at the sizes they were last drawn
 
     @classmethod
     def from_store(cls, store: Path, threads: int = 1) -> "Renderer":
@@ -166,6 +188,8 @@ class Renderer:
             depth_scales=[tuple(r) for r in state["depth_scales"]] if estimator else None,
             occluding=[s["depth"] != PRIOR for s in state["sources"]["bg"]],
             fg_categories=store_categories(state).of_fg,
+            distractors=[codecs.decode_png(data) for data in prepared.distractor],
+            distractor_files=[s["file"] for s in state["sources"].get("distractor", [])],
         )
 
     def standable_feet(self, depth: np.ndarray) -> np.ndarray | None:
@@ -177,14 +201,22 @@ class Renderer:
         feet = np.flatnonzero(standable(depth))
         return feet if len(feet) else None
 
-    def draw(self, bg: int, fg: int, rng: np.random.Generator) -> Placement:
-        """One placement of fg ``fg`` on bg ``bg``, drawn from ``rng``."""
-        fg_hw = self.fg[fg].shape[:2]
+    def draw(self, bg: int, fg: int, rng: np.random.Generator, flip: int = 0, angle: float = 0.0) -> Placement:
+        """One placement of fg ``fg`` (mirrored if ``flip``, turned by ``angle``) on bg ``bg``, drawn from ``rng``."""
+        fg_hw = self.pasteable[fg].shape[:2]
+        if self.config.varied:  # placed by its mask: turned, maybe partly out of the frame
+            footprint_at = lambda scale: self.footprint(fg, flip, scale, angle)
+            c = self.config
+            if c.perspective:
+                return sample_free_perspective_placement(
+                    rng, footprint_at, self.bg_depth[bg], c.scale_range(), self.ground_top[bg], self.feet[bg], c.truncate
+                )
+            return sample_free_placement(rng, footprint_at, self.bg_depth[bg].shape, c.scale_range(), c.truncate)
         if self.config.perspective:
             return sample_perspective_placement(
                 rng, fg_hw, self.bg_depth[bg], self.config.scale_range(), self.ground_top[bg], self.feet[bg]
             )
-        return sample_placement(rng, fg_hw, self.config.size, self.config.scale_range())
+        return sample_placement(rng, fg_hw, self.config.frame, self.config.scale_range())
 
     def place(self, ref: SampleRef) -> tuple[Placement, tuple[np.ndarray, np.ndarray, np.ndarray], float | None]:
         """The sample's placement, its placed fg (premultiplied, inverse alpha, visible mask; see
@@ -192,7 +224,7 @@ class Renderer:
 
         Depends only on (seed, key) and the assets (see :meth:`first_object`).
         """
-        rng = sample_rng(self.config.seed, ref.key)
+        rng = sample_rng(self.config.seed, ref.layout_key)
         if not self.redraws(ref.bg):  # one draw, as stores without real depth always had
             p = self.draw(ref.bg, ref.fg, rng)
             sprite = self.sprite(ref.fg, ref.flip, p.w, p.h)
@@ -200,28 +232,57 @@ class Renderer:
         o = self.first_object(ref, rng)
         return o.p, hide(*o.sprite.colour(), o.mask, o.hidden), o.seen if self.occluding[ref.bg] else None
 
+    def footprint(self, fg: int, flip: int, scale: float, angle: float) -> Footprint:
+        """The sized and turned fg's canvas, mask box and foot (:class:`Footprint`), from its sprite."""
+        sprite = self.sprites.get(fg, flip, *scaled_size(self.pasteable[fg].shape[:2], scale), angle)
+        return Footprint(sprite.mask.shape, sprite.box, sprite.foot())
+
+    def draw_angle(self, rng: np.random.Generator) -> float:
+        """An object's angle in degrees: drawn from ``rng`` with --rotate, else 0 (no draw)."""
+        return draw_rotation(rng, self.config.rotate_min, self.config.rotate_max) if self.config.rotates else 0.0
+
     def redraws(self, bg: int) -> bool:
         """Whether a draw on bg ``bg`` may fall short of a bar and be redrawn: the bg has real depth
-        (it may hide the fg), or --min-area is set."""
-        return self.occluding[bg] or self.config.min_area > 0
+        (it may hide the fg), or --min-area or --truncate is set."""
+        return self.occluding[bg] or self.config.min_area > 0 or self.config.truncate > 0
+
+    def in_frame_enough(self, o: "Candidate") -> bool:
+        """Whether no more than --truncate of the object's mask lies outside the frame."""
+        return o.in_frame >= 1.0 - self.config.truncate
 
     def first_object(self, ref: SampleRef, rng: np.random.Generator) -> "Candidate":
         """The key's fg placed: drawn from ``rng`` until its visible fraction reaches ``min_visible`` and its
         visible area ``min_area``, where the bg can hide it or --min-area is set (else one draw); after
-        VISIBLE_TRIES draws the most visible one (the first of equals) is kept, below the bar."""
+        VISIBLE_TRIES draws the most visible one (the first of equals) is kept, below the bar.
+
+        With --rotate its angle is drawn first, once; with --truncate a draw must also keep enough
+        of it in the frame: where none of the draws does, the most visible is moved into the frame."""
+        angle = self.draw_angle(rng)
         if not self.redraws(ref.bg):
-            return self.candidate(ref.bg, ref.fg, ref.flip, self.draw(ref.bg, ref.fg, rng))
+            return self.candidate(ref.bg, ref.fg, ref.flip, self.draw(ref.bg, ref.fg, rng, ref.flip, angle), angle)
         best = None  # draws are tested on their masks: only the kept one's colours are resized
         for _ in range(VISIBLE_TRIES):
-            o = self.candidate(ref.bg, ref.fg, ref.flip, self.draw(ref.bg, ref.fg, rng))
-            if best is None or o.seen > best.seen:
+            o = self.candidate(ref.bg, ref.fg, ref.flip, self.draw(ref.bg, ref.fg, rng, ref.flip, angle), angle)
+            if best is None or (self.in_frame_enough(o), o.seen) > (self.in_frame_enough(best), best.seen):
                 best = o
-            if o.seen >= self.config.min_visible and o.area >= self.config.min_area:
+            if o.seen >= self.config.min_visible and o.area >= self.config.min_area and self.in_frame_enough(o):
                 break
+        if not self.in_frame_enough(best):
+            best = self.candidate(ref.bg, ref.fg, ref.flip, self.into_frame(best), angle)
         return best
 
-    def candidate(self, bg: int, fg: int, flip: int, p: Placement) -> "Candidate":
+    def into_frame(self, o: "Candidate") -> Placement:
+        """``o``'s placement moved the least so that its mask's box lies in the frame (as far as it fits)."""
+        height, width = self.bg_depth[0].shape
+        bx, by, bw, bh = o.sprite.box
+        x = min(max(o.p.x, -bx), max(width - bx - bw, -bx))
+        y = min(max(o.p.y, -by), max(height - by - bh, -by))
+        return o.p._replace(x=x, y=y)
+
+    def candidate(self, bg: int, fg: int, flip: int, p: Placement, angle: float = 0.0) -> "Candidate":
         """Fg ``fg`` (mirrored if ``flip``) drawn at ``p`` on bg ``bg``: sized, masked, and cut where the bg is nearer."""
+        if self.config.varied:
+            return self.free_candidate(bg, fg, flip, p, angle)
         sprite = self.sprite(fg, flip, p.w, p.h)
         fx, fy = p.foot
         value = float(self.bg_depth[bg][fy, fx])
@@ -231,6 +292,27 @@ class Renderer:
         hidden, seen = self.hidden(bg, p, sprite.mask)
         shown = sprite.shown & ~hidden
         return Candidate(fg, flip, p, sprite, hidden, value, seen, int(np.count_nonzero(shown)), Layer(p.x, p.y, shown, value))
+
+    def free_candidate(self, bg: int, fg: int, flip: int, p: Placement, angle: float) -> "Candidate":
+        """:meth:`candidate` of a turned or truncated fg: its sprite turned by ``angle``, its layer the
+        in-frame part of its mask, its depth read at its foot (at the nearest frame pixel where the foot is out)."""
+        sprite = self.sprites.get(fg, flip, *scaled_size(self.pasteable[fg].shape[:2], p.scale), angle)
+        depth = self.bg_depth[bg]
+        value = float(depth_at(depth, p.foot))
+        hidden = np.zeros(sprite.mask.shape, bool)
+        region = overlap(depth.shape, sprite.mask.shape, p.x, p.y)
+        if region is None:  # wholly out of the frame: nothing seen
+            empty = Layer(0, 0, np.zeros((0, 0), bool), value)
+            return Candidate(fg, flip, p, sprite, hidden, value, 0.0, 0, empty, 0.0)
+        frame, part = region
+        inside = sprite.shown[part]
+        if self.occluding[bg]:
+            hidden[part] = nearer_than_layer(depth[frame], value) & inside
+        shown = inside & ~hidden[part]
+        in_frame, area = int(np.count_nonzero(inside)), int(np.count_nonzero(shown))
+        seen = area / in_frame if in_frame else 0.0
+        layer = Layer(frame[1].start, frame[0].start, shown, value)
+        return Candidate(fg, flip, p, sprite, hidden, value, seen, area, layer, in_frame / sprite.pixels if sprite.pixels else 0.0)
 
     def sprite(self, fg: int, flip: int, w: int, h: int) -> Sprite:
         """The fg (mirrored if ``flip``) at (w, h): its mask, its colours when asked (:mod:`fgbg.make.sprites`)."""
@@ -247,11 +329,11 @@ class Renderer:
         return hidden, visible_fraction(mask, np.where(hidden, np.uint8(0), mask))
 
     def compose(self, ref: SampleRef) -> tuple[Placement, np.ndarray, np.ndarray, float | None]:
-        """(placement, fg_bg uint8 (S, S, 3), mask uint8 (S, S) in {0, 255} of the visible fg,
+        """(placement, fg_bg uint8 (H, W, 3), mask uint8 (H, W) in {0, 255} of the visible fg,
         visible fraction or None where the bg has no real depth)."""
         p, (premultiplied, inverse_alpha, mask), visible = self.place(ref)
         fg_bg = blend_premultiplied(self.bg[ref.bg], premultiplied, inverse_alpha, p.x, p.y)
-        return p, fg_bg, paste_mask(mask, p.x, p.y, self.config.size), visible
+        return p, fg_bg, paste_mask(mask, p.x, p.y, self.config.frame), visible
 
     def layered(self, ref: SampleRef, p: Placement, mask: np.ndarray) -> tuple[np.ndarray, int]:
         """Quantised depth by the layered rule (the visible ``mask`` pixels take the fg's foot value), and that value."""
@@ -265,7 +347,7 @@ class Renderer:
 
     def estimated(self, ref: SampleRef, mask: np.ndarray, raw: np.ndarray) -> tuple[np.ndarray, int, int]:
         """One sample's network depth from the estimator's raw map (h, w) at the network's size:
-        the quantised map (S, S), the fg's (median) value and the pixels clipped to the store's scale."""
+        the quantised map (H, W), the fg's (median) value and the pixels clipped to the store's scale."""
         m = self.estimator.to_map(raw, mask.shape)
         lo, hi = image_range(m) if self.config.depth_norm == "image" else self.depth_scales[ref.bg]
         scaled, clipped = apply_scale(m, lo, hi)
@@ -367,6 +449,7 @@ def worker_renderer(prepared: Prepared, threads: int, estimator: Estimator | Non
     """This process's renderer of ``prepared``: decoded (and its network loaded) once, on the first task."""
     global _renderer
     if _renderer is None or _renderer[0] is not prepared:
+        cv2.setNumThreads(1)  # workers are processes already: OpenCV's threads only cost on sprites this small (x2.7 on a turn)
         _renderer = (prepared, Renderer.from_prepared(prepared, threads, estimator))
     return _renderer[1]
 

@@ -23,12 +23,14 @@ from PIL import Image
 
 from fgbg.make.assets import ALPHA_THRESHOLD
 from fgbg.make.compose import flip_fg, premultiplied_image, premultiply, resize_premultiplied
+from fgbg.make.variety import rotate_alpha, rotate_rgba
 from fgbg.masks import box
 
 # Bytes a sprite holds per pixel: mask (uint8) and shown (bool), then the resized RGBA (uint8 x 4)
 # once its colour is asked for. The premultiplied colour (12 bytes a pixel) is made at each paste
 # of a resized fg: 0.1 ms, a third of a resize, and a cache of the same bytes holds 2.3x the sprites.
 SPRITE_BYTES_PER_PIXEL = 2 + 4
+TURNED_KEPT = 16  # turned sprites kept: a sample's objects and distractors, between their draw and their paste
 CACHE_BYTES = 96 << 20  # per renderer (one per worker process): ~2,500 sprites of 80 x 80
 
 
@@ -76,43 +78,70 @@ def placed_mask(fg: np.ndarray, flip: int, w: int, h: int) -> np.ndarray:
 
 
 class Sprite:
-    """An fg at its placed size: its mask, and its colour once asked for (:meth:`colour`)."""
+    """An fg at its placed size, turned by ``angle`` degrees (``--rotate``): its mask, and its colour
+    once asked for (:meth:`colour`, :meth:`rgba`). A turned sprite is the resized fg turned on a
+    canvas that holds it (:func:`fgbg.make.variety.rotate_rgba`); its mask is the turned alpha >= 128."""
 
-    __slots__ = ("source", "mask", "shown", "pixels", "box", "_rgba")
+    __slots__ = ("source", "size", "angle", "upright", "mask", "shown", "pixels", "box", "_rgba")
 
-    def __init__(self, source: Source, w: int, h: int) -> None:
+    def __init__(self, source: Source, w: int, h: int, angle: float = 0.0, upright: "Sprite | None" = None) -> None:
         self.source = source
-        self.mask = mask_of(source.alpha(w, h))  # uint8 (h, w) in {0, 255}
-        self.shown = self.mask > 0  # bool (h, w)
+        self.size, self.angle = (w, h), angle  # the fg's resized (w, h), before turning
+        self.upright = upright  # the same fg unturned, whose resized colour a turned sprite reuses
+        # the alpha resized alone equals the whole resize's (module docstring): take whichever is made
+        alpha = upright._rgba[..., 3] if upright is not None and upright._rgba is not None else source.alpha(w, h)
+        self.mask = mask_of(rotate_alpha(alpha, angle) if angle else alpha)  # uint8 (h', w') in {0, 255}
+        self.shown = self.mask > 0  # bool (h', w')
         self.pixels = int(np.count_nonzero(self.shown))
         self.box = box(self.shown)  # [x, y, w, h] of the mask within the sprite
         self._rgba: np.ndarray | None = None
 
+    def rgba(self) -> np.ndarray:
+        """uint8 (h', w', 4) straight RGBA: the sized (and turned) fg, made once; never written to."""
+        if self._rgba is None:
+            sized = self.source.sized(*self.size) if self.upright is None else self.upright.rgba()
+            self._rgba = rotate_rgba(sized, self.angle)[0] if self.angle else sized
+        return self._rgba
+
+    def foot(self) -> tuple[int, int]:
+        """(x, y) in the sprite where it stands: the middle of the lowest row of its mask (of the
+        sprite's bottom row where the mask is empty)."""
+        h, w = self.mask.shape
+        if not self.pixels:
+            return w // 2, h - 1
+        bottom = self.box[1] + self.box[3] - 1
+        columns = np.flatnonzero(self.shown[bottom])
+        return int(columns[len(columns) // 2]), bottom
+
     def colour(self) -> tuple[np.ndarray, np.ndarray]:
         """The sized fg premultiplied and its inverse alpha (:func:`premultiply`); resized once, premultiplied
         at every paste (but at the fg's own size: then once, by its :class:`Source`)."""
-        h, w = self.mask.shape
-        if (h, w) == self.source.rgba.shape[:2]:
+        if not self.angle and self.mask.shape == self.source.rgba.shape[:2]:
             return self.source.colour()
-        if self._rgba is None:
-            self._rgba = self.source.sized(w, h)
-        return premultiply(self._rgba)
+        return premultiply(self.rgba())
 
 
 class SpriteCache:
-    """The most recently used sprites, keyed (fg, flip, w, h), up to ``limit`` bytes (least recent out first).
+    """The most recently used sprites, keyed (fg, flip, w, h, angle), up to ``limit`` bytes (least recent out first).
 
     Safe to share between the threads that compose samples (the labelling pipeline's)."""
 
     def __init__(self, fgs: list[np.ndarray], limit: int = CACHE_BYTES) -> None:
         self.sources = [(Source(fg), Source(flip_fg(fg))) for fg in fgs]
         self.limit, self.used = limit, 0
-        self.sprites: OrderedDict[tuple[int, int, int, int], Sprite] = OrderedDict()
+        self.sprites: OrderedDict[tuple[int, int, int, int, float], Sprite] = OrderedDict()
+        self.turned: OrderedDict[tuple[int, int, int, int, float], Sprite] = OrderedDict()  # the last few turned sprites
         self._lock = threading.Lock()
 
-    def get(self, fg: int, flip: int, w: int, h: int) -> Sprite:
-        """Fg ``fg`` (mirrored if ``flip``) at (w, h)."""
-        key = (fg, flip, w, h)
+    def get(self, fg: int, flip: int, w: int, h: int, angle: float = 0.0) -> Sprite:
+        """Fg ``fg`` (mirrored if ``flip``) at (w, h), turned by ``angle`` degrees.
+
+        A turned sprite is made from the cached upright one (its resize reused) and kept only among
+        the few most recent turned ones (a drawn angle is rarely drawn again: it would crowd out the
+        upright sprites, which are)."""
+        if angle:
+            return self._turned(fg, flip, w, h, angle)
+        key = (fg, flip, w, h, 0.0)
         with self._lock:
             sprite = self.sprites.get(key)
             if sprite is not None:
@@ -122,8 +151,20 @@ class SpriteCache:
         with self._lock:
             sprite = self.sprites.setdefault(key, made)
             if sprite is made:
-                self.used += w * h * SPRITE_BYTES_PER_PIXEL
+                self.used += made.mask.size * SPRITE_BYTES_PER_PIXEL
                 while self.used > self.limit and len(self.sprites) > 1:
-                    (_, _, old_w, old_h), _ = self.sprites.popitem(last=False)
-                    self.used -= old_w * old_h * SPRITE_BYTES_PER_PIXEL
+                    _, old = self.sprites.popitem(last=False)
+                    self.used -= old.mask.size * SPRITE_BYTES_PER_PIXEL
             return sprite
+
+    def _turned(self, fg: int, flip: int, w: int, h: int, angle: float) -> Sprite:
+        key = (fg, flip, w, h, angle)
+        with self._lock:
+            sprite = self.turned.get(key)
+        if sprite is None:
+            sprite = Sprite(self.sources[fg][flip], w, h, angle, upright=self.get(fg, flip, w, h))
+            with self._lock:
+                sprite = self.turned.setdefault(key, sprite)
+                while len(self.turned) > TURNED_KEPT:
+                    self.turned.popitem(last=False)
+        return sprite

@@ -62,6 +62,22 @@ def rotate_rgba(rgba: np.ndarray, degrees: float) -> tuple[np.ndarray, tuple[int
     return turned, ((w - turned.shape[1]) // 2, (h - turned.shape[0]) // 2)
 
 
+def rotate_alpha(alpha: np.ndarray, degrees: float) -> np.ndarray:
+    """uint8 (h2, w2): the alpha of ``rotate_rgba(rgba, degrees)`` from the alpha plane alone
+    (the warp treats every channel alike), so a rotated object's mask is known before its colour.
+
+    >>> rotate_alpha(np.full((2, 4), 255, np.uint8), 90).shape
+    (4, 2)
+    """
+    h, w = alpha.shape
+    angle = float(degrees) % 360.0
+    if angle % 90 == 0:
+        return alpha if angle == 0 else np.ascontiguousarray(np.rot90(alpha, int(angle // 90)))
+    matrix, canvas = _inverse_rotation(w, h, angle)
+    warped = cv2.warpAffine(alpha.astype(np.float32), matrix, canvas, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return cv2.convertScaleAbs(warped)
+
+
 def _inverse_rotation(w: int, h: int, angle: float) -> tuple[np.ndarray, tuple[int, int]]:
     """(cv2 matrix from canvas pixel to sprite pixel (2, 3) float64, canvas (w2, h2)).
 
@@ -160,7 +176,7 @@ def draw_blend_params(mode: str, rng: np.random.Generator) -> dict:
 
 def hard_paste(bg_rgb: np.ndarray, sprite_rgba: np.ndarray, x: int, y: int) -> np.ndarray:
     """fgbg's alpha paste (``fgbg.make.compose.alpha_blend``) of the sprite's in-frame part."""
-    region = _overlap(bg_rgb.shape, sprite_rgba.shape, x, y)
+    region = overlap(bg_rgb.shape, sprite_rgba.shape, x, y)
     if region is None:
         return bg_rgb.copy()
     frame, sprite = region
@@ -248,7 +264,7 @@ def _pad(rgba: np.ndarray, reach: int) -> np.ndarray:
     return np.pad(rgba, ((reach, reach), (reach, reach), (0, 0)))
 
 
-def _overlap(frame_shape: tuple, sprite_shape: tuple, x: int, y: int) -> tuple[tuple, tuple] | None:
+def overlap(frame_shape: tuple, sprite_shape: tuple, x: int, y: int) -> tuple[tuple, tuple] | None:
     """(frame slices, sprite slices) of the part of a sprite at (x, y) inside the frame, or None."""
     height, width = frame_shape[:2]
     h, w = sprite_shape[:2]
@@ -261,7 +277,7 @@ def _overlap(frame_shape: tuple, sprite_shape: tuple, x: int, y: int) -> tuple[t
 def _paste_premultiplied(bg_rgb: np.ndarray, layer: np.ndarray, x: int, y: int) -> np.ndarray:
     """``colour + (1 - alpha/255) * bg`` rounded, for a float32 (h, w, 4) premultiplied layer at (x, y)."""
     out = bg_rgb.copy()
-    region = _overlap(out.shape, layer.shape, x, y)
+    region = overlap(out.shape, layer.shape, x, y)
     if region is None:
         return out
     frame, sprite = region
@@ -276,11 +292,13 @@ def _paste_premultiplied(bg_rgb: np.ndarray, layer: np.ndarray, x: int, y: int) 
 
 
 def jitter_light(rgba: np.ndarray, brightness: float, contrast: float, saturation: float, hue: float) -> np.ndarray:
-    """The sprite's colour re-lit, in this order (each step clipped to [0, 255], as torchvision's
-    ColorJitter): brightness scales RGB; contrast scales the distance from the object's mean
-    grey; saturation scales the distance from each pixel's grey (ITU-R 601 luma, ``cv2.COLOR_RGB2GRAY``); hue turns
-    the HSV hue by ``hue`` degrees. Factors of 1 and a hue that is a multiple of 360 change
-    nothing; alpha is never touched.
+    """The sprite's colour re-lit, in this order: brightness scales RGB; contrast scales the distance
+    from the object's mean grey; saturation scales the distance from each pixel's grey (ITU-R 601
+    luma, ``cv2.COLOR_RGB2GRAY``); hue turns the HSV hue by ``hue`` degrees. The three linear steps
+    are one colour matrix (``cv2.transform``, clipped to [0, 255] once, where torchvision's
+    ColorJitter clips after each: the same wherever no step leaves the range); each alone matches
+    PIL's ImageEnhance (tested). Factors of 1 and a hue that is a multiple of 360 change nothing;
+    alpha is never touched.
 
     Args:
         rgba: uint8 (h, w, 4) straight RGBA.
@@ -297,22 +315,35 @@ def jitter_light(rgba: np.ndarray, brightness: float, contrast: float, saturatio
     hue = float(hue) % 360.0
     if brightness == contrast == saturation == 1 and hue == 0:
         return rgba
-    rgb = _colour(rgba).astype(np.float32)
-    if brightness != 1:
-        rgb = np.clip(rgb * brightness, 0, 255)
-    if contrast != 1:
-        weights = rgba[..., 3].astype(np.float32)
-        grey = float((cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) * weights).sum() / max(weights.sum(), 1))
-        rgb = np.clip(rgb * contrast + (1 - contrast) * grey, 0, 255)
-    if saturation != 1:
-        grey = cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
-        rgb = np.clip(cv2.addWeighted(rgb, saturation, grey, 1 - saturation, 0), 0, 255)
+    colour = _colour(rgba)
+    rgb = colour.astype(np.float32)
+    if (brightness, contrast, saturation) != (1, 1, 1):
+        rgb = cv2.transform(rgb, light_matrix(colour, rgba[..., 3], brightness, contrast, saturation))
+        rgb = np.clip(rgb, 0, 255, out=rgb)
     if hue:
-        turn, saturation_plane, value = cv2.split(cv2.cvtColor(rgb / 255, cv2.COLOR_RGB2HSV))  # float: turn in degrees [0, 360)
+        hsv = cv2.cvtColor(rgb * np.float32(1 / 255), cv2.COLOR_RGB2HSV)  # float: hue in degrees [0, 360)
+        turn = hsv[..., 0]
         turn += hue
         turn[turn >= 360] -= 360
-        rgb = cv2.cvtColor(cv2.merge([turn, saturation_plane, value]), cv2.COLOR_HSV2RGB) * 255
-    return _with_colour(rgba, rgb)
+        rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * np.float32(255)
+    return cv2.merge([*cv2.split(cv2.convertScaleAbs(rgb)), rgba[..., 3]])  # rounded, clipped to [0, 255]
+
+
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, as cv2.COLOR_RGB2GRAY
+
+
+def light_matrix(colour: np.ndarray, alpha: np.ndarray, brightness: float, contrast: float, saturation: float) -> np.ndarray:
+    """float32 (3, 4): brightness, then contrast about the object's mean grey (weighted by ``alpha``),
+    then saturation about each pixel's grey, as one affine map of RGB for ``cv2.transform``.
+
+    Saturation keeps a grey pixel grey (its rows sum to 1), so the contrast's offset passes through it.
+    """
+    weights = alpha.astype(np.float32)
+    grey = float((cv2.cvtColor(colour, cv2.COLOR_RGB2GRAY) * weights).sum() / max(weights.sum(), 1)) if contrast != 1 else 0.0
+    saturate = saturation * np.eye(3, dtype=np.float32) + (1 - saturation) * np.outer(np.ones(3, np.float32), LUMA)
+    linear = saturate * (contrast * brightness)
+    offset = np.full((3, 1), (1 - contrast) * brightness * grey, np.float32)
+    return np.hstack([linear, offset]).astype(np.float32)
 
 
 def draw_light(rng: np.random.Generator, jitter: float) -> dict:
@@ -344,7 +375,7 @@ def harmonize(rgba: np.ndarray, bg_rgb: np.ndarray, x: int, y: int, fraction: fl
     Returns:
         uint8 (h, w, 4): a new array, or ``rgba`` itself when nothing would change.
     """
-    region = _overlap(bg_rgb.shape, rgba.shape, x, y)
+    region = overlap(bg_rgb.shape, rgba.shape, x, y)
     mask = (rgba[..., 3] >= ALPHA_THRESHOLD).astype(np.uint8)
     if fraction == 0 or region is None or not mask.any():
         return rgba

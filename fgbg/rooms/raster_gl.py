@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from fgbg.errors import UserError
-from fgbg.rooms.scene import LIGHT_FALLOFF_M, Cylinder, Material, Scene, planar_uv
+from fgbg.rooms.scene import LIGHT_FALLOFF_M, Cylinder, Material, Scene, frame_hw, half_extents, planar_uv
 
 NAME = "egl"
 NEAR_M, FAR_M = 0.05, 50.0
@@ -169,17 +169,19 @@ def scene_vertices(scene: Scene) -> np.ndarray:
     return facing_normals(np.concatenate(parts)).astype(np.float32)
 
 
-def view_projection(scene: Scene) -> np.ndarray:
-    """float64 (4, 4): world -> clip space (OpenGL conventions, the camera looking down -z)."""
+def view_projection(scene: Scene, frame: int | tuple[int, int] = 1) -> np.ndarray:
+    """float64 (4, 4): world -> clip space (OpenGL conventions, the camera looking down -z) of an
+    image of ``frame`` (H, W) (or S: S x S), the camera's ``fov`` spanning its shorter side."""
     cam = scene.camera
     forward, right, up = cam.basis()
     view = np.eye(4)
     view[:3, :3] = np.stack([right, up, -forward])
     view[:3, 3] = -view[:3, :3] @ np.asarray(cam.position)
     f = 1.0 / math.tan(cam.fov / 2)
+    reach_x, reach_y = half_extents(frame)
     proj = np.array([
-        [f, 0, 0, 0],
-        [0, f, 0, 0],
+        [f / reach_x, 0, 0, 0],
+        [0, f / reach_y, 0, 0],
         [0, 0, -(FAR_M + NEAR_M) / (FAR_M - NEAR_M), -2 * FAR_M * NEAR_M / (FAR_M - NEAR_M)],
         [0, 0, -1, 0],
     ])  # fmt: skip
@@ -214,19 +216,20 @@ def egl_context():
 
 
 class EGLRenderer:
-    """Renders scenes at ``size`` x ``size`` into an off-screen framebuffer.
+    """Renders scenes at ``frame`` (H, W) into an off-screen framebuffer.
 
     Args:
-        size: the side of the square image in pixels.
+        frame: (H, W) of the images in pixels, or S for S x S.
         bank: uint8 (N, T, T, 3), the set's texture layers (uploaded once, mip-mapped, repeating).
     """
 
     name = NAME
 
-    def __init__(self, size: int, bank: np.ndarray):
+    def __init__(self, frame: int | tuple[int, int], bank: np.ndarray):
         import moderngl
 
-        self.size = size
+        self.frame = frame_hw(frame)
+        height, width = self.frame
         self.ctx = egl_context()
         self.detail = f"{self.ctx.info['GL_RENDERER']} (OpenGL {self.ctx.info['GL_VERSION']})"
         self.program = self.ctx.program(vertex_shader=VERTEX_SHADER, fragment_shader=FRAGMENT_SHADER)
@@ -236,13 +239,13 @@ class EGLRenderer:
         self.bank.filter = (moderngl.LINEAR_MIPMAP_LINEAR, moderngl.LINEAR)
         self.bank.repeat_x = self.bank.repeat_y = True
         self.fbo = self.ctx.framebuffer(
-            color_attachments=[self.ctx.renderbuffer((size, size), 4)], depth_attachment=self.ctx.depth_renderbuffer((size, size))
+            color_attachments=[self.ctx.renderbuffer((width, height), 4)], depth_attachment=self.ctx.depth_renderbuffer((width, height))
         )
         self.vbo = self.ctx.buffer(reserve=1 << 16, dynamic=True)
         self.vao = self.ctx.vertex_array(self.program, [(self.vbo, *ATTRIBUTES)])
 
     def render(self, scene: Scene) -> tuple[np.ndarray, np.ndarray]:
-        """(uint8 (S, S, 3) RGB, float32 (S, S) planar depth in metres), rows from the top."""
+        """(uint8 (H, W, 3) RGB, float32 (H, W) planar depth in metres), rows from the top."""
         verts = scene_vertices(scene)
         if verts.nbytes > self.vbo.size:
             self.vbo.orphan(verts.nbytes * 2)
@@ -256,13 +259,13 @@ class EGLRenderer:
         self.fbo.clear(0.0, 0.0, 0.0, 1.0, depth=1.0)
         self.bank.use(0)
         self.vao.render(vertices=len(verts))
-        s = self.size
-        rgb = np.frombuffer(self.fbo.read(components=3), np.uint8).reshape(s, s, 3)[::-1]
-        depth = np.frombuffer(self.fbo.read(components=1, attachment=-1, dtype="f4"), np.float32).reshape(s, s)[::-1]
+        height, width = self.frame
+        rgb = np.frombuffer(self.fbo.read(components=3), np.uint8).reshape(height, width, 3)[::-1]
+        depth = np.frombuffer(self.fbo.read(components=1, attachment=-1, dtype="f4"), np.float32).reshape(height, width)[::-1]
         return np.ascontiguousarray(rgb), window_depth_to_metres(depth)
 
     def _set_uniforms(self, scene: Scene) -> None:
-        self.program["mvp"].write(view_projection(scene).T.astype("f4").tobytes())
+        self.program["mvp"].write(view_projection(scene, self.frame).T.astype("f4").tobytes())
         self.program["ambient"].value = scene.ambient
         if "n_lights" in self.program:
             self.program["n_lights"].value = len(scene.lights)

@@ -11,20 +11,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from fgbg.rooms.scene import LIGHT_FALLOFF_M, Camera, Material, Scene, planar_uv
+from fgbg.rooms.scene import LIGHT_FALLOFF_M, Camera, Material, Scene, frame_hw, half_extents, planar_uv
 
 NAME = "numpy"
 EPS = 1e-9
 
 
-def pixel_rays(camera: Camera, size: int) -> np.ndarray:
-    """float64 (S * S, 3) ray directions through the pixel centres, row by row from the top, scaled
-    so that their component along the optical axis is 1: a hit at ray parameter t has planar depth t."""
+def pixel_rays(camera: Camera, frame: int | tuple[int, int]) -> np.ndarray:
+    """float64 (H * W, 3) ray directions through the pixel centres of a frame (H, W) (or S: S x S), row
+    by row from the top, scaled so that their component along the optical axis is 1: a hit at ray
+    parameter t has planar depth t. The camera's ``fov`` spans the shorter side."""
     forward, right, up = camera.basis()
     tan = np.tan(camera.fov / 2)
-    centres = (np.arange(size) + 0.5) * (2.0 / size) - 1.0  # -1 .. 1, left to right
-    xn = np.tile(centres, size)
-    yn = -np.repeat(centres, size)  # +1 at the top row
+    height, width = frame_hw(frame)
+    reach_x, reach_y = half_extents(frame)
+    xn = np.tile(((np.arange(width) + 0.5) * (2.0 / width) - 1.0) * reach_x, height)  # left to right
+    yn = -np.repeat(((np.arange(height) + 0.5) * (2.0 / height) - 1.0) * reach_y, width)  # + at the top row
     return forward + tan * (xn[:, None] * right + yn[:, None] * up)
 
 
@@ -82,7 +84,7 @@ def cast_room(hits: Hits, o: np.ndarray, d: np.ndarray, scene: Scene) -> None:
     hits.take(slice(None), np.ones(len(d), bool), t, normal, planar_uv(o + t[:, None] * d, axis), (layer, tint, tile))
 
 
-def screen_rays(corners: np.ndarray, camera: Camera, size: int) -> np.ndarray | slice:
+def screen_rays(corners: np.ndarray, camera: Camera, frame: int | tuple[int, int]) -> np.ndarray | slice:
     """The rays (an index into :func:`pixel_rays`) of the pixels that the bounding box of ``corners``
     (K, 3) can cover: its projection's pixel rectangle, one pixel wider; all rays (a slice) when a
     corner is not in front of the camera."""
@@ -92,13 +94,15 @@ def screen_rays(corners: np.ndarray, camera: Camera, size: int) -> np.ndarray | 
     if (z <= 1e-3).any():
         return slice(None)
     tan = np.tan(camera.fov / 2)
-    col = ((v @ right) / (z * tan) + 1) / 2 * size - 0.5
-    row = (1 - (v @ up) / (z * tan)) / 2 * size - 0.5
-    c0, c1 = max(int(np.floor(col.min())) - 1, 0), min(int(np.ceil(col.max())) + 2, size)
-    r0, r1 = max(int(np.floor(row.min())) - 1, 0), min(int(np.ceil(row.max())) + 2, size)
+    height, width = frame_hw(frame)
+    reach_x, reach_y = half_extents(frame)
+    col = ((v @ right) / (z * tan * reach_x) + 1) / 2 * width - 0.5
+    row = (1 - (v @ up) / (z * tan * reach_y)) / 2 * height - 0.5
+    c0, c1 = max(int(np.floor(col.min())) - 1, 0), min(int(np.ceil(col.max())) + 2, width)
+    r0, r1 = max(int(np.floor(row.min())) - 1, 0), min(int(np.ceil(row.max())) + 2, height)
     if c0 >= c1 or r0 >= r1:
         return np.zeros(0, np.int64)
-    return (np.arange(r0, r1)[:, None] * size + np.arange(c0, c1)[None, :]).ravel()
+    return (np.arange(r0, r1)[:, None] * width + np.arange(c0, c1)[None, :]).ravel()
 
 
 def box_corners(lo, hi) -> np.ndarray:
@@ -182,21 +186,21 @@ def sample_bilinear(bank: np.ndarray, layer: np.ndarray, uv: np.ndarray) -> np.n
 
 
 class RaycastRenderer:
-    """Renders scenes at ``size`` x ``size`` with numpy; same interface as the EGL renderer."""
+    """Renders scenes at ``frame`` (H, W) (or S: S x S) with numpy; same interface as the EGL renderer."""
 
     name = NAME
 
-    def __init__(self, size: int, bank: np.ndarray):
-        self.size, self.bank = size, bank
+    def __init__(self, frame: int | tuple[int, int], bank: np.ndarray):
+        self.frame, self.bank = frame_hw(frame), bank
         self.detail = f"numpy {np.__version__} ray casting"
 
     def render(self, scene: Scene) -> tuple[np.ndarray, np.ndarray]:
-        """(uint8 (S, S, 3) RGB, float32 (S, S) planar depth in metres)."""
+        """(uint8 (H, W, 3) RGB, float32 (H, W) planar depth in metres)."""
         o = np.asarray(scene.camera.position, dtype=np.float64)
-        d = pixel_rays(scene.camera, self.size)
+        d = pixel_rays(scene.camera, self.frame)
         hits = Hits(len(d))
         cast_room(hits, o, d, scene)
-        cam, s = scene.camera, self.size
+        cam, s = scene.camera, self.frame
         for box in scene.boxes:
             cast_box(hits, o, d, box.lo, box.hi, box.material, screen_rays(box_corners(box.lo, box.hi), cam, s))
         for cyl in scene.cylinders:
@@ -206,8 +210,8 @@ class RaycastRenderer:
         p = o + hits.t[:, None] * d
         colour = sample_bilinear(self.bank, hits.layer, hits.uv / hits.tile[:, None]) * hits.tint
         rgb = colour * shade(scene, p, hits.normal)[:, None]
-        rgb = np.rint(np.clip(rgb, 0, 1) * 255).astype(np.uint8).reshape(self.size, self.size, 3)
-        return rgb, hits.t.astype(np.float32).reshape(self.size, self.size)
+        rgb = np.rint(np.clip(rgb, 0, 1) * 255).astype(np.uint8).reshape(*self.frame, 3)
+        return rgb, hits.t.astype(np.float32).reshape(self.frame)
 
     def close(self) -> None:
         pass

@@ -85,9 +85,22 @@ class Camera:
         right = np.array([cy, 0.0, -sy])
         return forward, right, np.cross(forward, right)
 
-    def focal_px(self, size: int) -> float:
-        """The focal length in pixels of a ``size`` x ``size`` image."""
-        return size / 2 / math.tan(self.fov / 2)
+    def focal_px(self, frame: int | tuple[int, int]) -> float:
+        """The focal length in pixels of an image of ``frame`` (H, W) (or S: S x S); ``fov`` spans its shorter side."""
+        return min(frame_hw(frame)) / 2 / math.tan(self.fov / 2)
+
+
+def frame_hw(frame: int | tuple[int, int]) -> tuple[int, int]:
+    """(H, W) of an image given as (H, W), or as S for S x S."""
+    return (frame, frame) if isinstance(frame, int) else (int(frame[0]), int(frame[1]))
+
+
+def half_extents(frame: int | tuple[int, int]) -> tuple[float, float]:
+    """(x, y): how far the image reaches right and up from its centre, in units of tan(fov / 2):
+    the shorter side spans the camera's ``fov`` (1.0), the longer one more (square pixels)."""
+    height, width = frame_hw(frame)
+    short = min(height, width)
+    return width / short, height / short
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
     OUT/room_000000.jpg          the RGB render
     OUT/room_000000.depth.png    16-bit inverse depth, near = bright (the sidecar generate reads)
-    OUT/rooms.json               the set: renderer, seed, size, textures, and the depth scale
+    OUT/rooms.json               the set: renderer, seed, size (width; and height when not square), textures, and the depth scale
     OUT/retake/room_000000.jpg   with ``--retake``: the room from a second camera pose a few cm and under a
                                  degree away (a handheld retake); a sub-folder, so generate --bg OUT skips it
 
@@ -40,7 +40,7 @@ JPEG_QUALITY = 95
 SIZE_RANGE = (16, 4096)
 ROOMS_PER_TASK = 16  # rooms a worker renders and writes per task
 RETAKE = "retake"  # the sub-folder of the retakes
-IDENTITY = ("seed", "size", "textures", "depth", "jpeg_quality", "renderer")  # what a rerun must share
+IDENTITY = ("seed", "size", "height", "textures", "depth", "jpeg_quality", "renderer")  # what a rerun must share
 
 
 @dataclass(frozen=True)
@@ -69,25 +69,27 @@ def encode_room(rgb: np.ndarray, depth_m: np.ndarray, quality: int = JPEG_QUALIT
     return codecs.encode_jpeg(rgb, quality), codecs.encode_png_gray(quantize_depth(inverse_depth(depth_m), DEPTH_BITS))
 
 
-def make_renderer(kind: str, size: int, bank: np.ndarray, warn: Callable[[str], None] | None = None):
-    """The renderer ``kind`` (auto: EGL when a context can be made, else numpy, with a one-line note).
+def make_renderer(kind: str, frame: int | tuple[int, int], bank: np.ndarray, warn: Callable[[str], None] | None = None):
+    """The renderer ``kind`` (auto: EGL when a context can be made, else numpy, with a one-line note) of
+    images of ``frame`` (H, W), or S for S x S.
 
     Raises:
         RendererUnavailable: ``egl`` and no EGL context can be made (the reason and how to install).
     """
     if kind == "numpy":
-        return raycast.RaycastRenderer(size, bank)
+        return raycast.RaycastRenderer(frame, bank)
     try:
-        return raster_gl.EGLRenderer(size, bank)
+        return raster_gl.EGLRenderer(frame, bank)
     except raster_gl.RendererUnavailable as e:
         if kind == "egl":
             raise
         (warn or (lambda m: None))(f"{e}; rendering with numpy instead (several times slower)")
-        return raycast.RaycastRenderer(size, bank)
+        return raycast.RaycastRenderer(frame, bank)
 
 
-def set_description(seed: int, size: int, bank: TextureBank, textures: Path | None, renderer, count: int, retake: bool = False) -> dict:
-    """What rooms.json records: enough to read the depth back in metres and to refuse a mixed rerun."""
+def set_description(seed: int, size: int, bank: TextureBank, textures: Path | None, renderer, count: int, retake: bool = False, height: int = 0) -> dict:
+    """What rooms.json records: enough to read the depth back in metres and to refuse a mixed rerun.
+    ``size`` is the width; ``height`` (recorded when not 0: a set of W x H rooms) the height, 0 for square."""
     return {
         "generator": "fgbg rooms",
         "fgbg_version": __version__,
@@ -95,6 +97,7 @@ def set_description(seed: int, size: int, bank: TextureBank, textures: Path | No
         "renderer_detail": renderer.detail,
         "seed": seed,
         "size": size,
+        **({"height": height} if height else {}),
         "count": count,
         "textures": {"kind": "photos" if bank.sources else "procedural", "folder": str(textures) if textures else None, "files": bank.sources},
         "depth": {
@@ -135,11 +138,12 @@ def files_not_ours(out: Path, recorded: dict | None, count: int) -> list[Path]:
     return [out / n for n in names if (out / n).exists()]
 
 
-def check_arguments(count: int, size: int, renderer: str) -> None:
+def check_arguments(count: int, size: int, renderer: str, height: int = 0) -> None:
     if count < 1:
         raise ConfigError(f"--count must be at least 1, got {count}")
-    if not SIZE_RANGE[0] <= size <= SIZE_RANGE[1]:
-        raise ConfigError(f"--size must be {SIZE_RANGE[0]}..{SIZE_RANGE[1]} pixels, got {size}")
+    if not (SIZE_RANGE[0] <= size <= SIZE_RANGE[1] and SIZE_RANGE[0] <= (height or size) <= SIZE_RANGE[1]):
+        got = f"{size}x{height}" if height else str(size)
+        raise ConfigError(f"--size must be S or WxH with each side in {SIZE_RANGE[0]}..{SIZE_RANGE[1]} pixels, got {got}")
     if renderer not in RENDERERS:
         raise ConfigError(f"--renderer must be one of {', '.join(RENDERERS)}, got {renderer!r}")
 
@@ -147,11 +151,12 @@ def check_arguments(count: int, size: int, renderer: str) -> None:
 def render_rooms(
     out: Path, count: int, size: int = 224, textures: Path | None = None, seed: int = 0, renderer: str = "auto",
     progress: bool | None = None, warn: Callable[[str], None] | None = None, workers: int | None = None, retake: bool = False,
+    height: int = 0,
 ) -> RoomsReport:  # fmt: skip
     """Render rooms 0 .. count-1 of the set ``seed`` into ``out``; rooms already there are kept.
 
     Args:
-        size: side of the square images, pixels.
+        size: width of the images, pixels (and their height unless ``height``).
         textures: a folder of photos to cut textures from (floors, walls, furniture), or None
             for procedural ones.
         renderer: egl, numpy, or auto (egl when an EGL context can be made). A rerun into the
@@ -159,6 +164,8 @@ def render_rooms(
         workers: processes, each with its own renderer, ROOMS_PER_TASK rooms at a time
             (:func:`fgbg.engine.local.map_shards`); None = one per core, 0 = in this process.
             The files do not depend on it.
+        height: height of the images, pixels; 0: ``size`` (square). The camera's field of view
+            spans the shorter side, so a wider frame sees more of the room, not a stretched one.
         retake: also render each room from a second camera pose (:func:`~fgbg.rooms.scene.retake_scene`)
             into OUT/retake/NAME.jpg: a bg input photographed apart from the composite's
             (``fgbg evaluate --bg-from OUT/retake``). A rerun with it adds the retakes a set lacks.
@@ -171,7 +178,8 @@ def render_rooms(
             NotOurs: ``out`` holds a rooms.json or room files that fgbg rooms did not write.
     """
     out = Path(out)
-    check_arguments(count, size, renderer)
+    check_arguments(count, size, renderer, height)
+    frame = (height or size, size)
     photos, sources = load_photos(textures) if textures is not None else (None, None)
     bank = texture_bank(seed, photos, sources)
     check_free(out)
@@ -180,15 +188,15 @@ def render_rooms(
     if recorded is not None and renderer == "auto" and recorded.get("renderer") in RENDERERS:
         renderer = recorded["renderer"]  # resume with the renderer the set was started with
         try:
-            engine = make_renderer(renderer, size, bank.layers, warn)
+            engine = make_renderer(renderer, frame, bank.layers, warn)
         except raster_gl.RendererUnavailable as e:
             raise raster_gl.RendererUnavailable(
                 f"the rooms in --out {out} were rendered with egl, the rest must be too, and no EGL context can be made here"
                 f" ({e.reason}); install {raster_gl.INSTALL}, or give another --out", e.reason) from None  # fmt: skip
     else:
-        engine = make_renderer(renderer, size, bank.layers, warn)
+        engine = make_renderer(renderer, frame, bank.layers, warn)
     engine.close()  # it said which renderer runs here, and what it is; the workers make their own
-    description = set_description(seed, size, bank, textures, engine, max(count, (recorded or {}).get("count") or 0), retake)
+    description = set_description(seed, size, bank, textures, engine, max(count, (recorded or {}).get("count") or 0), retake, height)
     check_same_set(out, recorded, description)
     with store_lock(out, "rooms"):
         atomic_write_json(out / ROOMS_JSON, description)
@@ -197,7 +205,7 @@ def render_rooms(
             (out / RETAKE).mkdir(exist_ok=True)
         tasks = [(out, seed, todo[i : i + ROOMS_PER_TASK], retake) for i in range(0, len(todo), ROOMS_PER_TASK)]
         n = 0 if len(tasks) <= 1 else worker_count(workers, len(tasks))  # one task: no process to start
-        setup = (bank, engine.name, size, raster_threads(n))
+        setup = (bank, engine.name, frame, raster_threads(n))
         rooms = map_shards(_write_rooms, tasks, [len(t[2]) for t in tasks], n, progress, unit="room", desc="rooms",
                            initializer=_start_renderer, initargs=setup, done=count - len(todo),
                            describe=lambda t: f"rooms {room_name(t[2][0])}..{room_name(t[2][-1])}")  # fmt: skip
@@ -231,12 +239,12 @@ def _finished(out: Path, index: int, retake: bool = False) -> bool:
 _renderer: tuple | None = None  # (bank, renderer) of this process, made by _start_renderer
 
 
-def _start_renderer(bank: TextureBank, kind: str, size: int, lp_threads: int | None) -> None:
+def _start_renderer(bank: TextureBank, kind: str, frame: tuple[int, int], lp_threads: int | None) -> None:
     """Initializer: this process's renderer (``kind`` as resolved by the parent: never a fallback here)."""
     global _renderer
     if lp_threads is not None:
         os.environ["LP_NUM_THREADS"] = str(lp_threads)  # read when the context is made
-    _renderer = (bank, make_renderer(kind, size, bank.layers))
+    _renderer = (bank, make_renderer(kind, frame, bank.layers))
 
 
 def _stop_renderer() -> None:

@@ -75,8 +75,9 @@ def depth_description(config: GenerateConfig, state: dict, clipped_fraction: flo
     return d
 
 
-def clipped_fraction(shards: list[dict], samples: int, size: int) -> float:
-    return sum(s.get("depth_clipped", 0) for s in shards) / max(1, samples * size * size)
+def clipped_fraction(shards: list[dict], samples: int, frame: tuple[int, int]) -> float:
+    """The share of depth pixels clipped to the store's scale, over every (H, W) frame."""
+    return sum(s.get("depth_clipped", 0) for s in shards) / max(1, samples * frame[0] * frame[1])
 
 
 def dataset_json(config: GenerateConfig, plan: Plan, state: dict, shards: list[dict], total_bytes: int) -> dict:
@@ -84,6 +85,7 @@ def dataset_json(config: GenerateConfig, plan: Plan, state: dict, shards: list[d
         "fgbg_version": __version__,
         "format": config.format,
         "config": state["config"],
+        "frame": {"width": config.frame[1], "height": config.frame[0]},  # of every image; config: size (W) and height (0: square)
         "seed": config.seed,
         "counts": {
             "bg": plan.n_bg,
@@ -95,7 +97,7 @@ def dataset_json(config: GenerateConfig, plan: Plan, state: dict, shards: list[d
         },
         "key": "b{bg}_f{fg}_{flip}_{k}, zero-padded",
         "members": list(store_members(state["config"])),
-        "depth": depth_description(config, state, clipped_fraction(shards, len(plan), config.size)),
+        "depth": depth_description(config, state, clipped_fraction(shards, len(plan), config.frame)),
         "sources": state["sources"],
         **{k: state[k] for k in ("categories", "fg_categories", "objects_version") if k in state},
         "shards": shards,

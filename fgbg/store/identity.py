@@ -69,7 +69,7 @@ def with_new_defaults(config: dict, state: dict) -> dict:
     surfaces facing up) only when every bg has the ground-plane prior, since neither changes anything
     there; a store with real bg depth made before them stays another config (its shards were pasted
     without occlusion, or with feet anywhere)."""
-    defaults = {f.name: f.default for f in dataclasses.fields(GenerateConfig)}
+    defaults = json.loads(json.dumps({f.name: f.default for f in dataclasses.fields(GenerateConfig)}))  # as recorded: tuples are lists
     real_depth = any(s.get("depth") != PRIOR_ORIGIN for s in (state.get("sources") or {}).get("bg", []))
     missing = {k: v for k, v in defaults.items() if k not in config and not (k in REAL_DEPTH_FIELDS and real_depth)}
     return {**missing, **config}

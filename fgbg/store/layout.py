@@ -165,8 +165,8 @@ def store_members(config: dict) -> tuple[str, ...]:
 
 
 def asset_paths(store: Path, kind: str, n: int) -> list[Path]:
-    """assets/KIND/b000.jpg ... or f000.png ...: the prepared inputs by index."""
-    prefix, ext = {"bg": ("b", ".jpg"), "bg_depth": ("b", ".png"), "fg": ("f", ".png"), "fg_mask": ("f", ".png")}[kind]
+    """assets/KIND/b000.jpg ... or f000.png ... (d000.png: --distractors): the prepared inputs by index."""
+    prefix, ext = {"bg": ("b", ".jpg"), "bg_depth": ("b", ".png"), "fg": ("f", ".png"), "fg_mask": ("f", ".png"), "distractor": ("d", ".png")}[kind]
     width = max(3, len(str(max(n - 1, 0))))
     return [Path(store) / ASSETS_DIR / kind / f"{prefix}{i:0{width}d}{ext}" for i in range(n)]
 

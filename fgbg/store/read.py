@@ -26,7 +26,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import struct
 import tarfile
 import zipfile
@@ -53,7 +52,6 @@ MAX_OPEN = 64  # open files kept per process (a zip store has 4 per bg)
 # What decoding damaged bytes raises: simplejpeg/codecs (ValueError), Pillow (OSError,
 # SyntaxError, DecompressionBombError), zlib, struct, json (ValueError).
 DECODE_ERRORS = (ValueError, OSError, SyntaxError, EOFError, struct.error, zlib.error, Image.DecompressionBombError)
-_KEY = re.compile(r"b(\d+)_f(\d+)_(\d+)_(\d+)")
 
 
 class CorruptMember(CorruptStore):
@@ -158,13 +156,9 @@ class StoreReader:
         Raises:
             KeyError: no sample of this store has that key.
         """
-        m = _KEY.fullmatch(key)
-        if m:
-            bg, fg, flip, k = map(int, m.groups())
-            p = self.plan
-            i = ((bg * p.n_fg + fg) * p.flips + flip) * p.placements + k
-            if bg < p.n_bg and fg < p.n_fg and flip < p.flips and k < p.placements and p.key(bg, fg, flip, k) == key:
-                return i
+        i = self.plan.index(key)
+        if i is not None:
+            return i
         raise KeyError(f"{self.store}: no sample {key!r}")
 
     def _position(self, item: int | str) -> int:
