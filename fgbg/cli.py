@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from fgbg import __version__
-from fgbg.config import BALANCES, BG_FITS, BLEND_MODES, DEPTH_BITS, DEPTH_NORMS, DEPTH_PRESETS, DEPTH_SOURCES, FORMATS, ON_BAD, STAND_ON, VARIETY, GenerateConfig
+from fgbg.config import BALANCES, BG_FITS, BLEND_MODES, DEPTH_BITS, DEPTH_NORMS, DEPTH_PRESETS, DEPTH_SOURCES, FORMATS, MAX_SIZE, MIN_SIZE, ON_BAD, STAND_ON, VARIETY, GenerateConfig
 from fgbg.errors import NotFound, UserError
 
 DESCRIPTION = """\
@@ -158,14 +158,16 @@ def _size(text: str) -> tuple[int, int]:
         return numbers[0], 0
     if len(numbers) == 2:
         width, height = numbers
-        return width, 0 if height == width else height  # 224x224 is the square store --size 224 makes
+        square = height == width and MIN_SIZE <= width <= MAX_SIZE  # (out of bounds: the config's error names WxH)
+        return width, 0 if square else height  # 224x224 is the square store --size 224 makes
     raise argparse.ArgumentTypeError(f"expected S or WxH in whole pixels (224, 640x480), got {text!r}")
 
 
 def _rotate(text: str) -> tuple[float, float]:
     """``--rotate DEG`` (uniform in [-DEG, DEG]) or ``MIN:MAX`` degrees."""
     low, high = _scale(text)
-    return (-abs(low), abs(low)) if ":" not in text else (low, high)
+    low, high = (-abs(low), abs(low)) if ":" not in text else (low, high)
+    return low + 0.0, high + 0.0  # + 0.0: --rotate 0 is (0.0, 0.0) in dataset.json, as without the flag, not -0.0
 
 
 def _blend(text: str) -> tuple[str, ...]:
@@ -539,10 +541,11 @@ def add_store_parsers(sub) -> None:
                         description="Pick N images (seeded, spread over the store) of one kind and lay them out in a grid;"
                         " depth is shown in grey beside a turbo colour map.")  # fmt: skip
     sh.add_argument("store", type=Path, help="a store made by `fgbg generate`")
-    sh.add_argument("--kind", default="fg_bg", choices=["bg", "fg", "fg_mask", "fg_bg", "mask", "depth", "aligned", "instances", "overlaps", "histograms"],
+    sh.add_argument("--kind", default="fg_bg", choices=["bg", "fg", "fg_mask", "fg_bg", "mask", "depth", "aligned", "instances", "overlaps", "histograms", "variety"],
                     help="what to show (default fg_bg); aligned = rows of bg, fg_bg, mask, depth; instances = objects in colour,"
                     " boxed and named; overlaps = rows of composites where objects hide each other; histograms = objects per"
-                    " composite, visible fractions, instances per category")  # fmt: skip
+                    " composite, visible fractions, instances per category; variety = a row per variety option the store was made with"
+                    " (--rotate, --truncate, --blend, --light, --harmonize, --distractors), min(N, 6) composites each")  # fmt: skip
     sh.add_argument("--n", type=int, default=32, help="images (rows for aligned and overlaps) (default 32)")
     sh.add_argument("--seed", type=int, default=0, help="which images are picked (default 0)")
     sh.add_argument("--out", type=Path, default=None, help="PNG file to write (default: KIND.png here)")

@@ -181,7 +181,9 @@ def test_counts_of_several_and_single_object_annotations_merge_exactly():
     assert total.per_image == {1: 1, 3: 2} and total.per_category == {1: 4, 2: 3}
     assert total.visible[visible_bin(0.25)] == 1 and visible_bin(0.25) == 2 and visible_bin(1.0) == 10
     summary = total.summary(["animals", "people"])
-    assert summary["categories"] == [{"id": 1, "name": "animals", "instances": 4}, {"id": 2, "name": "people", "instances": 3}]
+    assert summary["categories"] == [{"id": 1, "name": "animals", "instances": 4, "extra": 2}, {"id": 2, "name": "people", "instances": 3, "extra": 2}]
+    assert total.extra_per_category == {1: 2, 2: 2}  # objects 2 and 3 of each several-object annotation
+    assert total.summary(["animals", "people"], cutouts=[5, 1])["categories"][1] == {"id": 2, "name": "people", "instances": 3, "extra": 2, "cutouts": 1}
     assert summary["per_image"] == {"1": 1, "3": 2} and sum(summary["visible"]["instances"]) == 7
     assert len(summary["visible"]["bins"]) == 11 and summary["visible"]["bins"][-1] == "1"
     assert ObjectCounts() + total == total

@@ -8,7 +8,7 @@ import pytest
 from nbclient import NotebookClient
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-NOTEBOOKS = ["01_create_dataset.ipynb", "02_statistics.ipynb", "03_several_objects.ipynb"]
+NOTEBOOKS = ["01_create_dataset.ipynb", "02_statistics.ipynb", "03_several_objects.ipynb", "04_variety.ipynb"]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -22,5 +22,7 @@ def test_notebook_runs_top_to_bottom(name, tmp_path):
     assert (tmp_path / "demo-data" / "dataset.json").exists()
     if name.startswith("03"):  # the COCO export loaded and drawn by pycocotools
         assert (tmp_path / "demo-coco" / "annotations" / "instances_train.json").exists() and (tmp_path / "show_anns.png").exists()
+    if name.startswith("04"):  # a store per option drawn side by side, and the --blend-each siblings
+        assert (tmp_path / "variety.png").exists() and (tmp_path / "blend_each.png").exists()
     if name.startswith("02"):
         assert (tmp_path / "demo-data" / "README.md").exists() and (tmp_path / "demo-data" / "stats.json").exists()

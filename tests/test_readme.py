@@ -85,3 +85,21 @@ def test_readmes_exception_for_train_workers_is_the_default(monkeypatch):
     for cores, workers in ((1, 0), (2, 0), (4, 1), (16, 1)):
         monkeypatch.setattr("os.cpu_count", lambda: cores)
         assert default_loader_workers() == workers, cores
+
+
+def test_readmes_variety_row_spells_out_what_variety_turns_on():
+    """README's `--variety` row lists flags that give the very config `--variety` gives."""
+    from fgbg.cli import build_parser, variety_from_args
+
+    row = next(line for line in README.read_text().splitlines() if line.startswith("| `--variety` |"))
+    spelled = re.search(r"the mix measured best: `([^`]+)`", row)[1].split()
+    parse = lambda *flags: variety_from_args(build_parser().parse_args(["generate", "--bg", "b", "--fg", "f", "--out", "o", *flags]))  # noqa: E731
+    assert parse(*spelled) == parse("--variety") != parse()
+
+
+def test_readmes_pictures_exist_and_stay_small():
+    pictures = re.findall(r"!\[[^\]]*\]\((docs/[^)]+)\)", README.read_text())
+    assert "docs/variety/options.png" in pictures
+    for picture in pictures:
+        path = README.parent / picture
+        assert path.is_file() and path.stat().st_size < 300_000, picture

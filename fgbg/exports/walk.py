@@ -68,7 +68,7 @@ def reader_of(store: str) -> StoreReader:
 def export_shard(job: ExportJob, shard: int) -> dict[str, list[int]]:
     """Write the export of one shard; returns {split: [images, annotations]}."""
     reader = reader_of(job.store)
-    several = reader.config.objects_max > 1
+    several = reader.config.several  # annotated object by object: the json's objects are the instances
     ids_member = "instances.png" if several else "mask.png"  # YOLO outlines the objects' pixels
     needs_ids = job.to == "yolo" or not several  # a single object's COCO mask is mask.png's
     members = ("fg_bg.jpg", "json") + ((ids_member,) if needs_ids else ()) + (("depth.png",) if job.depth else ())

@@ -5,8 +5,9 @@ read from their RLE by :mod:`fgbg.masks`:
 
 - :func:`check_objects` lists what disagrees between a sample's ``json`` objects, its
   ``instances.png`` and its union ``mask.png``, as (member suffix, problem) pairs.
-- :class:`ObjectCounts` counts objects per image, instances per category, visible fractions
-  and dropped objects; counts of parts add up exactly.
+- :class:`ObjectCounts` counts objects per image, instances per category (all of them, and the
+  extra objects, 2nd on, which ``--balance`` draws), visible fractions and dropped objects;
+  counts of parts add up exactly.
 
 An annotation of a single-object store (no ``objects``) is one object: its fg's category, the
 ``visible`` fraction if recorded (1 otherwise), nothing dropped.
@@ -177,14 +178,17 @@ class ObjectCounts:
     visible: list[int] = field(default_factory=lambda: [0] * (VISIBLE_BINS + 1))  # instances per visible bin
     hidden_by_objects: int = 0  # instances partly hidden by another object
     dropped: int = 0  # extra objects drawn but never pasted
+    extra_per_category: dict[int, int] = field(default_factory=dict)  # category id -> extra objects (2nd on: drawn, not planned)
 
     def add(self, ann: dict, fg_categories: list[int]) -> None:
         """Count one sample's annotation (json member or manifest line)."""
         objects = sample_objects(ann, fg_categories)
         self.images += 1
         self.per_image[len(objects)] = self.per_image.get(len(objects), 0) + 1
-        for obj in objects:
+        for n, obj in enumerate(objects):
             self.per_category[obj["category"]] = self.per_category.get(obj["category"], 0) + 1
+            if n:  # object 1 is the key's fg (the plan's); the others were drawn by --balance's rule
+                self.extra_per_category[obj["category"]] = self.extra_per_category.get(obj["category"], 0) + 1
             self.visible[visible_bin(obj.get("visible", 1.0))] += 1
             self.hidden_by_objects += any(i != 0 for i in obj.get("hidden_by", []))
         self.dropped += int(ann.get("dropped", 0))
@@ -204,17 +208,22 @@ class ObjectCounts:
             [a + b for a, b in zip(self.visible, other.visible)],
             self.hidden_by_objects + other.hidden_by_objects,
             self.dropped + other.dropped,
+            plus(self.extra_per_category, other.extra_per_category),
         )
 
-    def summary(self, names: list[str]) -> dict:
-        """stats.json's ``objects`` entry; ``names[i]`` is category i + 1's name."""
+    def summary(self, names: list[str], cutouts: list[int] | None = None) -> dict:
+        """stats.json's ``objects`` entry; ``names[i]`` is category i + 1's name and ``cutouts[i]`` (if
+        given) how many of the store's foregrounds it holds. Per category: ``instances`` (every object),
+        ``extra`` (objects 2nd on, whose category ``--balance categories`` evens out) and ``cutouts``."""
         return {
             "images": self.images,
             "instances": self.instances,
             "per_image": {str(k): self.per_image[k] for k in sorted(self.per_image)},
             "categories": [
-                {"id": i, "name": name, "instances": self.per_category.get(i, 0)} for i, name in enumerate(names, 1)
-            ],
+                {"id": i, "name": name, "instances": self.per_category.get(i, 0), "extra": self.extra_per_category.get(i, 0),
+                 **({"cutouts": cutouts[i - 1]} if cutouts is not None else {})}
+                for i, name in enumerate(names, 1)
+            ],  # fmt: skip
             "visible": {"bins": visible_bin_labels(), "instances": list(self.visible)},
             "hidden_by_objects": self.hidden_by_objects,
             "dropped": self.dropped,

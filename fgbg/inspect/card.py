@@ -16,10 +16,12 @@ from fgbg import __version__
 from fgbg.errors import NotFound
 from fgbg.make.assets import demo_assets
 from fgbg.make.compose import VISIBLE_TRIES
+from fgbg.config import GenerateConfig
 from fgbg.inspect.preview import (
     DEPTH_PREVIEWS,
     OBJECT_PREVIEWS,
     PREVIEW_KINDS,
+    VARIETY_PREVIEWS,
     histograms_picture,
     occluded_indices,
     occluded_rows,
@@ -29,7 +31,9 @@ from fgbg.inspect.preview import (
     real_depth_bgs,
     rooms_rows,
     save_png,
+    variety_rows,
 )
+from fgbg.inspect.variety import OPTION_TITLES, option_sentence, variety_options
 from fgbg.inspect.stats import KINDS, check_stats_ours, dimensions, human_bytes, normalisation_snippets, write_stats
 from fgbg.store.layout import CARD_MARK, INSTANCES, SHARDS_DIR, atomic_write_bytes, read_dataset_json
 from fgbg.store.lock import store_lock
@@ -256,7 +260,7 @@ def front_matter(meta: dict, attribution: str | None, name: str) -> str:
     at the shards (loaded with the ``webdataset`` builder, no fgbg code)."""
     licences = hub_licences(attribution)
     tasks = ["image-segmentation", "depth-estimation"]
-    if meta["config"].get("objects_max", 1) > 1:
+    if several(meta["config"]):
         tasks.append("object-detection")
     q = json.dumps  # a JSON string is a YAML scalar, quoted and escaped
     lines = ["---", f"license: {q(licences[0])}" if len(licences) == 1 else "license:"]
@@ -366,6 +370,7 @@ def card_markdown(meta: dict, stats: dict, previews: dict[str, str], attribution
     out += ["```python", "from torchvision.transforms import Normalize", *snippets.values(), "```", ""]
     out += ["## Pictures", ""]
     out += object_pictures(previews)
+    out += variety_pictures(config, previews)
     if "rooms" in previews:
         out += ["Backgrounds with a real depth map (rendered rooms or sidecars), each beside its depth (turbo: red = near).", ""]
         out += [f"![rooms]({previews['rooms']})", ""]
@@ -396,6 +401,7 @@ def card_markdown(meta: dict, stats: dict, previews: dict[str, str], attribution
         f"- **Placement**: {placement_sentence(config)}{resampling_sentence(meta)} Every random choice is seeded by (seed {config['seed']},"
         " sample key), so the same config and images give byte-identical shards.",
         "- **Flip**: " + ("every foreground is also pasted as its mirror image." if config["flip"] else "none."),
+        *variety_made(config),
         "- **Scale**: "
         + (f"fixed at {config['scale_min']}" if config["scale_min"] == config["scale_max"] else f"{config['scale_min']} to {config['scale_max']}")
         + " of the prepared foreground"
@@ -425,7 +431,7 @@ def card_markdown(meta: dict, stats: dict, previews: dict[str, str], attribution
             f'ds = wds.WebDataset("shards/shard-{{000000..{last:06d}}}.tar", shardshuffle=False).decode("rgb")',
             "for sample in ds:",
             '    fg_bg, mask, depth, ann = sample["fg_bg.jpg"], sample["mask.png"], sample["depth.png"], sample["json"]',
-            *(['    instances = sample["instances.png"]  # ids 1..K of ann["objects"]'] if config.get("objects_max", 1) > 1 else []),
+            *(['    instances = sample["instances.png"]  # ids 1..K of ann["objects"]'] if several(config) else []),
             "```",
             "",
         ]
@@ -473,15 +479,22 @@ def card_markdown(meta: dict, stats: dict, previews: dict[str, str], attribution
     return "\n".join(out + [CARD_MARK])
 
 
+def several(config: dict) -> bool:
+    """Whether the store's samples are annotated object by object (instances, ``objects``; see GenerateConfig.several)."""
+    return GenerateConfig.from_dict(config).several
+
+
 def objects_paragraph(config: dict) -> list[str]:
-    """What a several-object store adds to each sample (no lines for one object per composite)."""
-    if config.get("objects_max", 1) <= 1:
+    """What a store annotated object by object adds to each sample (no lines for a plain one-object store)."""
+    if not several(config):
         return []
-    lo, hi = config.get("objects_min", 1), config["objects_max"]
-    many = f"{lo} to {hi}" if lo != hi else f"{hi}"
+    lo, hi = config.get("objects_min", 1), config.get("objects_max", 1)
+    many = f"{lo} to {hi} objects" if lo != hi else "one object" if hi == 1 else f"{hi} objects"
     return [
-        f"Each composite holds {many} objects: the key's foreground first, the others drawn from all the"
-        " foregrounds by the sample's own seeded generator. Each object stands at its foot point at the inverse"
+        f"Each composite holds {many}: the key's foreground first, the others drawn from all the"
+        " foregrounds by the sample's own seeded generator"
+        + (" (a category first, uniformly, then a foreground in it: `--balance categories`)." if config.get("balance") == "categories" else ".")
+        + " Each object stands at its foot point at the inverse"
         " depth found there, and at every pixel the nearest surface is seen, so nearer objects hide farther ones."
         " `instances` holds the id of the object seen at each pixel (0 = background, i = the i-th of the"
         " annotation's `objects`); `mask` is their union. Per object the annotation gives its category, visible"
@@ -497,8 +510,7 @@ def objects_counts(objects: dict | None, config: dict) -> list[str]:
     objects per composite how many each holds, how many are partly hidden and how many were dropped."""
     if not objects:
         return []
-    out = ["", _row(["category id", "name", "instances"]), _row(["---"] * 3)]
-    out += [_row([cat["id"], f"`{cat['name']}`", f"{cat['instances']:,}"]) for cat in objects["categories"]]
+    out = [""] + category_table(objects["categories"], config.get("objects_max", 1) > 1)
     if config.get("objects_max", 1) <= 1:
         return out
     per = ", ".join(f"{k}: {v:,}" for k, v in objects["per_image"].items())
@@ -519,13 +531,49 @@ def objects_counts(objects: dict | None, config: dict) -> list[str]:
     return out
 
 
+def variety_made(config: dict) -> list[str]:
+    """The "How it was made" line of the variety options on (none for a store made without them)."""
+    said = option_sentence(GenerateConfig.from_dict(config))
+    return [f"- **Variety**: {said}; every draw is recorded per object in its annotation (`objects`)."] if said else []
+
+
+def variety_pictures(config: dict, previews: dict[str, str]) -> list[str]:
+    """The Pictures lines of the variety picture, if it was written: what each of its rows shows."""
+    if "variety" not in previews:
+        return []
+    rows = "; ".join(OPTION_TITLES[o] for o in variety_options(GenerateConfig.from_dict(config)))
+    return [
+        f"Variety, a row per option on: {rows}. Each composite has every object outlined in its colour, under a"
+        " caption (on the colour of the object it describes) giving what was drawn for it.",
+        "",
+        f"![variety]({previews['variety']})",
+        "",
+    ]
+
+
+def category_table(categories: list[dict], extra: bool) -> list[str]:
+    """Instances per category; with ``extra`` (several objects per composite) also the extra objects
+    (2nd on, whose category ``--balance categories`` draws first), and each category's cut-outs."""
+    columns = ["category id", "name", "instances"]
+    columns += ["extra objects (2nd on)"] if extra and all("extra" in c for c in categories) else []
+    columns += ["cut-outs"] if all("cutouts" in c for c in categories) else []
+    rows = [_row(columns), _row(["---"] * len(columns))]
+    for c in categories:
+        cells = [c["id"], f"`{c['name']}`", f"{c['instances']:,}"]
+        cells += [f"{c['extra']:,}"] if "extra objects (2nd on)" in columns else []
+        cells += [f"{c['cutouts']:,}"] if "cut-outs" in columns else []
+        rows.append(_row(cells))
+    return rows
+
+
 def object_pictures(previews: dict[str, str]) -> list[str]:
     """The Pictures lines of the objects' previews that were written."""
     text = {
         "instances": "Objects: each tinted in its own colour, outlined, boxed (its visible box) and named by its category.",
         "overlaps": "Composites in which objects hide each other: composite, instances, each object's hidden part"
         " striped in its colour inside the outline of its full (amodal) mask, depth (turbo: red = near).",
-        "histograms": "Objects per composite, visible fraction of each object (1 = wholly seen) and instances per category.",
+        "histograms": "Objects per composite, visible fraction of each object (1 = wholly seen), instances per category"
+        " and extra objects (2nd on, drawn by `--balance`) per category.",
     }
     out = []
     for kind in OBJECT_PREVIEWS:
@@ -543,7 +591,8 @@ def write_previews(store: Path, n: int = 16, rows: int = 4, seed: int = 0, objec
     With bgs that have real depth, also previews/rooms.png (bgs beside their depth maps) and,
     if any sample's fg is partly hidden, previews/occluded.png (those samples, aligned). With
     several objects per composite, previews/instances.png, previews/overlaps.png (if an object
-    hides another) and previews/histograms.png (of ``objects``, stats.json's entry)."""
+    hides another) and previews/histograms.png (of ``objects``, stats.json's entry). With variety
+    options, previews/variety.png (a row per option, ``rows`` composites each)."""
     store = Path(store)
     reader = StoreReader(store)
     paths = {}
@@ -560,7 +609,9 @@ def write_previews(store: Path, n: int = 16, rows: int = 4, seed: int = 0, objec
             "histograms": lambda: histograms_picture(objects),
         }
         wanted |= {"instances": True, "overlaps": bool(overlap_indices(reader)), "histograms": objects is not None}
-    for kind in DEPTH_PREVIEWS + OBJECT_PREVIEWS:
+    pictures["variety"] = lambda: variety_rows(reader, rows)
+    wanted["variety"] = bool(variety_options(GenerateConfig.from_dict(reader.meta["config"])))
+    for kind in DEPTH_PREVIEWS + OBJECT_PREVIEWS + VARIETY_PREVIEWS:
         if wanted.get(kind):
             rel = f"{PREVIEWS_DIR}/{kind}.png"
             save_png(pictures[kind](), store / rel)

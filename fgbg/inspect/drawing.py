@@ -189,3 +189,53 @@ def bar_chart(title: str, labels: list[str], values: list[int], width: int = 360
         if b % every == 0:
             draw.text((centre, bottom + 4), label, fill=INK, font=small, anchor="ma")
     return np.asarray(page)
+
+
+def draw_outlines(rgb: np.ndarray, ids: np.ndarray, factor: int = 1, boxes: list[list[int]] = ()) -> np.ndarray:
+    """A composite with each object's visible mask outlined in its colour (the frame's edge counts as
+    an outline, so a truncated object shows where it leaves the frame), and ``boxes`` in white.
+
+    Args:
+        rgb: uint8 (H, W, 3) composite.
+        ids: (H, W) instance ids (0 = background and distractors).
+        factor: display scale (see :func:`display_scale`).
+        boxes: [x, y, w, h] in composite pixels (distractors), drawn with a black edge inside the white.
+
+    Returns:
+        uint8 (H * factor, W * factor, 3).
+    """
+    big_ids = enlarge(ids, factor)
+    out = enlarge(rgb, factor).copy()
+    outline = edges(big_ids)
+    out[outline] = palette_image(big_ids)[outline]
+    page = Image.fromarray(out)
+    draw = ImageDraw.Draw(page)
+    for x, y, w, h in boxes:
+        if w > 0 and h > 0:
+            x0, y0, x1, y1 = x * factor, y * factor, (x + w) * factor - 1, (y + h) * factor - 1
+            draw.rectangle((x0, y0, x1, y1), outline=PAGE, width=2)
+            draw.rectangle((x0 + 2, y0 + 2, x1 - 2, y1 - 2), outline=INK, width=1)
+    return np.asarray(page)
+
+
+def captioned(img: np.ndarray, caption: str, tint: tuple[int, int, int] = PAGE) -> np.ndarray:
+    """``img`` (uint8 (H, W, 3)) under a one-line caption on ``tint``: uint8 (H + LABEL_SIZE + 5, W, 3)."""
+    strip = Image.new("RGB", (img.shape[1], LABEL_SIZE + 5), tint)
+    ImageDraw.Draw(strip).text((3, 2), caption, fill=ink_on(tint), font=font())
+    return np.concatenate([np.asarray(strip), img], axis=0)
+
+
+def titled(img: np.ndarray, title: str, size: int = 13) -> np.ndarray:
+    """``img`` (uint8 (H, W, 3)) under a title line in black on white: uint8 (H + size + 8, W', 3), W' wide
+    enough for the title (the image left-aligned on white)."""
+    face = font(size)
+    width = max(img.shape[1], math.ceil(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(title, font=face)) + 8)
+    strip = Image.new("RGB", (width, size + 8), PAGE)
+    ImageDraw.Draw(strip).text((4, 3), title, fill=INK, font=face)
+    return stack([np.asarray(strip), img])
+
+
+def stack(pages: list[np.ndarray]) -> np.ndarray:
+    """uint8 (h_i, w_i, 3) pictures one under another, left-aligned on white: uint8 (sum h_i, max w_i, 3)."""
+    width = max(p.shape[1] for p in pages)
+    return np.concatenate([np.pad(p, ((0, 0), (0, width - p.shape[1]), (0, 0)), constant_values=PAGE[0]) for p in pages])

@@ -5,7 +5,8 @@ samples are picked (seeded, spread over the whole store) and only those are read
 the store's reader (:class:`fgbg.store.read.StoreReader`, any format); a damaged member
 raises a one-line :class:`fgbg.errors.CorruptStore` naming it. ``fgbg show`` and
 ``fgbg card`` use :func:`preview`; the card adds, for bgs with real depth (rendered rooms,
-sidecars), :func:`rooms_rows` and :func:`occluded_rows`.
+sidecars), :func:`rooms_rows` and :func:`occluded_rows`, and for stores made with variety options
+(issue 27) :func:`variety_rows`, a row per option of the samples that show it most.
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ from PIL import Image, ImageDraw, ImageFont
 from fgbg import codecs
 from fgbg.errors import ConfigError
 from fgbg.inspect.annotations import sample_objects
-from fgbg.inspect.drawing import bar_chart, display_scale, draw_hidden, draw_instances, enlarge
+from fgbg.config import GenerateConfig
+from fgbg.inspect.drawing import (
+    bar_chart, captioned, colour, display_scale, draw_hidden, draw_instances, draw_outlines, enlarge, stack, titled,
+)  # fmt: skip
+from fgbg.inspect.variety import OPTION_TITLES, variety_options, variety_picks
 from fgbg.masks import box, rle_decode
 from fgbg.inspect.stats import manifest_counts
 from fgbg.make.categories import store_categories
@@ -34,7 +39,10 @@ PREVIEW_KINDS = ("bg", "fg", "fg_mask", "fg_bg", "mask", "depth", "aligned")
 # instances in colour with boxes and names, composites in which objects hide each other, and
 # histograms of objects per composite, visible fractions and instances per category.
 OBJECT_PREVIEWS = ("instances", "overlaps", "histograms")
-SHOW_KINDS = PREVIEW_KINDS + OBJECT_PREVIEWS
+# A picture of the variety options a store was made with (issue 27): a row per option that is on.
+VARIETY_PREVIEWS = ("variety",)
+SHOW_KINDS = PREVIEW_KINDS + OBJECT_PREVIEWS + VARIETY_PREVIEWS
+VARIETY_COLUMNS = 6  # composites per option at most, however many are asked for
 # Pictures of stores whose bgs have real depth (rendered rooms, sidecars): the bgs beside their
 # depth maps, and composites in which something nearer hides part of the foreground.
 DEPTH_PREVIEWS = ("rooms", "occluded")
@@ -274,13 +282,14 @@ def preview(store: Path | StoreReader, kind: str, n: int = 32, seed: int = 0, co
     Args:
         store: a complete store (any format), or a reader of it.
         kind: one of :data:`SHOW_KINDS`.
-        n: images (rows for "aligned" and "overlaps"; unused by "histograms"); fewer if the store has fewer.
+        n: images (rows for "aligned" and "overlaps"; per row, up to VARIETY_COLUMNS, for "variety";
+            unused by "histograms"); fewer if the store has fewer.
         seed: which images are picked.
         cols: cells per row (default 8; 4 for depth, whose cells are double wide).
 
     Raises:
         ConfigError: an unknown kind or n < 1 (a ValueError too); "overlaps" of a store in which
-            no object hides another.
+            no object hides another; "variety" of a store made with no variety option.
         CorruptStore: a picked member or asset is missing or does not decode (names it).
     """
     if kind not in SHOW_KINDS:
@@ -291,6 +300,8 @@ def preview(store: Path | StoreReader, kind: str, n: int = 32, seed: int = 0, co
         return aligned_rows(store, n, seed)
     if kind in OBJECT_PREVIEWS:
         return object_preview(store, kind, n, seed)
+    if kind == "variety":
+        return variety_rows(store, min(n, VARIETY_COLUMNS))
     return grid(kind_images(store, kind, n, seed), cols or (4 if kind == "depth" else 8))
 
 
@@ -369,7 +380,8 @@ def overlap_rows(store: Path | StoreReader, n: int = 4, seed: int = 0) -> np.nda
 
 def histograms_picture(summary: dict) -> np.ndarray:
     """Bar charts of stats.json's ``objects`` entry: objects per composite, the visible fraction
-    of each object, instances per category. uint8 (H, W, 3)."""
+    of each object, instances per category and, where composites hold several objects, the extra
+    objects (2nd on) per category. uint8 (H, W, 3)."""
     per_image = summary["per_image"]
     most = max((int(k) for k in per_image), default=1)
     least = min((int(k) for k in per_image), default=1)
@@ -380,6 +392,9 @@ def histograms_picture(summary: dict) -> np.ndarray:
         bar_chart("instances per category", [c["name"][:12] for c in summary["categories"]],
                   [c["instances"] for c in summary["categories"]]),  # fmt: skip
     ]
+    if any(c.get("extra") for c in summary["categories"]):  # what --balance draws: objects 2nd on
+        charts.append(bar_chart("extra objects (2nd on) per category", [c["name"][:12] for c in summary["categories"]],
+                                [c["extra"] for c in summary["categories"]]))  # fmt: skip
     return grid(charts, cols=len(charts), pad=PAD)
 
 
@@ -392,6 +407,52 @@ def object_preview(store: Path | StoreReader, kind: str, n: int, seed: int = 0) 
         return histograms_picture(manifest_counts(reader.store, reader.meta).summary(category_names(reader.meta)))
     names = category_names(reader.meta)
     return grid([instance_cell(reader, i, names) for i in pick(len(reader), n, seed)], cols=4)
+
+
+# ---------------------------------------------------------------- variety
+
+
+def manifest_annotations(reader: StoreReader) -> list[dict]:
+    """Every sample's manifest line (its annotation without masks), in plan order; [] without a manifest."""
+    path = reader.store / MANIFEST
+    if not path.is_file():
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def variety_cell(reader: StoreReader, key: str, object_id: int, caption: str) -> np.ndarray:
+    """Sample ``key``'s composite with every object outlined in its colour and its distractors boxed in
+    white, under ``caption`` on the colour of object ``object_id`` (white for 0: the whole composite)."""
+    i = reader.index_of(key)
+    several = INSTANCES in reader.suffixes
+    m = reader.read(i, ("fg_bg.jpg", INSTANCES if several else "mask.png", "json"))
+    rgb = reader.decode(i, "fg_bg.jpg", m["fg_bg.jpg"])
+    ids = reader.decode(i, INSTANCES, m[INSTANCES]) if several else (reader.decode(i, "mask.png", m["mask.png"]) > 0).astype(np.uint8)
+    boxes = [d["box"] for d in reader.decode(i, "json", m["json"]).get("distractors", [])]
+    picture = draw_outlines(rgb, ids, display_scale(max(rgb.shape[:2])), boxes)
+    return captioned(picture, caption, colour(object_id) if object_id else (255, 255, 255))
+
+
+def variety_rows(store: Path | StoreReader, n: int = 4) -> np.ndarray:
+    """The variety picture: a titled row per option the store was made with (rotation, truncation, blend
+    modes, light, harmonisation, distractors), each up to ``n`` composites that show it most, picked by
+    their annotations (:func:`fgbg.inspect.variety.variety_picks`). uint8 (H, W, 3).
+
+    Raises:
+        ConfigError: the store was made with no variety option.
+    """
+    reader = as_reader(store)
+    config = GenerateConfig.from_dict(reader.meta["config"])
+    if not variety_options(config):
+        raise ConfigError(f"--kind variety: {reader.store} was made with no variety option"
+                          " (--rotate, --truncate, --blend, --light, --harmonize, --distractors)")  # fmt: skip
+    rows = []
+    for option, picks in variety_picks(manifest_annotations(reader), config, n).items():
+        cells = [variety_cell(reader, *pick) for pick in picks]
+        body = grid(cells, cols=len(cells)) if cells else np.full((PAD, PAD, 3), BACKGROUND, np.uint8)
+        rows.append(titled(body, OPTION_TITLES[option] + ("" if cells else ": no composite shows it")))
+    return stack(rows)
 
 
 def save_png(img: np.ndarray, path: Path) -> Path:

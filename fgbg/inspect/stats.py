@@ -17,7 +17,8 @@ the new shards. :func:`write_stats` writes ``STORE/stats.json``::
                          "min": [..], "max": [..], ...}, ...},
      "total_bytes": int, "samples": int,
      "objects": {"images": int, "instances": int, "per_image": {"K": composites with K objects},
-                 "categories": [{"id", "name", "instances"}], "visible": {"bins": [..], "instances": [..]},
+                 "categories": [{"id", "name", "instances", "extra", "cutouts"}],
+                 "visible": {"bins": [..], "instances": [..]},
                  "hidden_by_objects": int, "dropped": int}}
 
 The objects are counted from ``manifest.jsonl`` (:func:`manifest_counts`); a store with one
@@ -423,6 +424,12 @@ def manifest_counts(store: Path, meta: dict) -> ObjectCounts:
         return count_objects((json.loads(line) for line in f), of_fg)
 
 
+def category_sizes(meta: dict) -> tuple[list[str], list[int]]:
+    """(category names, cut-outs in each) of a store, category id i at position i - 1."""
+    categories = store_categories(meta)
+    return categories.names, [categories.of_fg.count(i) for i in range(1, len(categories.names) + 1)]
+
+
 def store_bytes(store: Path, meta: dict) -> int:
     """Bytes on disk of what ``fgbg generate`` wrote: shards, assets, manifest, dataset.json."""
     assets = sum(p.stat().st_size for p in (store / "assets").rglob("*") if p.is_file())
@@ -437,7 +444,7 @@ def stats_json(store: Path, per_kind: dict[str, KindStats]) -> dict:
         "kinds": {kind: s.summary() for kind, s in per_kind.items()},
         "total_bytes": store_bytes(Path(store), meta),
         "samples": meta["counts"]["samples"],
-        "objects": manifest_counts(store, meta).summary(store_categories(meta).names),
+        "objects": manifest_counts(store, meta).summary(*category_sizes(meta)),
         "fgbg_version": __version__,
     }
 
@@ -548,7 +555,23 @@ def objects_lines(objects: dict) -> list[str]:
             f" {objects['hidden_by_objects']:,} partly hidden by another object; {objects['dropped']:,} dropped"
             " (never reached --min-visible / --min-area)"
         )
+        lines += extra_lines(objects)
     return lines
+
+
+def extra_lines(objects: dict) -> list[str]:
+    """Per category, the extra objects (2nd on: those --balance draws) and its cut-outs, so that a user
+    sees whether categories are pasted about equally often whatever their number of cut-outs."""
+    cats = objects["categories"]
+    if not any("extra" in c for c in cats):
+        return []  # a stats.json written before they were counted
+    total = sum(c.get("extra", 0) for c in cats) or 1
+    each = ", ".join(
+        f"{c['name']} {c.get('extra', 0):,} ({c.get('extra', 0) / total:.0%}"
+        + (f"; {c['cutouts']} cut-out{'s' if c['cutouts'] != 1 else ''})" if "cutouts" in c else ")")
+        for c in cats
+    )  # fmt: skip
+    return [f"extra objects (2nd on, drawn by --balance) per category: {each}"]
 
 
 def _floats(values: list[float]) -> str:

