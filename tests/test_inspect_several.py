@@ -72,17 +72,17 @@ def json_members(store: Path) -> dict[str, dict]:
     return out
 
 
-def change_json(store: Path, edit) -> None:
-    """Rewrite the json of sample KEY (in SHARD) through edit(ann) (in place)."""
+def change_json(store: Path, edit, key: str = KEY, shard: str = SHARD) -> None:
+    """Rewrite the json of sample ``key`` (in ``shard``) through edit(ann) (in place)."""
 
     def change(name, data):
-        if name != f"{KEY}.json":
+        if name != f"{key}.json":
             return data
         ann = json.loads(data)
         edit(ann)
         return json.dumps(ann).encode()
 
-    rewrite_tar(store, SHARD, change)
+    rewrite_tar(store, shard, change)
 
 
 # ---------------------------------------------------------------- verify

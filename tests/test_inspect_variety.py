@@ -21,7 +21,7 @@ from fgbg.inspect.variety import OPTION_TITLES, check_variety, variety_options, 
 from fgbg.inspect.verify import verify
 
 from .conftest import SMALL, copy_images, demo_folders, make_store
-from .test_verify import rewrite_tar
+from .test_inspect_several import change_json as rewrite_json
 
 # Tiny: 2 bgs x 3 fgs x 2 flips x 1 placement = 12 samples in 2 shards of 7 and 5; 1 or 2 objects each.
 TINY = dict(placements=1, objects_min=1, objects_max=2)
@@ -42,15 +42,7 @@ def json_members(store: Path) -> dict[str, tuple[str, dict]]:
 def change_json(store: Path, key: str, edit) -> str:
     """Rewrite sample ``key``'s json through edit(ann) (in place); returns where verify names it."""
     shard, _ = json_members(store)[key]
-
-    def change(name, data):
-        if name != f"{key}.json":
-            return data
-        ann = json.loads(data)
-        edit(ann)
-        return json.dumps(ann).encode()
-
-    rewrite_tar(store, shard, change)
+    rewrite_json(store, edit, key, shard)
     return f"{shard}: {key}.json"
 
 
