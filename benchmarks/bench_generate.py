@@ -22,6 +22,16 @@ composite against one object, interleaved in the same process, samples/s of each
 (goal: >= 0.5 of the single-object rate and >= 1,500 samples/s at 224 px on 2 cores), and the CPU
 time of a sample (user + sys of the driver and its workers, over the samples): the ratio of those is
 what the load of a shared machine changes least. ``--scale`` and ``--perspective`` are generate's.
+
+    python benchmarks/bench_generate.py --variety [--placements 30] [--repeat 2]
+
+With ``--variety`` (issue 27), the local engine only, 4 objects per composite at 224 px, in one run:
+plain, and ``--rotate 30 --blend hard,gaussian,motion --light 0.2 --harmonize 0.5`` interleaved
+(best of --repeat each), samples/s, CPU ms a sample and the ratio of the two (goal >= 0.7); then,
+apart and on a tenth of the placements, ``--blend poisson`` (OpenCV's seamlessClone per object); and
+``--size 640x480`` (plain, a tenth of the placements) as samples/s and MB/s written. A config or a
+generate that refuses an option (e.g. a --size WxH that this checkout cannot make yet) is reported as
+skipped with its one-line reason, and the rest still runs.
 """
 
 from __future__ import annotations
@@ -186,10 +196,75 @@ def compare_objects(args: argparse.Namespace, tmp: Path) -> None:
           f" CPU per sample {cpu_one / cpu_many:.2f}; load average {os.getloadavg()[0]:.2f}")
 
 
+VARIETY_FLAGS = "--rotate 30 --blend hard,gaussian,motion --light 0.2 --harmonize 0.5"
+VARIETY_GOAL = 0.7  # of the plain 4-object samples/s
+
+
+def variety_configs(placements: int, objects: int = 4) -> dict[str, GenerateConfig]:
+    """The configs of --variety's runs by their flags: plain, VARIETY_FLAGS, poisson (a tenth of the
+    placements) and 640x480 (a tenth); a config that refuses (ConfigError) is left out, its reason
+    kept in the returned dict's "skipped" entries as a str."""
+    plain = GenerateConfig(placements=placements, objects_min=objects, objects_max=objects)
+    fewer = max(1, placements // 10)
+    wanted = {
+        "plain": lambda: plain,
+        VARIETY_FLAGS: lambda: dataclasses.replace(plain, rotate_min=-30.0, rotate_max=30.0, blend=("hard", "gaussian", "motion"), light=0.2, harmonize=0.5),
+        "--blend poisson": lambda: dataclasses.replace(plain, placements=fewer, blend=("poisson",)),
+        "--size 640x480": lambda: dataclasses.replace(plain, placements=fewer, size=640, height=480),
+    }
+    configs: dict = {}
+    for name, make in wanted.items():
+        try:
+            configs[name] = make()
+        except Exception as e:  # noqa: BLE001 -- the config's own refusal, reported as a skip
+            configs[name] = f"{type(e).__name__}: {e}"
+    return configs
+
+
+def try_generate(out: Path, config: GenerateConfig, workers: int) -> dict | str:
+    """timed_generate, or the one-line reason it failed (this checkout cannot make the config yet)."""
+    try:
+        return timed_generate(out, config, workers, "local")
+    except Exception as e:  # noqa: BLE001 -- reported as a skip, the other runs go on
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
+def rate_line(name: str, run: dict, config: GenerateConfig) -> str:
+    height, width = config.frame
+    return (f"{name}: {run['samples'] / run['seconds']:.0f} samples/s, {run['bytes'] / 1e6 / run['seconds']:.1f} MB/s, {run['cpu'] / run['samples'] * 1e3:.2f} ms CPU/sample"
+            f" ({run['samples']} samples, {run['seconds']:.1f} s, {run['bytes'] / run['samples'] / 1e3:.1f} kB/sample, {width}x{height} px, {config.objects_max} objects)")
+
+
+def compare_variety(args: argparse.Namespace, tmp: Path) -> None:
+    """--variety: plain and VARIETY_FLAGS interleaved (best of --repeat), then poisson and 640x480 apart."""
+    configs = variety_configs(args.placements)
+    tries: dict[str, list[dict | str]] = {"plain": [], VARIETY_FLAGS: []}
+    for attempt in range(args.repeat):  # interleaved: a shared machine's load falls on both alike
+        for name, runs in tries.items():
+            out = tmp / f"{'plain' if name == 'plain' else 'variety'}-{attempt}"
+            runs.append(configs[name] if isinstance(configs[name], str) else try_generate(out, configs[name], args.workers))
+            shutil.rmtree(out, ignore_errors=True)
+    best: dict[str, dict | str] = {}
+    for name, runs in tries.items():
+        done = [r for r in runs if isinstance(r, dict)]
+        best[name] = min(done, key=lambda r: r["seconds"]) if done else runs[0]
+    for name in ("--blend poisson", "--size 640x480"):
+        best[name] = configs[name] if isinstance(configs[name], str) else try_generate(tmp / name.split()[-1], configs[name], args.workers)
+    for name, run in best.items():
+        print(f"{name}: skipped ({run})" if isinstance(run, str) else rate_line(name, run, configs[name]))
+    plain, varied = best["plain"], best[VARIETY_FLAGS]
+    if isinstance(plain, dict) and isinstance(varied, dict):
+        ratio = (varied["samples"] / varied["seconds"]) / (plain["samples"] / plain["seconds"])
+        cpu = (plain["cpu"] / plain["samples"]) / (varied["cpu"] / varied["samples"])
+        print(f"ratio: {ratio:.2f} of the plain 4-object samples/s (goal >= {VARIETY_GOAL}: {'yes' if ratio >= VARIETY_GOAL else 'NO'});"
+              f" CPU per sample {cpu:.2f}; best of {args.repeat}; {args.workers} workers, {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--placements", type=int, default=None, help="placements per (bg, fg, flip) (default 120; 30 with --objects)")
     parser.add_argument("--objects", default=None, metavar="N|MIN:MAX", help="compare several objects per composite with one (local engine)")
+    parser.add_argument("--variety", action="store_true", help="issue 27's speed figures at 4 objects: plain, the variety flags, poisson, 640x480")
     parser.add_argument("--scale", default="1", metavar="S|MIN:MAX", help="fg scale, as generate's --scale (--objects)")
     parser.add_argument("--perspective", action="store_true", help="as generate's --perspective (--objects)")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
@@ -200,14 +275,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.placements is None:
-        args.placements = 30 if args.objects else 120
+        args.placements = 30 if args.objects or args.variety else 120
     if args.ray_child:
         ray_child(args)
         return
-    if args.objects:
+    if args.objects or args.variety:
         tmp = Path(tempfile.mkdtemp(prefix="fgbg-bench-"))
         try:
-            compare_objects(args, tmp)
+            (compare_variety if args.variety else compare_objects)(args, tmp)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return
