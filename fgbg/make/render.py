@@ -234,8 +234,12 @@ class Renderer:
 
     def footprint(self, fg: int, flip: int, scale: float, angle: float) -> Footprint:
         """The sized and turned fg's canvas, mask box and foot (:class:`Footprint`), from its sprite."""
-        sprite = self.sprites.get(fg, flip, *scaled_size(self.pasteable[fg].shape[:2], scale), angle)
+        sprite = self.turned_sprite(fg, flip, scale, angle)
         return Footprint(sprite.mask.shape, sprite.box, sprite.foot())
+
+    def turned_sprite(self, fg: int, flip: int, scale: float, angle: float) -> Sprite:
+        """Fg (or distractor) ``fg`` at ``scale``, mirrored if ``flip``, turned by ``angle`` degrees."""
+        return self.sprites.get(fg, flip, *scaled_size(self.pasteable[fg].shape[:2], scale), angle)
 
     def draw_angle(self, rng: np.random.Generator) -> float:
         """An object's angle in degrees: drawn from ``rng`` with --rotate, else 0 (no draw)."""
@@ -296,7 +300,7 @@ class Renderer:
     def free_candidate(self, bg: int, fg: int, flip: int, p: Placement, angle: float) -> "Candidate":
         """:meth:`candidate` of a turned or truncated fg: its sprite turned by ``angle``, its layer the
         in-frame part of its mask, its depth read at its foot (at the nearest frame pixel where the foot is out)."""
-        sprite = self.sprites.get(fg, flip, *scaled_size(self.pasteable[fg].shape[:2], p.scale), angle)
+        sprite = self.turned_sprite(fg, flip, p.scale, angle)
         depth = self.bg_depth[bg]
         value = float(depth_at(depth, p.foot))
         hidden = np.zeros(sprite.mask.shape, bool)
